@@ -1,0 +1,299 @@
+"""Audio input: turn an utterance (samples or a file path) into a mono float waveform.
+
+An *utterance* is either
+
+* a 1-D array-like of samples (float dtypes are taken as they are; integer dtypes are
+  scaled to [-1, 1) by ``2 ** (bits - 1)``, unsigned integers are centred first), or
+* a path (``str`` or :class:`os.PathLike`) to any file :mod:`soundfile` reads (WAV,
+  FLAC, OGG/Vorbis/Opus, MP3, ... with 16/24/32-bit or float samples). Multi-channel
+  files are averaged to mono; a file at another rate is resampled to the requested
+  rate with a polyphase filter (:func:`scipy.signal.resample_poly`).
+
+An *utterance set* is a sequence (list, tuple or 1-D object ndarray) of utterances,
+or a 2-D numeric array ``(n_utterances, n_samples)`` of equal-length waveforms.
+
+Every error names the utterance index (and the path for files) and the rule broken.
+"""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from numbers import Integral
+
+import numpy as np
+
+__all__ = ["load_audio", "read_audio_file", "check_utterance_set", "as_waveform"]
+
+
+def _where(index, path=None):
+    """Describe an utterance for error messages: its index and/or its path."""
+    if path is None:
+        return "utterance" if index is None else f"utterance {index}"
+    file = f"file {os.fspath(path)!r}"
+    return file if index is None else f"utterance {index} ({file})"
+
+
+def _is_path(item):
+    return isinstance(item, (str, os.PathLike))
+
+
+def check_utterance_set(X):
+    """Return the utterances of ``X`` as a list, checking the container.
+
+    Parameters
+    ----------
+    X : sequence of utterances, 1-D object ndarray, or ndarray of shape (n_utterances, n_samples)
+        The utterance set. Items are checked later, one by one, by :func:`as_waveform`.
+
+    Returns
+    -------
+    items : list
+        One entry per utterance (arrays, array-likes or paths).
+
+    Raises
+    ------
+    TypeError
+        ``X`` is a single path, a scalar or another unsupported container.
+    ValueError
+        ``X`` is empty, a 1-D numeric array (ambiguous: one waveform or many?) or has
+        more than 2 dimensions.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> len(check_utterance_set(np.zeros((3, 800))))
+    3
+    """
+    if _is_path(X):
+        raise TypeError(
+            f"X must be a sequence of utterances, got a single path {os.fspath(X)!r}; "
+            "wrap it in a list: [path]"
+        )
+    if isinstance(X, (bytes, dict, set)) or np.isscalar(X) or X is None:
+        raise TypeError(
+            "X must be a sequence of utterances (list of arrays or paths, or a 2-D array "
+            f"(n_utterances, n_samples)), got {type(X).__name__}"
+        )
+    if hasattr(X, "iloc") and hasattr(X, "columns"):  # DataFrame: rows are utterances
+        X = X.to_numpy()
+    if isinstance(X, np.ndarray):
+        if X.dtype == object:
+            if X.ndim != 1:
+                raise ValueError(
+                    f"an object array of utterances must be 1-D, got shape {X.shape}"
+                )
+            items = list(X)
+        elif X.ndim == 2:
+            items = list(X)
+        elif X.ndim == 1:
+            raise ValueError(
+                f"X is a 1-D numeric array of {X.shape[0]} values: pass a list of "
+                "utterances, or X.reshape(1, -1) for a single waveform"
+            )
+        elif X.ndim == 0:
+            raise TypeError("X must be a sequence of utterances, got a 0-d array")
+        else:
+            raise ValueError(
+                f"X has {X.ndim} dimensions (shape {X.shape}); an utterance set is a "
+                "sequence of 1-D waveforms or a 2-D array (n_utterances, n_samples)"
+            )
+    else:
+        try:
+            items = list(X)
+        except TypeError:
+            raise TypeError(
+                "X must be a sequence of utterances (list of arrays or paths, or a 2-D "
+                f"array), got {type(X).__name__}"
+            ) from None
+    if len(items) == 0:
+        raise ValueError("X is empty: an utterance set needs at least one utterance")
+    return items
+
+
+def _scale_integers(x):
+    info = np.iinfo(x.dtype)
+    half = 2.0 ** (info.bits - 1)
+    if info.min == 0:  # unsigned: centre first
+        return (x.astype(np.float64) - half) / half
+    return x.astype(np.float64) / half
+
+
+def read_audio_file(path, sample_rate=None, *, index=None, dtype=np.float64):
+    """Read an audio file as a mono waveform, resampled to ``sample_rate``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Any file format libsndfile reads (WAV, FLAC, OGG, MP3, ...).
+    sample_rate : int or None
+        Target rate in Hz. ``None`` keeps the file's own rate.
+    index : int, optional
+        Position of the utterance in its set, used in error messages.
+    dtype : numpy dtype, default=float64
+        Floating dtype of the returned samples.
+
+    Returns
+    -------
+    waveform : ndarray of shape (n_samples,)
+        Mono samples in [-1, 1] (channels averaged).
+    rate : int
+        The rate of ``waveform`` (``sample_rate`` when given).
+
+    Raises
+    ------
+    FileNotFoundError
+        The path does not exist.
+    ValueError
+        The file is not readable audio (corrupt, unknown format, a folder...).
+
+    Examples
+    --------
+    >>> import numpy as np, soundfile as sf, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "a.wav")
+    >>> sf.write(path, np.zeros(800), 8000)
+    >>> x, rate = read_audio_file(path, 16000)
+    >>> x.shape, rate
+    ((1600,), 16000)
+    """
+    import soundfile as sf
+
+    where = _where(index, path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{where}: no such file")
+    if os.path.isdir(path):
+        raise ValueError(f"{where}: is a directory, not an audio file")
+    try:
+        data, rate = sf.read(os.fspath(path), dtype="float64", always_2d=True)
+    except Exception as exc:  # libsndfile raises its own error types
+        raise ValueError(f"{where}: unreadable or corrupt audio file ({exc})") from None
+    x = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    if sample_rate is not None and int(rate) != int(sample_rate):
+        x = resample(x, int(rate), int(sample_rate))
+        rate = int(sample_rate)
+    return np.ascontiguousarray(x, dtype=dtype), int(rate)
+
+
+def resample(x, orig_rate, target_rate):
+    """Resample ``x`` from ``orig_rate`` to ``target_rate`` with a polyphase filter.
+
+    Parameters
+    ----------
+    x : ndarray of shape (n_samples,)
+    orig_rate, target_rate : int
+        Rates in Hz.
+
+    Returns
+    -------
+    y : ndarray of shape (ceil(n_samples * target_rate / orig_rate),)
+
+    Examples
+    --------
+    >>> resample(np.ones(8000), 8000, 16000).shape
+    (16000,)
+    """
+    from scipy.signal import resample_poly
+
+    ratio = Fraction(int(target_rate), int(orig_rate))
+    if ratio == 1:
+        return x
+    return resample_poly(x, ratio.numerator, ratio.denominator)
+
+
+def as_waveform(item, sample_rate, *, index=None, dtype=np.float64):
+    """Return one utterance as a finite, non-empty, mono waveform.
+
+    Parameters
+    ----------
+    item : array-like of shape (n_samples,), str or os.PathLike
+        Samples (float taken as is, integers scaled to [-1, 1)) or an audio file path.
+    sample_rate : int
+        Rate files are resampled to. Arrays are assumed to be at this rate already.
+    index : int, optional
+        Position in the utterance set, for error messages.
+    dtype : numpy dtype, default=float64
+
+    Returns
+    -------
+    waveform : ndarray of shape (n_samples,)
+
+    Raises
+    ------
+    TypeError
+        Unsupported item type or dtype (bool, complex, strings in an array, ...).
+    ValueError
+        Empty, not 1-D, or non-finite samples; unreadable file.
+    FileNotFoundError
+        Missing file.
+
+    Examples
+    --------
+    >>> as_waveform(np.array([0, 16384, -32768], dtype=np.int16), 16000)
+    array([ 0. ,  0.5, -1. ])
+    """
+    if _is_path(item):
+        x, _ = read_audio_file(item, sample_rate, index=index, dtype=dtype)
+        where = _where(index, item)
+    else:
+        where = _where(index)
+        if isinstance(item, (bytes, dict, set)) or item is None or np.isscalar(item):
+            raise TypeError(
+                f"{where}: expected a 1-D array of samples or a file path, got "
+                f"{type(item).__name__}"
+            )
+        try:
+            x = np.asarray(item)
+        except Exception:
+            raise TypeError(
+                f"{where}: expected a 1-D array of samples or a file path, got "
+                f"{type(item).__name__}"
+            ) from None
+        if x.dtype.kind == "b" or x.dtype.kind not in "iuf":
+            raise TypeError(
+                f"{where}: samples must be a float or integer array, got dtype {x.dtype}"
+            )
+        if x.ndim != 1:
+            raise ValueError(
+                f"{where}: samples must be 1-D (mono), got shape {x.shape}; average "
+                "the channels first, e.g. x.mean(axis=1)"
+            )
+        if x.dtype.kind in "iu":
+            x = _scale_integers(x)
+        x = np.ascontiguousarray(x, dtype=dtype)
+    if x.shape[0] == 0:
+        raise ValueError(f"{where}: empty utterance (0 samples)")
+    if not np.isfinite(x).all():
+        bad = int(np.flatnonzero(~np.isfinite(x))[0])
+        raise ValueError(f"{where}: contains NaN or infinite samples (first at sample {bad})")
+    return x
+
+
+def load_audio(item, sample_rate=16000, *, dtype=np.float32):
+    """Load one utterance (array or file path) as a mono waveform at ``sample_rate``.
+
+    Parameters
+    ----------
+    item : array-like of shape (n_samples,), str or os.PathLike
+    sample_rate : int, default=16000
+    dtype : numpy dtype, default=float32
+
+    Returns
+    -------
+    waveform : ndarray of shape (n_samples,)
+
+    Examples
+    --------
+    >>> load_audio(np.zeros(10, dtype=np.int16)).dtype
+    dtype('float32')
+    """
+    check_sample_rate(sample_rate)
+    return as_waveform(item, sample_rate, dtype=dtype)
+
+
+def check_sample_rate(sample_rate):
+    """Raise ``ValueError`` unless ``sample_rate`` is a positive integer (in Hz)."""
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (Integral, float)):
+        raise TypeError(f"sample_rate must be a positive number of Hz, got {sample_rate!r}")
+    if not np.isfinite(sample_rate) or sample_rate <= 0 or int(sample_rate) != sample_rate:
+        raise ValueError(f"sample_rate must be a positive integer (Hz), got {sample_rate!r}")
+    return int(sample_rate)

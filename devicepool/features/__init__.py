@@ -1,0 +1,23 @@
+"""Features: pure functions and stateless transformers (no I/O beyond reading inputs).
+
+* :class:`FilterBank` -- 24 log mel bands, 25 ms / 10 ms (the paper's front end).
+* :class:`DFTMagnitude` -- |DFT| of 0.5 s segments (the DFT-CNN baseline's input).
+* :func:`voicing_labels` -- voiced / unvoiced / silence label per frame (for Fig. 2).
+"""
+
+from ._dft import DFTMagnitude, segment_spectra
+from ._filterbank import LOG_FLOOR, FilterBank, log_mel_filterbank
+from ._framing import frame_signal, hz_to_mel, mel_filterbank, mel_to_hz, n_frames_for
+
+__all__ = [
+    "FilterBank",
+    "DFTMagnitude",
+    "LOG_FLOOR",
+    "frame_signal",
+    "hz_to_mel",
+    "mel_filterbank",
+    "mel_to_hz",
+    "n_frames_for",
+    "log_mel_filterbank",
+    "segment_spectra",
+]

@@ -1,0 +1,99 @@
+"""Machinery shared by the stateless per-utterance transformers."""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from ..audio import as_waveform, check_sample_rate, check_utterance_set
+
+__all__ = ["UtteranceTransformer", "as_object_array", "check_positive"]
+
+
+def as_object_array(arrays):
+    """Pack a list of arrays into a 1-D object ndarray (never a stacked N-D array)."""
+    out = np.empty(len(arrays), dtype=object)
+    for i, a in enumerate(arrays):
+        out[i] = a
+    return out
+
+
+def check_positive(name, value, *, integer=False, allow_none=False):
+    """Raise a ``ValueError``/``TypeError`` unless ``value`` is a positive finite number."""
+    if value is None and allow_none:
+        return None
+    kind = Integral if integer else Real
+    if isinstance(value, bool) or not isinstance(value, kind):
+        what = "an integer" if integer else "a number"
+        raise TypeError(f"{name} must be {what}, got {value!r}")
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    return value
+
+
+def _one_utterance(func, item, index, sample_rate, config):
+    return func(as_waveform(item, sample_rate, index=index), index, config)
+
+
+class UtteranceTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
+    """Base class: a stateless transformer mapping each utterance to a 2-D float32 array.
+
+    Subclasses implement ``_config()`` (validate parameters, return what the kernel
+    needs) and the static kernel ``_kernel(waveform, index, config)``.
+    """
+
+    def fit(self, X=None, y=None):
+        """Check the parameters; nothing is learned (the transformer is stateless).
+
+        Parameters
+        ----------
+        X : ignored
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
+        self._config()
+        return self
+
+    def transform(self, X):
+        """Compute the features of every utterance.
+
+        Parameters
+        ----------
+        X : utterance set
+            Sequence of 1-D waveforms (float, or integers scaled to [-1, 1)) or audio file
+            paths, or a 2-D array (n_utterances, n_samples).
+
+        Returns
+        -------
+        features : ndarray of shape (n_utterances,), dtype object
+            One float32 array per utterance, time first.
+        """
+        config = self._config()
+        items = check_utterance_set(X)
+        sample_rate = check_sample_rate(self.sample_rate)
+        kernel = type(self)._kernel
+        if self.n_jobs in (None, 1) or len(items) < 2:
+            out = [
+                _one_utterance(kernel, item, i, sample_rate, config)
+                for i, item in enumerate(items)
+            ]
+        else:
+            from joblib import Parallel, delayed
+
+            out = Parallel(n_jobs=self.n_jobs)(
+                delayed(_one_utterance)(kernel, item, i, sample_rate, config)
+                for i, item in enumerate(items)
+            )
+        return as_object_array(out)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = False
+        tags.transformer_tags.preserves_dtype = []
+        tags.input_tags.allow_nan = False
+        return tags

@@ -1,0 +1,246 @@
+"""Log mel filterbank features (paper §2.1: 24 bands, 25 ms frames, 10 ms shift, 16 kHz)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.fft
+from scipy.signal import get_window
+
+from ..audio import check_sample_rate
+from ._base import UtteranceTransformer, check_positive
+from ._framing import frame_signal, mel_filterbank, n_frames_for, next_pow2
+
+__all__ = ["FilterBank", "log_mel_filterbank", "LOG_FLOOR"]
+
+#: Power floor before the natural log, so silent frames give finite features.
+LOG_FLOOR = 1e-10
+
+
+@dataclass(frozen=True)
+class _FBankConfig:
+    frame_length: int
+    frame_shift: int
+    n_fft: int
+    window: np.ndarray
+    preemphasis: float
+    weights: np.ndarray  # (n_mels, n_used_bins)
+    bin_lo: int
+    bin_hi: int
+
+
+def log_mel_filterbank(waveform, config):
+    """Log mel filterbank of one waveform (the kernel of :class:`FilterBank`).
+
+    Parameters
+    ----------
+    waveform : ndarray of shape (n_samples,), float64
+    config : _FBankConfig
+        As built by :meth:`FilterBank._config`.
+
+    Returns
+    -------
+    features : ndarray of shape (n_frames, n_mels), float32
+    """
+    x = waveform
+    if config.preemphasis:
+        # whole-signal pre-emphasis: y[0] = x[0], y[n] = x[n] - a * x[n - 1]
+        y = np.empty_like(x)
+        y[0] = x[0]
+        np.subtract(x[1:], config.preemphasis * x[:-1], out=y[1:])
+        x = y
+    frames = frame_signal(x, config.frame_length, config.frame_shift)  # (T, L) view
+    spec = scipy.fft.rfft(frames * config.window, n=config.n_fft, axis=1)  # (T, n_fft//2+1)
+    spec = spec[:, config.bin_lo : config.bin_hi]
+    power = spec.real**2 + spec.imag**2  # (T, n_used_bins)
+    mel = power @ config.weights.T  # (T, n_mels)
+    return np.log(np.maximum(mel, LOG_FLOOR)).astype(np.float32)
+
+
+class FilterBank(UtteranceTransformer):
+    """Log mel filterbank energies per frame, one ``(n_frames, n_mels)`` array per utterance.
+
+    The front end of the paper (Naini, Singhal & Ghosh, §2.1): 24 log mel filterbank
+    energies from 25 ms frames every 10 ms of 16 kHz speech. Stateless: ``fit`` only
+    checks the parameters.
+
+    Per utterance: samples (or a file, resampled to ``sample_rate``) -> whole-signal
+    pre-emphasis ``y[n] = x[n] - preemphasis * x[n-1]`` -> frames of ``frame_length``
+    samples every ``frame_shift`` samples, **without centring or padding** (an utterance of
+    N samples gives ``1 + (N - frame_length) // frame_shift`` frames; a trailing part
+    shorter than a frame shift is not covered) -> window -> zero-padded ``n_fft`` real FFT
+    -> power spectrum -> unnormalised triangular filters on the HTK mel scale between
+    ``f_min`` and ``f_max`` -> natural log of ``max(energy, 1e-10)``.
+
+    Parameters
+    ----------
+    sample_rate : int, default=16000
+        Rate in Hz of the waveforms; files at other rates are resampled to it.
+    n_mels : int, default=24
+        Number of mel bands.
+    frame_length_ms : float, default=25.0
+        Frame length in ms (rounded to whole samples: 400 at 16 kHz).
+    frame_shift_ms : float, default=10.0
+        Frame shift in ms (160 samples at 16 kHz).
+    n_fft : int or None, default=None
+        FFT size, ``>= frame length``; None gives the next power of two (512 at 16 kHz).
+    window : str, default="hamming"
+        Any :func:`scipy.signal.get_window` name (periodic form).
+    preemphasis : float, default=0.97
+        Pre-emphasis coefficient in [0, 1); 0 disables it.
+    f_min : float, default=20.0
+        Lowest band edge in Hz.
+    f_max : float or None, default=None
+        Highest band edge in Hz; None is the Nyquist frequency.
+    n_jobs : int or None, default=None
+        Utterances processed in parallel by joblib (None or 1: sequential).
+
+    See Also
+    --------
+    DFTMagnitude : the input representation of the DFT-CNN baseline.
+
+    Notes
+    -----
+    Errors name the utterance index (and path) and the rule: empty, shorter than one
+    frame, NaN/Inf samples, unsupported item types, missing or unreadable files.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from devicepool import FilterBank
+    >>> rng = np.random.default_rng(0)
+    >>> X = [rng.standard_normal(16000), rng.standard_normal(8000)]
+    >>> feats = FilterBank().fit_transform(X)
+    >>> [f.shape for f in feats]
+    [(98, 24), (48, 24)]
+    >>> feats[0].dtype
+    dtype('float32')
+    """
+
+    def __init__(
+        self,
+        sample_rate=16000,
+        n_mels=24,
+        frame_length_ms=25.0,
+        frame_shift_ms=10.0,
+        n_fft=None,
+        window="hamming",
+        preemphasis=0.97,
+        f_min=20.0,
+        f_max=None,
+        n_jobs=None,
+    ):
+        self.sample_rate = sample_rate
+        self.n_mels = n_mels
+        self.frame_length_ms = frame_length_ms
+        self.frame_shift_ms = frame_shift_ms
+        self.n_fft = n_fft
+        self.window = window
+        self.preemphasis = preemphasis
+        self.f_min = f_min
+        self.f_max = f_max
+        self.n_jobs = n_jobs
+
+    # -- parameters ---------------------------------------------------------------------
+    @property
+    def frame_length(self):
+        """Frame length in samples."""
+        return int(round(self.sample_rate * self.frame_length_ms / 1000.0))
+
+    @property
+    def frame_shift(self):
+        """Frame shift in samples."""
+        return int(round(self.sample_rate * self.frame_shift_ms / 1000.0))
+
+    def n_frames(self, n_samples):
+        """Frames produced for an utterance of ``n_samples`` samples (0 if too short)."""
+        return n_frames_for(int(n_samples), self.frame_length, self.frame_shift)
+
+    def _config(self):
+        sr = check_sample_rate(self.sample_rate)
+        check_positive("n_mels", self.n_mels, integer=True)
+        check_positive("frame_length_ms", self.frame_length_ms)
+        check_positive("frame_shift_ms", self.frame_shift_ms)
+        length, shift = self.frame_length, self.frame_shift
+        if length < 2:
+            raise ValueError(
+                f"frame_length_ms={self.frame_length_ms} gives {length} sample(s) at "
+                f"{sr} Hz; a frame needs at least 2 samples"
+            )
+        if shift < 1:
+            raise ValueError(
+                f"frame_shift_ms={self.frame_shift_ms} gives 0 samples at {sr} Hz; "
+                "the shift must be at least one sample"
+            )
+        n_fft = next_pow2(length) if self.n_fft is None else self.n_fft
+        check_positive("n_fft", n_fft, integer=True)
+        if n_fft < length:
+            raise ValueError(f"n_fft={n_fft} is smaller than the frame length ({length} samples)")
+        if not isinstance(self.window, str):
+            raise TypeError(f"window must be a window name (str), got {self.window!r}")
+        try:
+            window = get_window(self.window, length, fftbins=True).astype(np.float64)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"unknown window {self.window!r}: {exc}") from None
+        pre = self.preemphasis
+        if isinstance(pre, bool) or not isinstance(pre, (int, float)) or not 0 <= pre < 1:
+            raise ValueError(f"preemphasis must be a number in [0, 1), got {pre!r}")
+        nyquist = sr / 2.0
+        f_max = nyquist if self.f_max is None else self.f_max
+        f_min = self.f_min
+        for name, f in (("f_min", f_min), ("f_max", f_max)):
+            if isinstance(f, bool) or not isinstance(f, (int, float)) or not np.isfinite(f):
+                raise TypeError(f"{name} must be a finite number of Hz, got {f!r}")
+        if f_min < 0:
+            raise ValueError(f"f_min must be >= 0 Hz, got {f_min}")
+        if f_max > nyquist:
+            raise ValueError(f"f_max={f_max} Hz is above the Nyquist frequency {nyquist} Hz")
+        if f_min >= f_max:
+            raise ValueError(f"f_min={f_min} Hz must be below f_max={f_max} Hz")
+        weights = mel_filterbank(sr, n_fft, int(self.n_mels), float(f_min), float(f_max))
+        used = np.flatnonzero(weights.any(axis=0))
+        lo, hi = int(used[0]), int(used[-1]) + 1  # only bins some filter touches
+        return _FBankConfig(
+            frame_length=length,
+            frame_shift=shift,
+            n_fft=int(n_fft),
+            window=window,
+            preemphasis=float(pre),
+            weights=np.ascontiguousarray(weights[:, lo:hi]),
+            bin_lo=lo,
+            bin_hi=hi,
+        )
+
+    @staticmethod
+    def _kernel(waveform, index, config):
+        if waveform.shape[0] < config.frame_length:
+            raise ValueError(
+                f"utterance {index}: {waveform.shape[0]} samples is shorter than one frame "
+                f"({config.frame_length} samples)"
+            )
+        return log_mel_filterbank(waveform, config)
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the output columns: ``mel00``, ``mel01``, ...
+
+        Parameters
+        ----------
+        input_features : ignored
+
+        Returns
+        -------
+        names : ndarray of str objects, shape (n_mels,)
+        """
+        check_positive("n_mels", self.n_mels, integer=True)
+        width = max(2, len(str(self.n_mels - 1)))
+        return np.asarray([f"mel{k:0{width}d}" for k in range(self.n_mels)], dtype=object)
+
+    def band_frequencies(self):
+        """Centre frequency in Hz of each mel band, shape (n_mels,)."""
+        from ._framing import hz_to_mel, mel_to_hz
+
+        f_max = self.sample_rate / 2.0 if self.f_max is None else self.f_max
+        edges = np.linspace(hz_to_mel(self.f_min), hz_to_mel(f_max), self.n_mels + 2)
+        return mel_to_hz(edges[1:-1])
+
