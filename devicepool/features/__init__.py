@@ -8,6 +8,7 @@
 from ._dft import DFTMagnitude, segment_spectra
 from ._filterbank import LOG_FLOOR, FilterBank, log_mel_filterbank
 from ._framing import frame_signal, hz_to_mel, mel_filterbank, mel_to_hz, n_frames_for
+from ._voicing import VOICING_CLASSES, voicing_labels
 
 __all__ = [
     "FilterBank",
@@ -20,4 +21,6 @@ __all__ = [
     "n_frames_for",
     "log_mel_filterbank",
     "segment_spectra",
+    "voicing_labels",
+    "VOICING_CLASSES",
 ]

@@ -8,17 +8,23 @@ and labels every frame with three cues, all computed for every frame at once:
    *silence* when it is quieter than an absolute floor (``silence_floor_db``, default
    -60 dBFS) or more than ``silence_rel_db`` (default 35 dB) below the utterance's loud
    frames (the ``loud_percentile``-th percentile, default 95, of the frame levels).
-2. **Periodicity** -- the peak of the normalised autocorrelation of the Hann-windowed
-   frame over the lags of a 60-400 Hz pitch (``f0_min``, ``f0_max``). The frame's
-   autocorrelation is divided by the window's own autocorrelation (Boersma, 1993), so a
-   perfectly periodic frame scores close to 1 and white noise close to 0. All frames'
-   autocorrelations come from one batched FFT.
+2. **Periodicity** -- the peak normalised cross-correlation (NCCF, as in pitch trackers)
+   of the frame with itself over the lags of a 60-400 Hz pitch (``f0_min``, ``f0_max``),
+   after Sondhi's centre clipping at 30 % of the frame's peak (``clip_fraction``), then
+   a running median over 3 frames (``smooth_frames``). A periodic frame scores close
+   to 1, white noise close to 0. All frames' autocorrelations come from one batched
+   FFT.
 3. **Zero-crossing rate** -- sign changes per second. Voiced speech is dominated by
-   low frequencies (typically < 2000 crossings/s); fricatives and whisper by noise.
+   low frequencies (typically < 2000 crossings/s); hiss and fricatives by noise.
 
-Non-silent frames with periodicity ``>= periodicity_threshold`` (default 0.5) and a
-zero-crossing rate ``<= zcr_max_hz`` (default 3000 crossings/s) are *voiced*; the other
+Non-silent frames with periodicity ``>= periodicity_threshold`` (default 0.6) and a
+zero-crossing rate ``<= zcr_max_hz`` (default 4000 crossings/s) are *voiced*; the other
 non-silent frames are *unvoiced*.
+
+The defaults were set on real recordings (``../shared/data``): 120 FSDD digit
+utterances (8 kHz read speech, analysed at 8 and 16 kHz) give 88 % voiced frames in
+their louder half (the rest are mostly fricatives such as "six" and "seven"), and the
+real whispered utterance gives about 90 % unvoiced among its non-silent frames.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..audio import as_waveform, check_sample_rate
+from ._framing import frame_signal
 
 __all__ = ["voicing_labels", "VOICING_CLASSES"]
 
@@ -179,7 +186,7 @@ def voicing_labels(
     >>> labels = voicing_labels(np.concatenate([np.zeros(4000), 0.3 * tone]))
     >>> labels.shape
     (123,)
-    >>> labels[0], labels[-1]
+    >>> str(labels[0]), str(labels[-1])
     ('silence', 'voiced')
     """
     sample_rate = check_sample_rate(sample_rate)
@@ -204,7 +211,7 @@ def voicing_labels(
             f"waveform has {x.shape[0]} samples, shorter than one frame of {frame_length} "
             f"samples ({frame_length_ms} ms at {sample_rate} Hz)"
         )
-    frames = sliding_window_view(x, frame_length)[::frame_shift]
+    frames = frame_signal(x, frame_length, frame_shift)  # strided view, FilterBank's rule
     frames = frames - frames.mean(axis=1, keepdims=True)
 
     rms = np.sqrt(np.mean(frames**2, axis=1))
