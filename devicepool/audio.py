@@ -22,6 +22,7 @@ from fractions import Fraction
 from numbers import Integral
 
 import numpy as np
+import scipy.sparse
 
 __all__ = ["load_audio", "read_audio_file", "check_utterance_set", "as_waveform"]
 
@@ -70,6 +71,11 @@ def check_utterance_set(X):
             f"X must be a sequence of utterances, got a single path {os.fspath(X)!r}; "
             "wrap it in a list: [path]"
         )
+    if scipy.sparse.issparse(X):
+        raise TypeError(
+            "X is a sparse matrix: sparse input is not supported; utterances must be dense "
+            "arrays of samples or file paths"
+        )
     if isinstance(X, (bytes, dict, set)) or np.isscalar(X) or X is None:
         raise TypeError(
             "X must be a sequence of utterances (list of arrays or paths, or a 2-D array "
@@ -77,9 +83,18 @@ def check_utterance_set(X):
         )
     if hasattr(X, "iloc") and hasattr(X, "columns"):  # DataFrame: rows are utterances
         X = X.to_numpy()
+    if not isinstance(X, (np.ndarray, list, tuple)) and hasattr(X, "__array__"):
+        X = np.asarray(X)
     if isinstance(X, np.ndarray):
         if X.dtype == object:
-            if X.ndim != 1:
+            if X.ndim == 2:  # rows of Python numbers
+                try:
+                    X = X.astype(np.float64)
+                except (TypeError, ValueError):
+                    raise TypeError(
+                        f"a 2-D object array of shape {X.shape} must hold numbers only"
+                    ) from None
+            elif X.ndim != 1:
                 raise ValueError(
                     f"an object array of utterances must be 1-D, got shape {X.shape}"
                 )
@@ -89,7 +104,7 @@ def check_utterance_set(X):
         elif X.ndim == 1:
             raise ValueError(
                 f"X is a 1-D numeric array of {X.shape[0]} values: pass a list of "
-                "utterances, or X.reshape(1, -1) for a single waveform"
+                "utterances. Reshape your data with X.reshape(1, -1) for a single waveform"
             )
         elif X.ndim == 0:
             raise TypeError("X must be a sequence of utterances, got a 0-d array")
@@ -248,7 +263,9 @@ def as_waveform(item, sample_rate, *, index=None, dtype=np.float64):
                 f"{where}: expected a 1-D array of samples or a file path, got "
                 f"{type(item).__name__}"
             ) from None
-        if x.dtype.kind == "b" or x.dtype.kind not in "iuf":
+        if x.dtype.kind == "c":
+            raise ValueError(f"{where}: Complex data not supported (dtype {x.dtype})")
+        if x.dtype.kind not in "iuf":
             raise TypeError(
                 f"{where}: samples must be a float or integer array, got dtype {x.dtype}"
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from numbers import Integral, Real
 
 import numpy as np
@@ -33,31 +34,47 @@ def check_positive(name, value, *, integer=False, allow_none=False):
     return value
 
 
-def _one_utterance(func, item, index, sample_rate, config):
-    return func(as_waveform(item, sample_rate, index=index), index, config)
+def _one_utterance(cls, item, index, sample_rate, config):
+    waveform = as_waveform(item, sample_rate, index=index)
+    cls._check_length(waveform, index, config)
+    return cls._kernel(waveform, config)
 
 
 class UtteranceTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
     """Base class: a stateless transformer mapping each utterance to a 2-D float32 array.
 
     Subclasses implement ``_config()`` (validate parameters, return what the kernel
-    needs) and the static kernel ``_kernel(waveform, index, config)``.
+    needs), ``_check_length(waveform, index, config)`` (raise ``ValueError`` naming the
+    utterance when it is too short) and the static kernel ``_kernel(waveform, config)``.
     """
 
     def fit(self, X=None, y=None):
-        """Check the parameters; nothing is learned (the transformer is stateless).
+        """Check the parameters and the in-memory utterances; nothing is learned.
+
+        The transformer is stateless; ``fit`` exists for the scikit-learn API. Arrays in
+        ``X`` are checked (type, shape, finite samples, length); files are only read by
+        :meth:`transform`.
 
         Parameters
         ----------
-        X : ignored
+        X : utterance set or None
         y : ignored
 
         Returns
         -------
         self
         """
-        self._config()
+        config = self._config()
+        if X is not None:
+            sample_rate = check_sample_rate(self.sample_rate)
+            for i, item in enumerate(check_utterance_set(X)):
+                if not isinstance(item, (str, os.PathLike)):
+                    self._check_length(as_waveform(item, sample_rate, index=i), i, config)
         return self
+
+    def fit_transform(self, X, y=None, **fit_params):
+        """Same as :meth:`transform` (which checks everything itself)."""
+        return self.transform(X)
 
     def transform(self, X):
         """Compute the features of every utterance.
@@ -76,17 +93,17 @@ class UtteranceTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_key
         config = self._config()
         items = check_utterance_set(X)
         sample_rate = check_sample_rate(self.sample_rate)
-        kernel = type(self)._kernel
+        cls = type(self)
         if self.n_jobs in (None, 1) or len(items) < 2:
             out = [
-                _one_utterance(kernel, item, i, sample_rate, config)
+                _one_utterance(cls, item, i, sample_rate, config)
                 for i, item in enumerate(items)
             ]
         else:
             from joblib import Parallel, delayed
 
             out = Parallel(n_jobs=self.n_jobs)(
-                delayed(_one_utterance)(kernel, item, i, sample_rate, config)
+                delayed(_one_utterance)(cls, item, i, sample_rate, config)
                 for i, item in enumerate(items)
             )
         return as_object_array(out)

@@ -111,14 +111,17 @@ class DFTMagnitude(UtteranceTransformer):
         return seg, max(1, int(np.ceil(frac * seg)))
 
     @staticmethod
-    def _kernel(waveform, index, config):
+    def _check_length(waveform, index, config):
         seg, min_length = config
         if waveform.shape[0] < min_length:
             raise ValueError(
                 f"utterance {index}: {waveform.shape[0]} samples is shorter than the "
                 f"shortest usable segment ({min_length} of {seg} samples)"
             )
-        return segment_spectra(waveform, seg, min_length)
+
+    @staticmethod
+    def _kernel(waveform, config):
+        return segment_spectra(waveform, *config)
 
     def get_feature_names_out(self, input_features=None):
         """Names of the output columns: the bin frequencies, ``dft_0.0Hz`` ...

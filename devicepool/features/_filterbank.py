@@ -213,13 +213,14 @@ class FilterBank(UtteranceTransformer):
         )
 
     @staticmethod
-    def _kernel(waveform, index, config):
+    def _check_length(waveform, index, config):
         if waveform.shape[0] < config.frame_length:
             raise ValueError(
                 f"utterance {index}: {waveform.shape[0]} samples is shorter than one frame "
                 f"({config.frame_length} samples)"
             )
-        return log_mel_filterbank(waveform, config)
+
+    _kernel = staticmethod(log_mel_filterbank)
 
     def get_feature_names_out(self, input_features=None):
         """Names of the output columns: ``mel00``, ``mel01``, ...
