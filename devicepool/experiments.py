@@ -585,15 +585,16 @@ def _attention_payload(est, feats, data, idx, sample_rate):
         time_w, band_w = out, None
     time_list = [np.asarray(t, dtype=np.float32).ravel() for t in time_w]
     labels = [_voicing_codes(data[i], sample_rate, i) for i in idx]
-    names = np.array(["voiced", "unvoiced", "silence"])
-    codes = [np.searchsorted(names[[2, 1, 0]], lab) for lab in labels]  # sorted names
-    sorted_names = names[[2, 1, 0]]
+    from devicepool.features import VOICING_CLASSES
+
+    lookup = {name: i for i, name in enumerate(VOICING_CLASSES)}
+    codes = [np.array([lookup[x] for x in lab], dtype=np.int8) for lab in labels]
     payload = {
         "time_values": np.concatenate(time_list) if time_list else np.zeros(0, np.float32),
         "time_lengths": np.array([len(t) for t in time_list], dtype=np.int64),
         "label_values": np.concatenate(codes).astype(np.int8) if codes else np.zeros(0, np.int8),
         "label_lengths": np.array([len(c) for c in codes], dtype=np.int64),
-        "label_names": sorted_names.astype("U8"),
+        "label_names": np.asarray(VOICING_CLASSES, dtype="U8"),
         "utterance_index": np.asarray(idx, dtype=np.int64),
     }
     if band_w is not None:
@@ -997,10 +998,17 @@ def write_report(result, out_dir, title="devicepool: Table 3 reproduction", figu
     lines += ["Conditions: MOBI = Ex-1, neutral speech of a neutral-only corpus; N = neutral -> neutral; "
               "W = whisper -> whisper; N/W = train neutral, test whisper of the held-out speakers; "
               "W/N = the reverse.", ""]
-    if figs:
-        lines += ["## Figures", ""]
-        for name, path, caption in figs:
+    fig2 = [f for f in figs if f[0].startswith("fig2")]
+    cms = [f for f in figs if not f[0].startswith("fig2")]
+    if fig2:
+        lines += ["## Fig. 2: DA-CNN attention on held-out utterances", ""]
+        for name, path, caption in fig2:
             lines += [f"**{caption}**", "", f"![{caption}]({name})", ""]
+    if cms:
+        lines += ["## Confusion matrices (rows: true device, columns: predicted; summed over folds)", ""]
+        for name, path, caption in cms:
+            lines += [f"![{caption}]({name})"]
+        lines.append("")
     lines += ["## Per fold", "", "| model | condition | fold | accuracy (%) | n train | n test | seed |",
               "|---|---|---|---|---|---|---|"]
     for r in result.records:
@@ -1032,26 +1040,29 @@ def _draw_figures(result, out_dir):
     figs = []
     for (m, c), cm in result.confusion.items():
         fig, ax = _figure((5.5, 4.5))
-        plotting.plot_confusion_matrix(cm["matrix"], cm["labels"], ax=ax)
-        ax.set_title(f"{_MODELS[m].label if m in _MODELS else m}, {c}")
+        plotting.plot_confusion_matrix(cm["matrix"], cm["labels"], ax=ax,
+                                       title=f"{_MODELS[m].label if m in _MODELS else m}, {c}")
         name = f"confusion-{m}-{_slug(c)}.png"
-        figs.append((name, _save(fig, out_dir, name), f"Confusion matrix, {m}, {c} (summed over folds)"))
+        figs.append((name, _save(fig, out_dir, name), f"Confusion matrix, {m}, {c}"))
     att = {k: v for k, v in result.attention.items() if v is not None}
-    bands = {k: np.asarray(v["band_weights"]).mean(axis=0) for k, v in att.items()
+    bands = {f"{k} model": np.asarray(v["band_weights"]) for k, v in sorted(att.items())
              if v.get("band_weights") is not None and len(v["band_weights"])}
     if bands:
         fig, ax = _figure((6, 4))
-        plotting.plot_band_weights(bands, ax=ax)
-        ax.set_title("Fig. 2(a): DA-CNN mean band weights (held-out utterances)")
+        plotting.plot_band_weights(bands, ax=ax,
+                                   title="Fig. 2(a): DA-CNN mean band weights (held-out utterances)")
         figs.append(("fig2a-band-weights.png", _save(fig, out_dir, "fig2a-band-weights.png"),
                      "Fig. 2(a): mean DA-CNN band weights, neutral and whisper models"))
     for panel, train_mode in (("b", "neutral"), ("c", "whisper")):
         v = att.get(train_mode)
         if not v or not v["time_weights"]:
             continue
+        labels = [plotting.align_frame_labels(lab, len(tw), factor=4)
+                  for tw, lab in zip(v["time_weights"], v["frame_labels"])]
         fig, ax = _figure((6, 4))
-        plotting.plot_time_weight_distribution(v["time_weights"], v["frame_labels"], ax=ax)
-        ax.set_title(f"Fig. 2({panel}): DA-CNN time weights, {train_mode} model")
+        plotting.plot_time_weight_distribution(
+            v["time_weights"], labels, ax=ax,
+            title=f"Fig. 2({panel}): DA-CNN time weights, {train_mode} model")
         name = f"fig2{panel}-time-weights-{train_mode}.png"
         figs.append((name, _save(fig, out_dir, name),
                      f"Fig. 2({panel}): distribution of DA-CNN time weights over voiced / unvoiced / "
