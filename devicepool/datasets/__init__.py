@@ -1,0 +1,36 @@
+"""Corpora: loaders for MOBIPHONE, wSPIRE and any parallel folder, and an embedded corpus.
+
+Every function returns a :class:`sklearn.utils.Bunch` with ``data`` (file paths or
+waveforms, one per utterance), ``target`` (device names), ``groups`` (speaker ids),
+``mode`` (``"neutral"``/``"whisper"``), ``utterance`` (an id shared by the parallel
+recordings of one utterance across devices), ``sample_rate``, ``devices`` and
+``DESCR``; ``return_X_y=True`` gives ``(data, target)`` instead.
+
+* :func:`load_mobiphone` - MOBIPHONE (21 phones x 24 speakers, files split into
+  utterances by silence).
+* :func:`load_wspire` - wSPIRE (5 devices, neutral and whispered speech).
+* :func:`load_audio_folder` - any corpus whose paths follow a pattern such as
+  ``"{device}/{mode}/{speaker}_{utterance}.wav"``.
+* :func:`make_device_corpus` - a parallel corpus built on the fly from synthetic or
+  real speech, measured microphone responses (MicIRP, micirp.blogspot.com &
+  Xaudia.com) and real codecs; no download needed.
+"""
+
+from ._devices import DEFAULT_DEVICES, DeviceSpec, available_codecs, microphone_names
+from .corpus import make_device_corpus, whisperise
+from .folder import load_audio_folder
+from .mobiphone import load_mobiphone, split_utterances
+from .wspire import load_wspire
+
+__all__ = [
+    "load_mobiphone",
+    "load_wspire",
+    "load_audio_folder",
+    "make_device_corpus",
+    "split_utterances",
+    "whisperise",
+    "DeviceSpec",
+    "DEFAULT_DEVICES",
+    "available_codecs",
+    "microphone_names",
+]

@@ -1,0 +1,383 @@
+"""Simulated recording devices built from real components.
+
+A device is a seeded chain applied to a clean utterance:
+
+1. **placement** (per recording): random gain and a random first-order spectral tilt
+   (talker distance / angle), different for every recording;
+2. **microphone**: convolution with a *measured* microphone impulse response shipped in
+   ``devicepool/datasets/data/micirp`` (MicIRP collection, micirp.blogspot.com &
+   Xaudia.com), normalised to 0 dB at 1 kHz;
+3. **analogue band limits**: 2nd-order Butterworth high-pass / low-pass of the input stage;
+4. **self-noise**: coloured noise (white, pink or brown) at the device's floor, jittered
+   per recording, plus optional mains hum (50 Hz and harmonics);
+5. **gain and clipping**: the recording gain, then hard clipping at the converter's
+   full scale (or a soft ``tanh`` overload);
+6. **converter and codec**: resampling to the codec rate (8 kHz for narrow-band phones,
+   with the polyphase anti-alias filter), then a real encode/decode round trip through
+   libsndfile (via :mod:`soundfile`, in memory): 16-bit PCM, u-law, A-law, GSM 6.10,
+   G.721/G.723 ADPCM, IMA/MS ADPCM, MP3, Vorbis or Opus; then resampling back to the
+   corpus rate.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "DeviceSpec",
+    "DEFAULT_DEVICES",
+    "available_codecs",
+    "codec_roundtrip",
+    "apply_device",
+    "microphone_names",
+]
+
+MIC_DIR = Path(__file__).resolve().parent / "data" / "micirp"
+
+# Codec name -> (container format, libsndfile subtype, allowed rates or None for any).
+CODECS = {
+    "pcm16": ("WAV", "PCM_16", None),
+    "pcm24": ("FLAC", "PCM_24", None),
+    "ulaw": ("WAV", "ULAW", None),
+    "alaw": ("WAV", "ALAW", None),
+    "gsm610": ("WAV", "GSM610", None),
+    "g721": ("WAV", "G721_32", None),
+    "g723_24": ("AU", "G723_24", None),
+    "g723_40": ("AU", "G723_40", None),
+    "ima_adpcm": ("WAV", "IMA_ADPCM", None),
+    "ms_adpcm": ("WAV", "MS_ADPCM", None),
+    "mp3": ("MP3", "MPEG_LAYER_III", (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)),
+    "vorbis": ("OGG", "VORBIS", None),
+    "opus": ("OGG", "OPUS", (8000, 12000, 16000, 24000, 48000)),
+}
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """Description of one simulated recording device.
+
+    Parameters
+    ----------
+    name : str
+        Label used as the class (``target``).
+    mic : str
+        Stem of a measured impulse response in ``datasets/data/micirp`` (see
+        :func:`microphone_names`).
+    codec : str
+        Key of the codec (``"pcm16"``, ``"ulaw"``, ``"alaw"``, ``"gsm610"``, ``"g721"``,
+        ``"g723_24"``, ``"g723_40"``, ``"ima_adpcm"``, ``"ms_adpcm"``, ``"mp3"``,
+        ``"vorbis"``, ``"opus"``, ``"pcm24"``).
+    codec_rate : int or None
+        Rate of the converter and codec in Hz (8000 = narrow-band telephone). ``None``
+        uses the corpus rate (or the nearest rate the codec supports).
+    band : (float, float)
+        Analogue high-pass and low-pass corners in Hz (low-pass capped below Nyquist).
+    noise_dbfs : float
+        RMS level of the self-noise in dB re full scale.
+    noise_color : {"white", "pink", "brown"}
+    hum_dbfs : float or None
+        Level of mains hum (50 Hz + 3 harmonics), or None.
+    gain_db : float
+        Mean recording gain in dB.
+    clip : float or None
+        Converter full scale (hard clip) as a fraction of 1.0, or None.
+    soft_clip : bool
+        Use ``tanh`` overload instead of hard clipping.
+    compression_level : float or None
+        libsndfile compression level (0 = best quality, 1 = smallest) for lossy codecs.
+    description : str
+        One line of prose for the docs.
+    """
+
+    name: str
+    mic: str
+    codec: str = "pcm16"
+    codec_rate: int | None = None
+    band: tuple = (50.0, 20000.0)
+    noise_dbfs: float = -75.0
+    noise_color: str = "white"
+    hum_dbfs: float | None = None
+    gain_db: float = 0.0
+    clip: float | None = 1.0
+    soft_clip: bool = False
+    compression_level: float | None = None
+    description: str = ""
+
+    def as_dict(self):
+        """The specification as a plain dict (``device_info`` entries)."""
+        d = asdict(self)
+        d["band"] = tuple(float(b) for b in self.band)
+        return d
+
+
+#: Default devices, in the order ``make_device_corpus(n_devices=k)`` takes them.
+DEFAULT_DEVICES = (
+    DeviceSpec(
+        "studio_condenser", "Sony_C37Fet", "pcm16", None, (40.0, 20000.0), -80.0, "white",
+        None, 0.0, 1.0, False, None,
+        "Sony C-37 FET condenser mic, 16-bit PCM at the corpus rate, very low noise",
+    ),
+    DeviceSpec(
+        "voice_recorder_adpcm", "Beyer_M260", "ima_adpcm", None, (120.0, 7000.0), -66.0, "pink",
+        None, 4.0, 0.5, True, None,
+        "Beyer M260 ribbon capsule, IMA ADPCM at the corpus rate, hot gain with soft overload",
+    ),
+    DeviceSpec(
+        "phone_gsm", "Toshiba_BK5", "gsm610", 8000, (300.0, 3400.0), -62.0, "white",
+        None, 0.0, 1.0, False, None,
+        "Toshiba BK5 capsule, telephone band 300-3400 Hz, GSM 6.10 full-rate codec at 8 kHz",
+    ),
+    DeviceSpec(
+        "landline_alaw", "IR_ResloCR600", "alaw", 8000, (300.0, 3400.0), -64.0, "brown",
+        -58.0, 0.0, 1.0, False, None,
+        "Reslo CR600 capsule, telephone band, G.711 A-law at 8 kHz, 50 Hz mains hum",
+    ),
+    DeviceSpec(
+        "podcast_vorbis", "RCA_44BX_1", "vorbis", None, (60.0, 15000.0), -72.0, "pink",
+        None, 0.0, 1.0, False, 0.5,
+        "RCA 44-BX ribbon mic, Ogg Vorbis (quality 0.5)",
+    ),
+    DeviceSpec(
+        "landline_ulaw", "Reslo_RB250", "ulaw", 8000, (300.0, 3400.0), -64.0, "brown",
+        None, 0.0, 1.0, False, None,
+        "Reslo RB250 ribbon capsule, telephone band, G.711 u-law at 8 kHz",
+    ),
+    DeviceSpec(
+        "dect_g721", "IR_AKGD12", "g721", 8000, (200.0, 3600.0), -60.0, "white",
+        None, 0.0, 1.0, False, None,
+        "AKG D12 dynamic capsule, G.721 32 kbit/s ADPCM at 8 kHz (DECT-like)",
+    ),
+    DeviceSpec(
+        "voice_memo_mp3", "Shure315_flat", "mp3", None, (80.0, 16000.0), -70.0, "pink",
+        None, -2.0, 1.0, False, 0.6,
+        "Shure 315 dynamic mic, MP3 (LAME, compression level 0.6) at the corpus rate",
+    ),
+    DeviceSpec(
+        "voip_opus", "IR_OktavaMD57", "opus", 8000, (100.0, 3800.0), -60.0, "white",
+        None, 0.0, 1.0, False, 0.5,
+        "Oktava MD57 dynamic capsule, narrow-band Opus at 8 kHz (VoIP)",
+    ),
+    DeviceSpec(
+        "laptop_ms_adpcm", "Telefunken_M201", "ms_adpcm", None, (150.0, 7500.0), -56.0, "white",
+        None, 2.0, 1.0, False, None,
+        "Telefunken M201 capsule, Microsoft ADPCM, noisy input (fan)",
+    ),
+    DeviceSpec(
+        "intercom_g723", "IR_Shure510C", "g723_24", 8000, (250.0, 3400.0), -58.0, "pink",
+        -60.0, 0.0, 1.0, False, None,
+        "Shure 510C crystal mic, G.723 24 kbit/s ADPCM at 8 kHz, hum",
+    ),
+    DeviceSpec(
+        "broadcast_flac", "EV_RE20_Flat", "pcm24", None, (45.0, 20000.0), -82.0, "pink",
+        None, -3.0, 1.0, False, None,
+        "Electro-Voice RE20 broadcast dynamic, 24-bit FLAC",
+    ),
+)
+
+
+def microphone_names():
+    """Stems of the shipped measured microphone impulse responses."""
+    return sorted(p.stem for p in MIC_DIR.glob("*.wav"))
+
+
+@functools.lru_cache(maxsize=64)
+def _mic_ir(name, sample_rate):
+    import soundfile as sf
+
+    from ..audio import resample
+
+    path = MIC_DIR / f"{name}.wav"
+    if not path.is_file():
+        raise ValueError(
+            f"unknown microphone {name!r}: no impulse response {str(path)!r}; choose one of "
+            f"{microphone_names()}"
+        )
+    h, rate = sf.read(str(path), dtype="float64")
+    if h.ndim > 1:
+        h = h.mean(axis=1)
+    h = resample(h, int(rate), int(sample_rate))
+    # Normalise to 0 dB at 1 kHz so that the device keeps the response's colouration
+    # but not an arbitrary overall gain.
+    n = 1 << int(np.ceil(np.log2(max(len(h), 256) * 4)))
+    H = np.abs(np.fft.rfft(h, n))
+    f = np.fft.rfftfreq(n, 1.0 / sample_rate)
+    ref = H[(f > 800) & (f < 1250)].mean()
+    h = h / ref
+    h.setflags(write=False)
+    return h
+
+
+def available_codecs():
+    """Codec keys that this libsndfile can write and read back (checked once).
+
+    Returns
+    -------
+    codecs : list of str
+    """
+    return list(_working_codecs())
+
+
+@functools.lru_cache(maxsize=1)
+def _working_codecs():
+    out = []
+    x = 0.1 * np.sin(2 * np.pi * 440 * np.arange(8000) / 8000.0)
+    for key in CODECS:
+        try:
+            y = codec_roundtrip(x, 8000, key)
+        except Exception:
+            continue
+        if len(y) == len(x) and np.isfinite(y).all():
+            out.append(key)
+    return tuple(out)
+
+
+def _codec_rate(codec, rate):
+    allowed = CODECS[codec][2]
+    if allowed is None or rate in allowed:
+        return int(rate)
+    higher = [r for r in allowed if r >= rate]
+    return int(min(higher) if higher else max(allowed))
+
+
+def codec_roundtrip(x, rate, codec, compression_level=None):
+    """Encode ``x`` with a libsndfile codec in memory and decode it back.
+
+    Parameters
+    ----------
+    x : ndarray of shape (n_samples,)
+        Samples in [-1, 1] (clipped to that range first, like a converter).
+    rate : int
+        Sample rate in Hz; must be one the codec supports (see ``CODECS``).
+    codec : str
+        Key of ``CODECS``.
+    compression_level : float, optional
+        0 (best) to 1 (smallest) for MP3/Vorbis/Opus/FLAC.
+
+    Returns
+    -------
+    y : ndarray of shape (n_samples,), float64
+        Decoded samples, trimmed or zero-padded to the input length.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = 0.3 * np.sin(np.arange(800) * 0.3)
+    >>> y = codec_roundtrip(x, 8000, "ulaw")
+    >>> y.shape, bool(np.abs(y - x).max() < 0.02)
+    ((800,), True)
+    """
+    import soundfile as sf
+
+    if codec not in CODECS:
+        raise ValueError(f"unknown codec {codec!r}; choose one of {sorted(CODECS)}")
+    fmt, subtype, _ = CODECS[codec]
+    buf = io.BytesIO()
+    kw = {}
+    if compression_level is not None:
+        kw["compression_level"] = float(compression_level)
+    sf.write(buf, np.clip(x, -1.0, 1.0), int(rate), format=fmt, subtype=subtype, **kw)
+    buf.seek(0)
+    y, _ = sf.read(buf, dtype="float64")
+    if y.ndim > 1:
+        y = y.mean(axis=1)
+    n = len(x)
+    if len(y) >= n:
+        return y[:n]
+    return np.concatenate([y, np.zeros(n - len(y))])
+
+
+def _colored_noise(n, color, rng):
+    w = rng.standard_normal(n)
+    if color == "white":
+        return w
+    from scipy import fft
+
+    m = fft.next_fast_len(n, real=True)
+    W = fft.rfft(w, m)
+    f = np.arange(len(W), dtype=float)
+    f[0] = 1.0
+    W /= np.sqrt(f) if color == "pink" else f
+    y = fft.irfft(W, m)[:n]
+    y -= y.mean()
+    return y / max(np.std(y), 1e-12)
+
+
+@functools.lru_cache(maxsize=256)
+def _butter(freq, kind, sr):
+    from scipy.signal import butter
+
+    return butter(2, freq, kind, fs=sr, output="sos")
+
+
+def apply_device(x, spec, sample_rate, rng, *, gain_jitter_db=3.0, noise_jitter_db=4.0, tilt=0.35):
+    """Record the clean utterance ``x`` "through" the device ``spec``.
+
+    Parameters
+    ----------
+    x : ndarray of shape (n_samples,)
+        Clean utterance at ``sample_rate``.
+    spec : DeviceSpec
+    sample_rate : int
+    rng : numpy.random.Generator
+        Randomness of this recording (placement, noise, gain jitter).
+    gain_jitter_db : float, default=3.0
+        Standard deviation of the per-recording gain around ``spec.gain_db``.
+    noise_jitter_db : float, default=4.0
+        Half-width of the uniform per-recording jitter of the noise floor.
+    tilt : float, default=0.35
+        Half-width of the uniform per-recording placement tilt (mix factor of a
+        first-order high-passed copy: about +/-3 dB at high frequencies).
+
+    Returns
+    -------
+    y : ndarray of shape (n_samples,), float64
+    """
+    from scipy.signal import fftconvolve, lfilter, sosfilt
+
+    from ..audio import resample
+
+    sr = int(sample_rate)
+    n = len(x)
+    # 1. placement: per-recording spectral tilt (first-order high-pass mix).
+    c = rng.uniform(-tilt, tilt)
+    a = np.exp(-2 * np.pi * 1000.0 / sr)
+    hp = lfilter([(1 + a) / 2, -(1 + a) / 2], [1, -a], x)
+    y = x + c * hp
+    # 2. microphone.
+    y = fftconvolve(y, _mic_ir(spec.mic, sr))[:n]
+    # 3. analogue band limits.
+    lo, hi = float(spec.band[0]), min(float(spec.band[1]), 0.45 * sr)
+    if lo > 0:
+        y = sosfilt(_butter(lo, "highpass", sr), y)
+    if spec.band[1] < 0.5 * sr:
+        y = sosfilt(_butter(hi, "lowpass", sr), y)
+    # 4. self-noise and hum (input-referred, before the gain stage).
+    level = spec.noise_dbfs + rng.uniform(-noise_jitter_db, noise_jitter_db)
+    y = y + 10 ** (level / 20.0) * _colored_noise(n, spec.noise_color, rng)
+    if spec.hum_dbfs is not None:
+        t = np.arange(n) / sr
+        ph = rng.uniform(0, 2 * np.pi)
+        hum = sum(np.sin(2 * np.pi * 50.0 * k * t + k * ph) / k for k in (1, 2, 3, 4))
+        y = y + 10 ** (spec.hum_dbfs / 20.0) * hum / np.sqrt(np.mean(hum**2))
+    # 5. gain and clipping.
+    y = y * 10 ** ((spec.gain_db + rng.normal(0.0, gain_jitter_db)) / 20.0)
+    if spec.clip is not None:
+        if spec.soft_clip:
+            y = spec.clip * np.tanh(y / spec.clip)
+        else:
+            y = np.clip(y, -spec.clip, spec.clip)
+    # 6. converter rate and codec round trip.
+    rate = _codec_rate(spec.codec, int(spec.codec_rate) if spec.codec_rate else sr)
+    z = resample(y, sr, rate) if rate != sr else y
+    z = codec_roundtrip(z, rate, spec.codec, spec.compression_level)
+    if rate != sr:
+        z = resample(z, rate, sr)
+    if len(z) < n:
+        z = np.concatenate([z, np.zeros(n - len(z))])
+    # A file holds samples in [-1, 1]; resampling back can overshoot slightly.
+    return np.clip(z[:n], -1.0, 1.0)

@@ -1,0 +1,379 @@
+"""Generic loader for a parallel multi-device corpus stored as a folder of audio files."""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from collections import Counter, defaultdict
+
+import numpy as np
+
+from ._base import (
+    check_root,
+    finish_bunch,
+    natural_key,
+    normalise_mode,
+    probe_audio,
+    summary_lines,
+)
+
+__all__ = ["load_audio_folder", "compile_pattern"]
+
+_FIELD = re.compile(r"\{([^{}]*)\}")
+_RESERVED = {
+    "data", "target", "groups", "sample_rate", "DESCR", "devices", "target_names",
+    "file_sample_rate", "utterance_label",
+}
+
+
+def compile_pattern(pattern):
+    """Compile a path pattern with named fields into a regular expression.
+
+    Parameters
+    ----------
+    pattern : str
+        Relative path with ``/`` separators and fields in braces, e.g.
+        ``"{device}/{mode}/{speaker}_{utterance}.wav"``. A field matches one or more
+        characters other than ``/`` (shortest match first, so ``{a}_{b}`` splits at the
+        first ``_`` that lets the rest match). A field used twice must hold the same
+        text both times. Everything outside braces is literal.
+
+    Returns
+    -------
+    regex : re.Pattern
+        Matches a whole relative path; ``regex.fullmatch(p).groupdict()`` gives the fields.
+    fields : list of str
+        Field names in order of first appearance.
+
+    Raises
+    ------
+    TypeError
+        ``pattern`` is not a string.
+    ValueError
+        Empty, absolute or ``..`` pattern, a field name that is not an identifier, two
+        fields with nothing between them, or no ``{device}`` field.
+
+    Examples
+    --------
+    >>> rx, fields = compile_pattern("{device}/{speaker}_{utterance}.wav")
+    >>> fields
+    ['device', 'speaker', 'utterance']
+    >>> rx.fullmatch("iPhone 7/spk01_s05.wav").groupdict()["utterance"]
+    's05'
+    """
+    regex, fields = _pattern_regex(pattern)
+    if "device" not in fields:
+        raise ValueError(f"pattern {pattern!r} has no {{device}} field (the class label)")
+    if len(fields) == 1:
+        raise ValueError(
+            f"pattern {pattern!r} needs a field besides {{device}} (e.g. {{speaker}}, "
+            "{utterance}) to tell the recordings of one device apart"
+        )
+    return regex, fields
+
+
+def _pattern_regex(pattern):
+    """Regex and field names of a pattern (no check of which fields it has)."""
+    if not isinstance(pattern, str):
+        raise TypeError(f"pattern must be a str, got {type(pattern).__name__}")
+    if not pattern or pattern.startswith("/") or ".." in pattern.split("/"):
+        raise ValueError(
+            f"pattern {pattern!r} must be a non-empty relative path such as "
+            "'{device}/{speaker}_{utterance}.wav'"
+        )
+    parts = _FIELD.split(pattern)  # literal, name, literal, name, ...
+    regex, fields = "", []
+    for i, part in enumerate(parts):
+        if i % 2 == 0:
+            if "{" in part or "}" in part:
+                raise ValueError(f"pattern {pattern!r}: unbalanced brace in {part!r}")
+            if i > 0 and i < len(parts) - 1 and part == "":
+                raise ValueError(
+                    f"pattern {pattern!r}: fields {{{parts[i - 1]}}} and {{{parts[i + 1]}}} "
+                    "are adjacent; separate them with a literal such as '_'"
+                )
+            regex += re.escape(part)
+            continue
+        if not part.isidentifier():
+            raise ValueError(
+                f"pattern {pattern!r}: field name {part!r} is not a valid identifier"
+            )
+        if part in _RESERVED:
+            raise ValueError(
+                f"pattern {pattern!r}: field name {part!r} is reserved for the Bunch; rename it"
+            )
+        if part in fields:
+            regex += f"(?P={part})"
+        else:
+            fields.append(part)
+            regex += f"(?P<{part}>[^/]+?)"
+    return re.compile(regex), fields
+
+
+def _walk(root):
+    """Relative POSIX paths of every non-hidden file below ``root``, sorted."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        rel = os.path.relpath(dirpath, root)
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            out.append(name if rel == "." else f"{rel.replace(os.sep, '/')}/{name}")
+    return out
+
+
+def _show(paths, root, k=3):
+    shown = ", ".join(repr(os.path.join(root, p)) for p in paths[:k])
+    return shown + (f" and {len(paths) - k} more" if len(paths) > k else "")
+
+
+def load_audio_folder(
+    root,
+    pattern="{device}/{speaker}_{utterance}.wav",
+    *,
+    devices=None,
+    modes=None,
+    default_mode="neutral",
+    strict=True,
+    check_files=True,
+    sample_rate=None,
+    return_X_y=False,
+    name="audio folder",
+):
+    """Load a parallel multi-device corpus whose file paths follow a pattern.
+
+    Each file is one recording of one utterance by one device. The path of every file
+    below ``root`` (relative, ``/``-separated) is matched against ``pattern``; the
+    named fields become the labels. Hidden files and folders (name starting with
+    ``.``) are ignored.
+
+    Field meaning:
+
+    * ``{device}`` (required): the class label (``target``).
+    * ``{speaker}``: the speaker id (``groups``). Without it, ``groups`` is the
+      utterance id, so the parallel recordings of one utterance stay in one fold.
+    * ``{mode}``: the speaking mode; ``neutral``/``normal`` and
+      ``whisper``/``whispered`` (any case) are accepted. Without it every file gets
+      ``default_mode``.
+    * any other field (``{session}``, ``{take}``, ...): kept as an extra string array
+      of that name in the Bunch; the ``{utterance}`` field itself is kept as
+      ``utterance_label`` (``utterance`` holds the cross-device id below).
+
+    The utterance id (``utterance``) joins the values of every field except
+    ``{device}`` with ``_`` (mode normalised), in pattern order, e.g.
+    ``"spk03_whisper_s07"`` for ``"{device}/{mode}/{speaker}_{utterance}.wav"``. The
+    parallel recordings of one utterance by different devices share it.
+
+    Parameters
+    ----------
+    root : str or os.PathLike
+        Corpus folder.
+    pattern : str, default="{device}/{speaker}_{utterance}.wav"
+        Relative path pattern, see :func:`compile_pattern`.
+    devices : sequence of str, optional
+        Keep only these devices; each must have at least one file.
+    modes : sequence of {"neutral", "whisper"}, optional
+        Keep only these modes.
+    default_mode : {"neutral", "whisper"}, default="neutral"
+        Mode of every file when the pattern has no ``{mode}`` field.
+    strict : bool, default=True
+        If True, a non-hidden file that does not match ``pattern`` is an error (it
+        usually means a wrong pattern). If False such files are skipped.
+    check_files : bool, default=True
+        Open every matched file's header (fast) to reject unreadable files early and
+        find the sample rate. Set False to skip for very large corpora.
+    sample_rate : int, optional
+        Rate (Hz) to report in ``sample_rate``. ``None`` uses the files' own rate, which
+        must then be the same for all files. The files are not resampled here;
+        readers such as :class:`devicepool.features.FilterBank` resample on reading.
+    return_X_y : bool, default=False
+        Return ``(data, target)`` instead of the Bunch.
+    name : str, default="audio folder"
+        Corpus name used in ``DESCR``.
+
+    Returns
+    -------
+    bunch : sklearn.utils.Bunch
+        ``data`` (ndarray of str, file paths), ``target`` (device names), ``groups``
+        (speaker ids), ``mode``, ``utterance`` (ids shared across devices),
+        ``sample_rate``, ``devices`` (sorted device names), ``target_names`` (the same
+        as an array), ``file_sample_rate`` (int array, when ``check_files``),
+        ``utterance_label`` (the ``{utterance}`` field, if any), one str array per extra
+        field, and ``DESCR``.
+    (data, target) : tuple
+        If ``return_X_y`` is True.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``root`` does not exist.
+    ValueError
+        ``root`` is empty or has no file matching ``pattern``; a file does not match
+        (``strict=True``); a file is unreadable; a device folder or a requested device
+        has no files; unknown mode; mixed sample rates with ``sample_rate=None``.
+
+    Warns
+    -----
+    UserWarning
+        When the devices do not all hold the same set of utterance ids (the corpus
+        is not fully parallel).
+
+    Examples
+    --------
+    >>> import numpy as np, soundfile as sf, tempfile, os
+    >>> root = tempfile.mkdtemp()
+    >>> for dev in ["phoneA", "phoneB"]:
+    ...     os.makedirs(os.path.join(root, dev))
+    ...     for spk in ["s1", "s2"]:
+    ...         sf.write(os.path.join(root, dev, f"{spk}_u1.wav"), np.zeros(1600), 16000)
+    >>> b = load_audio_folder(root)
+    >>> b.target.tolist(), b.groups.tolist(), b.utterance.tolist()
+    (['phoneA', 'phoneA', 'phoneB', 'phoneB'], ['s1', 's2', 's1', 's2'], ['s1_u1', 's2_u1', 's1_u1', 's2_u1'])
+    """
+    root = check_root(root, f"{name} root")
+    regex, fields = compile_pattern(pattern)
+    default_mode = normalise_mode(default_mode, "default_mode")
+    if modes is not None:
+        if isinstance(modes, str):
+            modes = [modes]
+        modes = {normalise_mode(m, "modes") for m in modes}
+    if devices is not None:
+        if isinstance(devices, str):
+            devices = [devices]
+        devices = [str(d) for d in devices]
+
+    files = _walk(root)
+    if not files:
+        raise ValueError(f"{name} root {str(root)!r} is empty (no audio files)")
+
+    records, unmatched = [], []
+    for rel in files:
+        m = regex.fullmatch(rel)
+        if m is None:
+            unmatched.append(rel)
+            continue
+        records.append((rel, m.groupdict()))
+    if unmatched and strict:
+        raise ValueError(
+            f"{len(unmatched)} file(s) in {str(root)!r} do not match the pattern "
+            f"{pattern!r}: {_show(unmatched, root)}; fix the pattern, move the files "
+            "away, or pass strict=False to skip them"
+        )
+    if not records:
+        raise ValueError(
+            f"no file in {str(root)!r} matches the pattern {pattern!r} "
+            f"(e.g. {_show(files, root, 2)})"
+        )
+
+    # A first path component "{device}" means every sub-folder is a device.
+    first = pattern.split("/")[0]
+    if first == "{device}" and "/" in pattern:
+        found = {fd["device"] for _, fd in records}
+        for entry in sorted(os.listdir(root)):
+            full = os.path.join(root, entry)
+            if entry.startswith(".") or not os.path.isdir(full):
+                continue
+            if devices is not None and entry not in devices:
+                continue
+            if entry not in found:
+                raise ValueError(
+                    f"device folder {full!r} holds no file matching the pattern {pattern!r}"
+                )
+
+    rows = []
+    for rel, fd in records:
+        where = f"file {os.path.join(root, rel)!r}"
+        mode = normalise_mode(fd["mode"], where) if "mode" in fd else default_mode
+        if devices is not None and fd["device"] not in devices:
+            continue
+        if modes is not None and mode not in modes:
+            continue
+        id_parts = [mode if f == "mode" else fd[f] for f in fields if f != "device"]
+        rows.append((fd, mode, "_".join(id_parts), rel))
+    if devices is not None:
+        have = {fd["device"] for fd, *_ in rows}
+        missing = [d for d in devices if d not in have]
+        if missing:
+            raise ValueError(
+                f"device(s) {missing} have no file in {str(root)!r} matching the pattern "
+                f"{pattern!r}" + (f" and modes {sorted(modes)}" if modes else "")
+            )
+    if not rows:
+        raise ValueError(
+            f"no file in {str(root)!r} is left after selecting modes {sorted(modes)}"
+        )
+    rows.sort(key=lambda r: (natural_key(r[0]["device"]), natural_key(r[2]), r[3]))
+
+    paths = [os.path.join(root, r[3]) for r in rows]
+    target = [r[0]["device"] for r in rows]
+    utterance = [r[2] for r in rows]
+    mode = [r[1] for r in rows]
+    groups = [r[0]["speaker"] for r in rows] if "speaker" in fields else list(utterance)
+    # The {utterance} field is stored as "utterance_label": bunch.utterance is the
+    # cross-device id built from all fields.
+    extra = {
+        ("utterance_label" if f == "utterance" else f): np.asarray(
+            [r[0][f] for r in rows], dtype=str
+        )
+        for f in fields
+        if f not in ("device", "speaker", "mode")
+    }
+
+    rate = sample_rate
+    if check_files:
+        rates = np.array([probe_audio(p)[0] for p in paths], dtype=int)
+        extra["file_sample_rate"] = rates
+        if rate is None:
+            distinct = np.unique(rates)
+            if len(distinct) > 1:
+                a = paths[int(np.flatnonzero(rates == distinct[0])[0])]
+                b = paths[int(np.flatnonzero(rates == distinct[1])[0])]
+                raise ValueError(
+                    f"files have different sample rates ({distinct.tolist()} Hz, e.g. "
+                    f"{a!r} at {distinct[0]} Hz and {b!r} at {distinct[1]} Hz); pass "
+                    "sample_rate=... to choose the rate they are read at"
+                )
+            rate = int(distinct[0])
+
+    # Parallel check: every device should hold the same utterance ids.
+    by_device = defaultdict(set)
+    for t, u in zip(target, utterance):
+        by_device[t].add(u)
+    union = set().union(*by_device.values())
+    short = {d: len(union - s) for d, s in by_device.items() if s != union}
+    if short and len(by_device) > 1:
+        warnings.warn(
+            f"{name} {str(root)!r} is not fully parallel: "
+            + ", ".join(f"device {d!r} lacks {n} of {len(union)} utterance ids" for d, n in sorted(short.items())),
+            UserWarning,
+            stacklevel=2,
+        )
+
+    per_device = Counter(target)
+    descr = "\n".join(
+        [
+            f"{name} loaded from {str(root)!r}",
+            "",
+            f"Pattern: {pattern!r}; one file per (device, utterance). `data` holds file",
+            "paths; read them with devicepool.audio.read_audio_file or pass them straight",
+            "to devicepool.features.FilterBank.",
+            "",
+            *summary_lines(target, groups, mode),
+            "- files per device: "
+            + ", ".join(f"{d}: {per_device[d]}" for d in sorted(per_device, key=natural_key)),
+            f"- sample rate: {rate} Hz",
+        ]
+    )
+    return finish_bunch(
+        data=np.asarray(paths, dtype=object),
+        target=target,
+        groups=groups,
+        mode=mode,
+        utterance=utterance,
+        sample_rate=rate,
+        descr=descr,
+        return_X_y=return_X_y,
+        extra=extra,
+    )

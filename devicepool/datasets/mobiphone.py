@@ -1,0 +1,2 @@
+def load_mobiphone(*a, **k): pass
+def split_utterances(*a, **k): pass
