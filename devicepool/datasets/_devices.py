@@ -2,8 +2,9 @@
 
 A device is a seeded chain applied to a clean utterance:
 
-1. **placement** (per recording): random gain and a random first-order spectral tilt
-   (talker distance / angle), different for every recording;
+1. **recording conditions** (per recording, scaled by ``variability``): ambient
+   noise at a random SNR, a random first-order tilt and a smooth random EQ (room and
+   talker placement), random gain; different for every recording;
 2. **microphone**: convolution with a *measured* microphone impulse response shipped in
    ``devicepool/datasets/data/micirp`` (MicIRP collection, micirp.blogspot.com &
    Xaudia.com), normalised to 0 dB at 1 kHz;
@@ -292,18 +293,22 @@ def codec_roundtrip(x, rate, codec, compression_level=None):
 
 
 def _colored_noise(n, color, rng):
-    w = rng.standard_normal(n)
-    if color == "white":
-        return w
-    from scipy import fft
+    """Unit-variance white, pink (-3 dB/oct) or brown (-6 dB/oct) noise."""
+    from scipy.signal import lfilter
 
-    m = fft.next_fast_len(n, real=True)
-    W = fft.rfft(w, m)
-    f = np.arange(len(W), dtype=float)
-    f[0] = 1.0
-    W /= np.sqrt(f) if color == "pink" else f
-    y = fft.irfft(W, m)[:n]
-    y -= y.mean()
+    w = rng.standard_normal(n + 2048)
+    if color == "pink":
+        # 3-pole/3-zero approximation of a 1/f spectrum (within 0.5 dB above 10 Hz at
+        # 44.1 kHz; the slope holds at other rates).
+        b = [0.049922035, -0.095993537, 0.050612699, -0.004408786]
+        a = [1.0, -2.494956002, 2.017265875, -0.522189400]
+        y = lfilter(b, a, w)
+    elif color == "brown":
+        y = lfilter([1.0], [1.0, -0.995], w)
+    else:
+        y = w
+    y = y[2048:]  # skip the filter's start-up
+    y = y - y.mean()
     return y / max(np.std(y), 1e-12)
 
 
@@ -314,7 +319,15 @@ def _butter(freq, kind, sr):
     return butter(2, freq, kind, fs=sr, output="sos")
 
 
-def apply_device(x, spec, sample_rate, rng, *, gain_jitter_db=3.0, noise_jitter_db=4.0, tilt=0.35):
+def _random_eq(freqs, rng, depth_db):
+    """Smooth random gain curve (dB) on ``freqs``: octave points 125 Hz-8 kHz, interpolated."""
+    centres = 125.0 * 2.0 ** np.arange(7)
+    gains = rng.normal(0.0, depth_db, len(centres))
+    lf = np.log2(np.maximum(freqs, 1.0))
+    return np.interp(lf, np.log2(centres), gains)
+
+
+def apply_device(x, spec, sample_rate, rng, *, variability=1.0):
     """Record the clean utterance ``x`` "through" the device ``spec``.
 
     Parameters
@@ -324,32 +337,44 @@ def apply_device(x, spec, sample_rate, rng, *, gain_jitter_db=3.0, noise_jitter_
     spec : DeviceSpec
     sample_rate : int
     rng : numpy.random.Generator
-        Randomness of this recording (placement, noise, gain jitter).
-    gain_jitter_db : float, default=3.0
-        Standard deviation of the per-recording gain around ``spec.gain_db``.
-    noise_jitter_db : float, default=4.0
-        Half-width of the uniform per-recording jitter of the noise floor.
-    tilt : float, default=0.35
-        Half-width of the uniform per-recording placement tilt (mix factor of a
-        first-order high-passed copy: about +/-3 dB at high frequencies).
+        Randomness of this recording (placement, room, noise, gain jitter).
+    variability : float, default=1.0
+        Scale of the per-recording conditions that do not belong to the device:
+        ambient noise at an SNR drawn from U(40 - 20 v, 50 - 10 v) dB (none for
+        ``v = 0``), a smooth random room/placement EQ (octave points 125 Hz-8 kHz,
+        N(0, 3 v) dB), a first-order tilt, gain jitter N(0, 3 v) dB and a uniform
+        +/-4 v dB jitter of the device's noise floor. ``0`` gives the bare device chain.
 
     Returns
     -------
     y : ndarray of shape (n_samples,), float64
+        Samples in [-1, 1].
     """
-    from scipy.signal import fftconvolve, lfilter, sosfilt
+    from scipy import fft
+    from scipy.signal import lfilter, sosfilt
 
     from ..audio import resample
 
     sr = int(sample_rate)
     n = len(x)
-    # 1. placement: per-recording spectral tilt (first-order high-pass mix).
-    c = rng.uniform(-tilt, tilt)
-    a = np.exp(-2 * np.pi * 1000.0 / sr)
-    hp = lfilter([(1 + a) / 2, -(1 + a) / 2], [1, -a], x)
-    y = x + c * hp
-    # 2. microphone.
-    y = fftconvolve(y, _mic_ir(spec.mic, sr))[:n]
+    v = float(variability)
+    # 1. recording conditions: ambient noise at the talker's position, placement tilt.
+    if v > 0:
+        active = np.abs(x) > 1e-3 * max(np.abs(x).max(), 1e-12)
+        speech_rms = np.sqrt(np.mean(x[active] ** 2)) if active.any() else 0.0
+        snr = rng.uniform(40.0 - 20.0 * v, 50.0 - 10.0 * v)
+        amb = _colored_noise(n, "pink" if rng.random() < 0.5 else "brown", rng)
+        x = x + speech_rms * 10 ** (-snr / 20.0) * amb
+        c = rng.uniform(-0.35, 0.35) * min(v, 2.0)
+        a = np.exp(-2 * np.pi * 1000.0 / sr)
+        x = x + c * lfilter([(1 + a) / 2, -(1 + a) / 2], [1, -a], x)
+    # 2. microphone (measured IR) and room/placement EQ, in one FFT product.
+    h = _mic_ir(spec.mic, sr)
+    m = fft.next_fast_len(n + len(h) - 1, real=True)
+    H = fft.rfft(h, m)
+    if v > 0:
+        H = H * 10 ** (_random_eq(np.arange(len(H)) * sr / m, rng, 3.0 * v) / 20.0)
+    y = fft.irfft(fft.rfft(x, m) * H, m)[:n]
     # 3. analogue band limits.
     lo, hi = float(spec.band[0]), min(float(spec.band[1]), 0.45 * sr)
     if lo > 0:
@@ -357,7 +382,7 @@ def apply_device(x, spec, sample_rate, rng, *, gain_jitter_db=3.0, noise_jitter_
     if spec.band[1] < 0.5 * sr:
         y = sosfilt(_butter(hi, "lowpass", sr), y)
     # 4. self-noise and hum (input-referred, before the gain stage).
-    level = spec.noise_dbfs + rng.uniform(-noise_jitter_db, noise_jitter_db)
+    level = spec.noise_dbfs + rng.uniform(-4.0, 4.0) * v
     y = y + 10 ** (level / 20.0) * _colored_noise(n, spec.noise_color, rng)
     if spec.hum_dbfs is not None:
         t = np.arange(n) / sr
@@ -365,7 +390,7 @@ def apply_device(x, spec, sample_rate, rng, *, gain_jitter_db=3.0, noise_jitter_
         hum = sum(np.sin(2 * np.pi * 50.0 * k * t + k * ph) / k for k in (1, 2, 3, 4))
         y = y + 10 ** (spec.hum_dbfs / 20.0) * hum / np.sqrt(np.mean(hum**2))
     # 5. gain and clipping.
-    y = y * 10 ** ((spec.gain_db + rng.normal(0.0, gain_jitter_db)) / 20.0)
+    y = y * 10 ** ((spec.gain_db + rng.normal(0.0, 3.0) * v) / 20.0)
     if spec.clip is not None:
         if spec.soft_clip:
             y = spec.clip * np.tanh(y / spec.clip)

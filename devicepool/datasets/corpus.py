@@ -213,6 +213,7 @@ def make_device_corpus(
     source_pattern="{label}_{speaker}_{take}.wav",
     duration=1.5,
     devices=None,
+    variability=1.0,
     random_state=0,
     return_X_y=False,
 ):
@@ -261,6 +262,11 @@ def make_device_corpus(
         speaker's rate, about +/-20 %).
     devices : sequence of DeviceSpec, optional
         Custom devices instead of the defaults.
+    variability : float, default=1.0
+        Strength of the per-recording conditions that are not part of the device
+        (ambient noise SNR, random room/placement EQ and tilt, gain and noise-floor
+        jitter; see ``docs/datasets.md``). ``0`` records every utterance through the
+        bare device chains (an easy corpus); larger values make it harder.
     random_state : int or None, default=0
         Seed of everything (speakers, sentences realisation, device randomness). The
         same value gives bit-identical audio. ``None`` draws a fresh seed.
@@ -308,6 +314,8 @@ def make_device_corpus(
         raise ValueError("modes is empty; use ('neutral',), ('whisper',) or both")
     if isinstance(duration, bool) or not isinstance(duration, Real) or not 0.2 <= duration <= 30:
         raise ValueError(f"duration must be a number of seconds in [0.2, 30], got {duration!r}")
+    if isinstance(variability, bool) or not isinstance(variability, Real) or not 0 <= variability <= 3:
+        raise ValueError(f"variability must be a number in [0, 3], got {variability!r}")
     seed = _seed(random_state)
 
     # Speakers.
@@ -356,7 +364,7 @@ def make_device_corpus(
     for di, spec in enumerate(device_specs):
         for ci, (spk, u, mode, x) in enumerate(clean):
             rng = np.random.default_rng([seed, 5, di, ci])
-            y = apply_device(x, spec, sr, rng).astype(np.float32)
+            y = apply_device(x, spec, sr, rng, variability=variability).astype(np.float32)
             data.append(y)
             target.append(spec.name)
             groups.append(spk)
@@ -380,7 +388,7 @@ def make_device_corpus(
             f"- modes: {', '.join(modes)}",
             f"- recordings: {len(data)} ({lengths.min():.2f}-{lengths.max():.2f} s, "
             f"mean {lengths.mean():.2f} s) at {sr} Hz",
-            f"- random_state: {random_state}",
+            f"- variability: {variability}, random_state: {random_state}",
         ]
         + [f"  * {d.name}: {d.description}" for d in device_specs]
     )
