@@ -88,7 +88,7 @@ def finish_bunch(
     target = np.asarray(target, dtype=str)
     if return_X_y:
         return data, target
-    devices = sorted(set(target.tolist()), key=natural_key)
+    devices = np.unique(target).tolist()  # the order of a fitted classifier's classes_
     bunch = Bunch(
         data=data,
         target=target,

@@ -161,9 +161,9 @@ def load_audio_folder(
       of that name in the Bunch; the ``{utterance}`` field itself is kept as
       ``utterance_label`` (``utterance`` holds the cross-device id below).
 
-    The utterance id (``utterance``) joins the values of every field except
-    ``{device}`` with ``_`` (mode normalised), in pattern order, e.g.
-    ``"spk03_whisper_s07"`` for ``"{device}/{mode}/{speaker}_{utterance}.wav"``. The
+    The utterance id (``utterance``) joins with ``_`` the speaker, the other fields
+    except ``{device}`` in pattern order, and the normalised mode, e.g.
+    ``"spk03_s07_whisper"`` for ``"{device}/{mode}/{speaker}_{utterance}.wav"``. The
     parallel recordings of one utterance by different devices share it.
 
     Parameters
@@ -198,7 +198,8 @@ def load_audio_folder(
     bunch : sklearn.utils.Bunch
         ``data`` (ndarray of str, file paths), ``target`` (device names), ``groups``
         (speaker ids), ``mode``, ``utterance`` (ids shared across devices),
-        ``sample_rate``, ``devices`` (sorted device names), ``target_names`` (the same
+        ``sample_rate``, ``devices`` (device names sorted like a classifier's
+        ``classes_``), ``target_names`` (the same
         as an array), ``file_sample_rate`` (int array, when ``check_files``),
         ``utterance_label`` (the ``{utterance}`` field, if any), one str array per extra
         field, and ``DESCR``.
@@ -290,7 +291,10 @@ def load_audio_folder(
             continue
         if modes is not None and mode not in modes:
             continue
-        id_parts = [mode if f == "mode" else fd[f] for f in fields if f != "device"]
+        # Utterance id: speaker first, then the other fields, then the mode.
+        id_parts = [fd[f] for f in fields if f == "speaker"]
+        id_parts += [fd[f] for f in fields if f not in ("device", "speaker", "mode")]
+        id_parts += [mode] if "mode" in fields else []
         rows.append((fd, mode, "_".join(id_parts), rel))
     if devices is not None:
         have = {fd["device"] for fd, *_ in rows}

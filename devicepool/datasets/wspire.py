@@ -70,7 +70,7 @@ def load_wspire(
     -------
     bunch : sklearn.utils.Bunch
         ``data`` (file paths), ``target`` (device), ``groups`` (speaker), ``mode``
-        (``"neutral"``/``"whisper"``), ``utterance`` (``"{speaker}_{mode}_{sentence}"``,
+        (``"neutral"``/``"whisper"``), ``utterance`` (``"{speaker}_{sentence}_{mode}"``,
         shared by the 5 devices), ``sample_rate``, ``devices``, ``target_names``,
         ``file_sample_rate``, ``utterance_label`` (the sentence id from the file
         name, shared across speakers), extra field arrays and ``DESCR``.
@@ -93,7 +93,7 @@ def load_wspire(
     ...         sf.write(os.path.join(root, dev, mode, "spk01_s01.wav"), np.zeros(800), 16000)
     >>> b = load_wspire(root)
     >>> b.devices, b.mode.tolist()
-    (['iPhone 7', 'Zoom H6'], ['neutral', 'whisper', 'neutral', 'whisper'])
+    (['Zoom H6', 'iPhone 7'], ['neutral', 'whisper', 'neutral', 'whisper'])
     """
     bunch = load_audio_folder(
         root,
