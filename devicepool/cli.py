@@ -35,7 +35,7 @@ DEMO_SETTINGS = {
         "ex1": {"n_devices": 6, "n_speakers": 6, "n_utterances": 8, "modes": ("neutral",)},
         "ex2": {"n_devices": 4, "n_speakers": 6, "n_utterances": 8, "modes": ("neutral", "whisper")},
         "model_params": {
-            "dft_cnn": {"max_epochs": 12},
+            "dft_cnn": {"max_epochs": 12, "module__channels": (8, 16)},
             "sa_cnn": {"max_epochs": 12},
             "da_cnn": {"max_epochs": 12},
         },
@@ -44,7 +44,7 @@ DEMO_SETTINGS = {
         "ex1": {"n_devices": 3, "n_speakers": 3, "n_utterances": 4, "modes": ("neutral",)},
         "ex2": {"n_devices": 3, "n_speakers": 3, "n_utterances": 4, "modes": ("neutral", "whisper")},
         "model_params": {
-            "dft_cnn": {"max_epochs": 2},
+            "dft_cnn": {"max_epochs": 2, "module__channels": (8, 16)},
             "sa_cnn": {"max_epochs": 2},
             "da_cnn": {"max_epochs": 2},
         },
@@ -270,12 +270,8 @@ def cmd_train(args):
         if not keep.any():
             raise UsageError(f"the corpus has no {args.mode} speech")
         data, target = data[keep], target[keep]
-    params = {"random_state": args.seed}
+    params = {"random_state": args.seed, "progress": not args.quiet}
     params.update((_model_overrides(args, [args.model]) or {}).get(args.model, {}))
-    if not args.quiet:
-        params.setdefault("verbose", 1)
-    else:
-        params["verbose"] = 0
     pipe = _pipeline(args.model, int(getattr(corpus, "sample_rate", 16000)), params)
     _say(args, f"devicepool train: {args.model} on {len(data)} utterances, "
                f"{len(set(map(str, target)))} devices")

@@ -635,6 +635,8 @@ def _fit_task(task, feats, data, target, mode, folds, sample_rate, labels):
     held = folds[task["fold"]]
     train_idx = np.flatnonzero((mode == task["train_mode"]) & ~held)
     est = spec.factory(random_state=task["seed"], **task["params"])
+    if task.get("progress") and "progress" in est.get_params() and "progress" not in task["params"]:
+        est.set_params(progress=True)  # the estimator's own epoch bar
     t0 = time.perf_counter()
     est.fit(feats[train_idx], target[train_idx])
     fit_s = time.perf_counter() - t0
@@ -825,7 +827,7 @@ def run_protocol(
                     "model": m, "train_mode": train_mode, "fold": k, "conditions": tconds,
                     "seed": _seed_for(random_state, m, train_mode, k), "params": params,
                     "random_state": int(random_state), "config_key": config_key, "groups": groups,
-                    "paths": {}, "attention_path": None,
+                    "paths": {}, "attention_path": None, "progress": bool(progress),
                 }
                 train_n = int(np.sum((mode == train_mode) & ~folds[k]))
                 if train_n == 0:

@@ -1,0 +1,203 @@
+"""The devicepool command end to end: demo, evaluate (and resume), train, predict, errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from devicepool.cli import DEMO_SETTINGS, main
+from devicepool.datasets import make_device_corpus
+
+ROOT = Path(__file__).resolve().parents[1]
+PATTERN = "{device}/{mode}/{speaker}_{utterance}.wav"
+
+
+def run_cli(*args, timeout=300):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "devicepool", *map(str, args)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def folder_corpus(tmp_path_factory):
+    """The embedded corpus written as real WAV files in a folder layout."""
+    root = tmp_path_factory.mktemp("corpus")
+    b = make_device_corpus(n_devices=3, n_speakers=3, n_utterances=2, random_state=0)
+    for x, dev, spk, mode, utt in zip(b.data, b.target, b.groups, b.mode, b.utterance):
+        path = root / PATTERN.format(device=str(dev).replace(" ", "_"), mode=mode,
+                                     speaker=str(spk).replace("_", "-"), utterance=str(utt).replace("_", "-"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, np.asarray(x, dtype=np.float32), b.sample_rate, subtype="PCM_16")
+    return root
+
+
+def one_line_error(proc, code=2):
+    assert proc.returncode == code, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("devicepool: error:")]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def test_help_and_version():
+    proc = run_cli("--help")
+    assert proc.returncode == 0 and "demo" in proc.stdout and "predict" in proc.stdout
+    assert main(["--version"]) == 0
+
+
+def test_missing_root_is_one_line_error(tmp_path):
+    line = one_line_error(run_cli("evaluate", "--corpus", "mobiphone", "--root", tmp_path / "nope"))
+    assert "does not exist" in line and "nope" in line
+    line = one_line_error(run_cli("evaluate", "--corpus", "wspire"))
+    assert "--root is required" in line
+
+
+def test_unknown_model_and_corpus_are_one_line_errors(tmp_path):
+    line = one_line_error(run_cli("evaluate", "--corpus", "demo", "--models", "da_cnn,resnet"))
+    assert "unknown model 'resnet'" in line
+    line = one_line_error(run_cli("evaluate", "--corpus", "timit", "--root", tmp_path))
+    assert "timit" in line
+    line = one_line_error(run_cli("train", "--corpus", "demo", "--model", "lstm", "-o", tmp_path / "m"))
+    assert "lstm" in line
+    assert main(["evaluate", "--corpus", "folder", "--root", str(tmp_path)]) == 2  # no --pattern
+
+
+def test_unreadable_files_are_one_line_errors(tmp_path, trained_model):
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"this is not audio")
+    line = one_line_error(run_cli("predict", trained_model, bad))
+    assert "broken.wav" in line
+    line = one_line_error(run_cli("predict", trained_model, tmp_path / "missing.wav"))
+    assert "missing.wav" in line
+    line = one_line_error(run_cli("predict", tmp_path / "no-model.joblib", bad))
+    assert "no-model.joblib" in line
+    line = one_line_error(run_cli("predict", bad, bad))
+    assert "cannot load model" in line
+
+
+# ----------------------------------------------------------------------------- train / predict
+
+
+@pytest.fixture(scope="module")
+def trained_model(folder_corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("model") / "model.joblib"
+    status = main(["train", "--corpus", "folder", "--root", str(folder_corpus), "--pattern", PATTERN,
+                   "--model", "da_cnn", "--max-epochs", "3", "-o", str(out), "--quiet"])
+    assert status == 0 and out.is_file()
+    return out
+
+
+def test_predict_json_and_text(trained_model, folder_corpus):
+    files = sorted(folder_corpus.rglob("*.wav"))[:4]
+    proc = run_cli("predict", trained_model, *files, "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert len(doc["classes"]) == 3
+    assert [p["file"] for p in doc["predictions"]] == [str(f) for f in files]
+    for p in doc["predictions"]:
+        assert p["device"] in doc["classes"] and p["runner_up"] in doc["classes"]
+        assert p["device"] != p["runner_up"]
+        assert 0 <= p["runner_up_probability"] <= p["probability"] <= 1
+        assert p["probability"] + p["runner_up_probability"] <= 1 + 1e-6
+    proc = run_cli("predict", trained_model, *files, "--quiet")
+    assert proc.returncode == 0
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 4 and all("runner-up" in ln for ln in lines)
+    assert lines[0].split("\t")[1] == doc["predictions"][0]["device"]
+
+
+def test_train_one_mode_other_model(folder_corpus, tmp_path):
+    out = tmp_path / "sa.joblib"
+    assert main(["train", "--corpus", "folder", "--root", str(folder_corpus), "--pattern", PATTERN,
+                 "--model", "sa_cnn", "--mode", "whisper", "--max-epochs", "2", "-o", str(out),
+                 "--quiet"]) == 0
+    import joblib
+
+    pipe = joblib.load(out)
+    assert type(pipe[-1]).__name__ == "SACNNClassifier"
+    assert pipe[-1].max_epochs == 2 and len(pipe.classes_) == 3
+    assert main(["train", "--corpus", "folder", "--root", str(folder_corpus), "--pattern", PATTERN,
+                 "--mode", "whisper", "-o", str(tmp_path / "x.joblib"), "--quiet",
+                 "--max-epochs", "0"]) == 2
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+
+def test_evaluate_interrupted_then_resumed(folder_corpus, tmp_path):
+    out = tmp_path / "eval"
+    args = ["evaluate", "--corpus", "folder", "--root", folder_corpus, "--pattern", PATTERN,
+            "--models", "sa_cnn,da_cnn", "--max-epochs", "2", "--out", out, "--quiet"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "devicepool", *map(str, args)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list((out / "results").rglob("*.json")):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)  # Ctrl-C: one line, status 130, finished results kept
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "rerun the same command to resume" in err
+    finished = sorted((out / "results").rglob("*.json"))
+    assert 1 <= len(finished) < 24
+    stamps = {f: f.stat().st_mtime_ns for f in finished}
+    done = run_cli(*args)
+    assert done.returncode == 0, done.stderr
+    assert {f: f.stat().st_mtime_ns for f in finished} == stamps
+    assert len(list((out / "results").rglob("*.json"))) == 24
+    table = done.stdout
+    assert "| SA-CNN |" in table and "| DA-CNN |" in table and "N/W" in table
+    report = (out / "report.md").read_text()
+    assert "Table 3" in report and (out / "fig2a-band-weights.png").is_file()
+    # a third run recomputes nothing and prints the same table
+    again = run_cli(*args)
+    assert again.returncode == 0 and again.stdout == table
+    assert len(list((out / "results").rglob("*.json"))) == 24
+
+
+# ----------------------------------------------------------------------------- demo
+
+
+def _check_demo_output(out):
+    report = (out / "report.md").read_text()
+    for col in ("MOBI (Ex-1)", "| N |", "| W |", "N/W", "W/N", "DFT-CNN (baseline)", "SA-CNN", "DA-CNN"):
+        assert col in report, col
+    for name in ("fig2a-band-weights.png", "fig2b-time-weights-neutral.png",
+                 "fig2c-time-weights-whisper.png", "table3.csv", "table3.md", "folds.csv"):
+        assert (out / name).is_file(), name
+        assert f"({name})" in report or name.endswith((".csv", ".md"))
+    rows = (out / "table3.csv").read_text().strip().splitlines()
+    assert len(rows) == 4
+    for row in rows[1:]:
+        cells = row.split(",")
+        assert all(c != "" for c in cells), row  # a full table: every cell has a value
+
+
+def test_demo_quick(tmp_path):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--quiet"]) == 0
+    _check_demo_output(out)
+
+
+@pytest.mark.slow
+def test_demo_full_under_five_minutes(tmp_path):
+    out = tmp_path / "demo"
+    t0 = time.perf_counter()
+    proc = run_cli("demo", "--out", out, timeout=900)
+    elapsed = time.perf_counter() - t0
+    assert proc.returncode == 0, proc.stderr
+    _check_demo_output(out)
+    assert elapsed < 300, f"demo took {elapsed:.0f} s"
+    assert DEMO_SETTINGS["full"]["ex2"]["modes"] == ("neutral", "whisper")

@@ -1,0 +1,279 @@
+"""The protocol runner: folds, conditions, resume after a kill, reproducibility, report."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from devicepool import experiments
+from devicepool.datasets import make_device_corpus
+from devicepool.experiments import (
+    CONDITIONS,
+    available_conditions,
+    combine_results,
+    load_results,
+    make_folds,
+    register_model,
+    run_protocol,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = {"max_epochs": 2, "batch_size": 8}
+FAST_PARAMS = {m: dict(FAST) for m in ("dft_cnn", "sa_cnn", "da_cnn")}
+FAST_PARAMS["dft_cnn"]["module__channels"] = (8, 16)  # the full DFT-CNN is slow on 2 cores
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    # real embedded corpus, tiny: 3 devices x 3 speakers x 2 utterances x 2 modes
+    return make_device_corpus(n_devices=3, n_speakers=3, n_utterances=2, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def neutral_corpus():
+    return make_device_corpus(n_devices=3, n_speakers=3, n_utterances=2, modes=("neutral",),
+                              random_state=1)
+
+
+class _CountingFactory:
+    """Wrap a registered model's real factory and count the fits it is asked for."""
+
+    def __init__(self, name):
+        self.spec = experiments._MODELS[name]
+        self.calls = 0
+
+    def __call__(self, **params):
+        self.calls += 1
+        return self.spec.factory(**params)
+
+
+@pytest.fixture
+def counted_da():
+    counter = _CountingFactory("da_cnn")
+    register_model("da_counted", counter, feature="fbank", label="DA-CNN (counted)", attention=True)
+    yield counter
+    experiments._MODELS.pop("da_counted", None)
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory, corpus):
+    out = tmp_path_factory.mktemp("protocol")
+    res = run_protocol(corpus, out_dir=out, model_params=FAST_PARAMS, progress=False)
+    return out, res
+
+
+# ----------------------------------------------------------------------------- folds
+
+
+def test_folds_are_speaker_disjoint_and_shared_by_modes(corpus):
+    folds = make_folds(corpus.groups, 3)
+    groups = np.asarray(corpus.groups)
+    mode = np.asarray(corpus.mode)
+    assert len(folds) == 3
+    # every utterance is held out exactly once
+    assert np.array_equal(np.sum(folds, axis=0), np.ones(len(groups)))
+    for held in folds:
+        assert not set(groups[held]) & set(groups[~held])
+        # the same held-out speakers in both modes (N/W tests the other mode of them)
+        assert set(groups[held & (mode == "neutral")]) == set(groups[held & (mode == "whisper")])
+
+
+def test_folds_need_enough_speakers():
+    with pytest.raises(ValueError, match="at least 3 speakers"):
+        make_folds(["a", "a", "b"], 3)
+    with pytest.raises(ValueError, match="n_splits"):
+        make_folds(["a", "b"], 1)
+
+
+def test_available_conditions():
+    assert available_conditions(["neutral", "whisper"]) == ["N", "W", "N/W", "W/N"]
+    assert available_conditions(["neutral"]) == ["MOBI"]
+    assert available_conditions(["whisper"]) == ["W"]
+    assert set(CONDITIONS) == {"MOBI", "N", "W", "N/W", "W/N"}
+
+
+# ----------------------------------------------------------------------------- the protocol
+
+
+def test_full_protocol_all_models_all_conditions(full_run, corpus):
+    out, res = full_run
+    assert res.models == ["dft_cnn", "sa_cnn", "da_cnn"]
+    assert res.conditions == ["N", "W", "N/W", "W/N"]
+    assert len(res.records) == 3 * 4 * 3
+    mode = np.asarray(corpus.mode)
+    groups = np.asarray(corpus.groups)
+    for rec in res.records:
+        assert 0.0 <= rec["accuracy"] <= 1.0
+        cm = np.asarray(rec["confusion_matrix"])
+        assert cm.shape == (3, 3) and cm.sum() == rec["n_test"]
+        assert rec["accuracy"] == pytest.approx(np.trace(cm) / cm.sum())
+        idx = np.asarray(rec["test_index"])
+        assert set(mode[idx]) == {rec["test_mode"]}
+        assert not set(groups[idx]) & set(rec["train_speakers"])
+        assert Path(out, "results", rec["model"], rec["condition"].replace("/", "-"),
+                    f"fold{rec['fold']}.json").is_file()
+    for (m, c), s in res.summary.items():
+        accs = [100 * r["accuracy"] for r in res.records if r["model"] == m and r["condition"] == c]
+        assert s["n_folds"] == 3
+        assert s["mean"] == pytest.approx(np.mean(accs)) and s["std"] == pytest.approx(np.std(accs))
+        assert res.confusion[(m, c)]["matrix"].sum() == sum(
+            r["n_test"] for r in res.records if r["model"] == m and r["condition"] == c)
+    # matched and mismatched conditions of one training mode share the fit (same seed, fit time)
+    for m in res.models:
+        for k in range(3):
+            n = [r for r in res.records if r["model"] == m and r["fold"] == k and r["train_mode"] == "neutral"]
+            assert {r["condition"] for r in n} == {"N", "N/W"}
+            assert n[0]["seed"] == n[1]["seed"] and n[0]["fit_seconds"] == n[1]["fit_seconds"]
+
+
+def test_report_files_and_figure_data(full_run):
+    out, res = full_run
+    for name in ("report.md", "table3.md", "table3.csv", "folds.csv", "confusion_matrices.json",
+                 "fig2a-band-weights.png", "fig2b-time-weights-neutral.png",
+                 "fig2c-time-weights-whisper.png", "confusion-da_cnn-N-W.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 200, name
+    report = (out / "report.md").read_text()
+    assert "| DA-CNN |" in report and "(99.12)" in report and "fig2a-band-weights.png" in report
+    table = (out / "table3.csv").read_text().splitlines()
+    assert table[0].startswith("model,N mean,N std") and len(table) == 4
+    # Fig. 2 data: DA-CNN band weights (24 per utterance) and time weights aligned with labels
+    for train_mode in ("neutral", "whisper"):
+        att = res.attention[train_mode]
+        n_held = sum(r["n_test"] for r in res.records
+                     if r["model"] == "da_cnn" and r["condition"] == ("N" if train_mode == "neutral" else "W"))
+        assert att["band_weights"].shape == (n_held, 24)
+        assert np.all(np.isfinite(att["band_weights"]))
+        assert len(att["time_weights"]) == len(att["frame_labels"]) == n_held
+        for tw, lab in zip(att["time_weights"], att["frame_labels"]):
+            assert len(tw) == len(lab) // 4 or abs(len(tw) - len(lab) / 4) <= 1
+            assert set(lab) <= {"voiced", "unvoiced", "silence"}
+    loaded = load_results(out)
+    assert loaded.summary.keys() == res.summary.keys()
+    assert loaded.summary[("da_cnn", "W")]["mean"] == pytest.approx(res.summary[("da_cnn", "W")]["mean"])
+
+
+def test_resume_recomputes_nothing(tmp_path, corpus, counted_da):
+    res1 = run_protocol(corpus, models=["da_counted"], out_dir=tmp_path, progress=False,
+                        model_params={"da_counted": FAST}, report=False)
+    assert counted_da.calls == 6  # 2 training modes x 3 folds serve 4 conditions
+    files = sorted((tmp_path / "results").rglob("*.json"))
+    assert len(files) == 12
+    stamps = {f: f.stat().st_mtime_ns for f in files}
+    res2 = run_protocol(corpus, models=["da_counted"], out_dir=tmp_path, progress=False,
+                        model_params={"da_counted": FAST}, report=False)
+    assert counted_da.calls == 6
+    assert {f: f.stat().st_mtime_ns for f in files} == stamps
+    assert res2.summary == res1.summary
+    # other settings in the same folder: refused, nothing overwritten
+    with pytest.raises(ValueError, match="other settings"):
+        run_protocol(corpus, models=["da_counted"], out_dir=tmp_path, progress=False,
+                     model_params={"da_counted": {"max_epochs": 3}}, report=False)
+    assert {f: f.stat().st_mtime_ns for f in files} == stamps
+
+
+def test_same_seed_same_numbers(corpus):
+    kw = dict(models=["sa_cnn"], conditions=["N", "N/W"], progress=False,
+              model_params={"sa_cnn": FAST})
+    a = run_protocol(corpus, random_state=3, **kw)
+    b = run_protocol(corpus, random_state=3, **kw)
+    c = run_protocol(corpus, random_state=4, **kw)
+    assert [r["y_pred"] for r in a.records] == [r["y_pred"] for r in b.records]
+    assert a.summary == b.summary
+    assert [r["seed"] for r in a.records] == [r["seed"] for r in b.records]
+    assert [r["seed"] for r in a.records] != [r["seed"] for r in c.records]
+    assert a.config["random_state"] == 3 and a.config["seeds"]
+
+
+def test_neutral_only_corpus_serves_ex1_and_skips_whisper(neutral_corpus):
+    res = run_protocol(neutral_corpus, models=["da_cnn"], conditions=["MOBI", "W", "N/W"],
+                       progress=False, model_params={"da_cnn": FAST})
+    assert res.conditions == ["MOBI"]
+    assert len(res.records) == 3
+    assert any("W skipped" in n for n in res.notes) and any("N/W skipped" in n for n in res.notes)
+    table = res.to_markdown()
+    assert "MOBI (Ex-1)" in table and "(94.56)" in table
+
+
+def test_combine_results_builds_full_table(corpus, neutral_corpus):
+    kw = dict(models=["da_cnn"], progress=False, model_params={"da_cnn": FAST})
+    ex1 = run_protocol(neutral_corpus, **kw)
+    ex2 = run_protocol(corpus, conditions=["N", "W/N"], **kw)
+    both = combine_results(ex1, ex2)
+    assert both.conditions == ["MOBI", "N", "W/N"]
+    assert both.table_rows()[0] == ["model", "MOBI (Ex-1)", "N", "W/N"]
+    with pytest.raises(ValueError, match="overlap"):
+        combine_results(ex2, ex2)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"models": ["resnet"]}, "unknown model 'resnet'"),
+        ({"models": []}, "models is empty"),
+        ({"conditions": ["X"]}, "unknown condition 'X'"),
+        ({"model_params": {"sa_cnn": {"max_epochs": 2}}, "models": ["da_cnn"]}, "models not run"),
+        ({"n_splits": 4}, "at least 4 speakers"),
+        ({"random_state": 1.5}, "random_state"),
+    ],
+)
+def test_bad_arguments(corpus, kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        run_protocol(corpus, progress=False, **kwargs)
+
+
+def test_bad_corpus():
+    with pytest.raises(TypeError, match="missing 'groups'"):
+        run_protocol({"data": [np.zeros(100)], "target": ["a"]})
+    with pytest.raises(ValueError, match="mode values"):
+        run_protocol({"data": [np.zeros(100)] * 3, "target": ["a"] * 3, "groups": ["x", "y", "z"],
+                      "mode": ["loud"] * 3})
+
+
+KILL_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from devicepool.datasets import make_device_corpus
+    from devicepool.experiments import run_protocol
+    corpus = make_device_corpus(n_devices=3, n_speakers=3, n_utterances=2, random_state=0)
+    p = {"max_epochs": 2, "batch_size": 8}
+    run_protocol(corpus, models=["sa_cnn", "da_cnn"], out_dir=sys.argv[1], progress=False,
+                 model_params={"sa_cnn": p, "da_cnn": p}, report=False)
+    """
+)
+
+
+def test_killed_run_resumes_and_loses_nothing(tmp_path, corpus):
+    out = tmp_path / "run"
+    script = tmp_path / "run.py"
+    script.write_text(KILL_SCRIPT)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, str(script), str(out)], env=env, cwd=ROOT)
+    deadline = time.monotonic() + 120
+    try:
+        while not list((out / "results").rglob("*.json")):
+            assert proc.poll() is None, "the run ended before writing any result"
+            assert time.monotonic() < deadline, "no result file within 120 s"
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finished = sorted((out / "results").rglob("*.json"))
+    assert 1 <= len(finished) < 24, "the kill must land mid-way"
+    stamps = {f: (f.stat().st_mtime_ns, f.read_bytes()) for f in finished}
+    res = run_protocol(corpus, models=["sa_cnn", "da_cnn"], out_dir=out, progress=False,
+                       model_params={"sa_cnn": FAST, "da_cnn": FAST}, report=False)
+    assert len(res.records) == 24 and all(s["n_folds"] == 3 for s in res.summary.values())
+    for f, (mtime, content) in stamps.items():
+        assert f.stat().st_mtime_ns == mtime and f.read_bytes() == content
+    for f in finished:
+        rec = json.loads(f.read_text())
+        match = [r for r in res.records if (r["model"], r["condition"], r["fold"]) ==
+                 (rec["model"], rec["condition"], rec["fold"])]
+        assert match[0]["y_pred"] == rec["y_pred"]
