@@ -1,0 +1,286 @@
+"""Building blocks shared by the SA-CNN, DA-CNN and DFT-CNN modules.
+
+Everything here works on zero-padded batches ``x`` of shape ``(B, T, F)`` together
+with the true lengths ``lengths`` (int64, ``(B,)``) and guarantees that the values
+at valid positions never depend on the padding:
+
+* :class:`MaskedConvStack` re-zeroes the padded frames after every convolution
+  (before pooling), so that a 3x3 ``same`` convolution at the last valid frame sees
+  exactly the zeros it would see on an unpadded input;
+* time pooling uses ``ceil_mode``: an odd number of frames keeps its last frame
+  (the window is completed with the zero padding, and since the pooled values come
+  after a ReLU they are >= 0, a zero never wins a max over a valid value);
+* :class:`AttentionLSTM` runs unidirectional LSTMs, which are causal: the output at
+  a valid frame only depends on earlier frames, so trailing padding cannot leak in;
+  its 4x1 pooling is a masked mean over the valid frames of each window;
+* :func:`masked_softmax` gives padded positions exactly zero weight.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+__all__ = [
+    "lengths_to_mask",
+    "pooled_lengths",
+    "masked_softmax",
+    "masked_mean_pool",
+    "MaskedConvStack",
+    "AttentionLSTM",
+    "InputNormalisation",
+    "forward_flops",
+]
+
+
+def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """Boolean mask ``(B, max_len)``: True at valid frames ``t < lengths[b]``."""
+    steps = torch.arange(max_len, device=lengths.device)
+    return steps.unsqueeze(0) < lengths.unsqueeze(1)
+
+
+def pooled_lengths(lengths: torch.Tensor, factor: int) -> torch.Tensor:
+    """Lengths after ceil-mode pooling by ``factor``: ``ceil(lengths / factor)``."""
+    if factor == 1:
+        return lengths
+    return torch.div(lengths + factor - 1, factor, rounding_mode="floor")
+
+
+def masked_softmax(scores: torch.Tensor, mask: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Softmax over ``dim`` restricted to ``mask``; masked positions get weight 0.
+
+    Rows without any valid position would be all-NaN; callers guarantee at least
+    one valid position (every utterance has >= 1 frame).
+    """
+    scores = scores.masked_fill(~mask, float("-inf"))
+    return torch.softmax(scores, dim=dim)
+
+
+def masked_mean_pool(h: torch.Tensor, lengths: torch.Tensor, factor: int) -> torch.Tensor:
+    """Mean-pool ``h`` ``(B, T, D)`` over non-overlapping windows of ``factor`` frames.
+
+    Only valid frames count (the last window of an utterance whose length is not a
+    multiple of ``factor`` averages over the frames it has). Returns
+    ``(B, ceil(T / factor), D)``; windows entirely in the padding are 0.
+    """
+    B, T, D = h.shape
+    mask = lengths_to_mask(lengths, T).to(h.dtype)
+    h = h * mask.unsqueeze(-1)
+    T_out = math.ceil(T / factor)
+    pad = T_out * factor - T
+    if pad:
+        h = nn.functional.pad(h, (0, 0, 0, pad))
+        mask = nn.functional.pad(mask, (0, pad))
+    sums = h.reshape(B, T_out, factor, D).sum(dim=2)
+    counts = mask.reshape(B, T_out, factor).sum(dim=2).clamp_min(1.0)
+    return sums / counts.unsqueeze(-1)
+
+
+class InputNormalisation(nn.Module):
+    """Fixed per-feature standardisation ``(x - mean) / scale`` stored as buffers.
+
+    The buffers start at mean 0, scale 1 (identity) and are set from training data
+    by :meth:`fit` (the estimators call it once per ``fit``); they are part of the
+    ``state_dict`` so a saved model carries them. This is a *global* standardisation:
+    per-utterance normalisation (e.g. cepstral mean normalisation) would remove the
+    very channel colouration that identifies a device, so it is not done.
+    """
+
+    def __init__(self, n_features: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(n_features))
+        self.register_buffer("scale", torch.ones(n_features))
+
+    @torch.no_grad()
+    def fit(self, frames: torch.Tensor) -> "InputNormalisation":
+        """Set mean and scale from ``frames`` ``(N, n_features)`` (already compressed)."""
+        frames = frames.to(self.mean.device, torch.float64)
+        mean = frames.mean(dim=0)
+        std = frames.std(dim=0, unbiased=False) if frames.shape[0] > 1 else torch.ones_like(mean)
+        std = torch.where(std > 1e-6, std, torch.ones_like(std))
+        self.mean.copy_(mean.to(self.mean.dtype))
+        self.scale.copy_(std.to(self.scale.dtype))
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.scale
+
+
+class MaskedConvStack(nn.Module):
+    """2-D CNN over ``(time, frequency)`` with masking of padded frames.
+
+    Each layer: ``Conv2d(k x k, padding='same')`` -> ReLU -> zero padded frames ->
+    ``MaxPool2d(pool)`` with ``ceil_mode=True``. No batch normalisation (its
+    training-mode statistics would depend on the padding of a batch).
+
+    Parameters
+    ----------
+    in_channels : int
+    layers : sequence of (channels, (pool_time, pool_freq))
+    kernel_size : int, default=3
+
+    Forward: ``x`` ``(B, C_in, T, F)`` and ``lengths`` ``(B,)`` ->
+    ``(B, C_out, T', F')`` and the new lengths ``ceil(lengths / prod(pool_time))``.
+    """
+
+    def __init__(self, in_channels: int, layers, kernel_size: int = 3):
+        super().__init__()
+        convs, pools = [], []
+        c_in = in_channels
+        for channels, pool in layers:
+            convs.append(nn.Conv2d(c_in, channels, kernel_size, padding=kernel_size // 2))
+            pools.append(tuple(int(p) for p in pool))
+            c_in = channels
+        self.convs = nn.ModuleList(convs)
+        self.pools = pools
+        self.out_channels = c_in
+        self.time_reduction = math.prod(p[0] for p in pools)
+        self.freq_reduction = math.prod(p[1] for p in pools)
+
+    def out_bands(self, n_bands: int) -> int:
+        """Frequency width after the stack (ceil-mode pooling)."""
+        for _, pf in self.pools:
+            n_bands = math.ceil(n_bands / pf)
+        return n_bands
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor):
+        for conv, (pt, pf) in zip(self.convs, self.pools):
+            x = torch.relu(conv(x))
+            mask = lengths_to_mask(lengths, x.shape[2]).to(x.dtype)
+            x = x * mask[:, None, :, None]
+            if pt > 1 or pf > 1:
+                x = nn.functional.max_pool2d(x, (pt, pf), ceil_mode=True)
+                lengths = pooled_lengths(lengths, pt)
+        return x, lengths
+
+
+class AttentionLSTM(nn.Module):
+    """Two stacked unidirectional LSTMs followed by a masked 4x1 mean pooling.
+
+    Table 1 "LSTM attention": ``LSTM(n_in -> hidden)``, ``LSTM(hidden -> n_out)``,
+    pooled ``pool x 1`` over time so that one output frame lines up with one output
+    frame of the CNN (whose time axis is reduced by the same factor, also with
+    ceil-mode windows ``[pool*j, pool*j + pool)``). The LSTMs are causal, so the
+    outputs at valid frames are independent of trailing padding; no packing needed.
+
+    Forward: ``x`` ``(B, T, n_in)``, ``lengths`` -> scores ``(B, ceil(T/pool), n_out)``
+    (the LSTM output, in ``[-1, 1]``).
+    """
+
+    def __init__(self, n_in: int, hidden: int, n_out: int, pool: int = 4):
+        super().__init__()
+        self.lstm1 = nn.LSTM(n_in, hidden, batch_first=True)
+        self.lstm2 = nn.LSTM(hidden, n_out, batch_first=True)
+        self.pool = int(pool)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        h, _ = self.lstm1(x)
+        h, _ = self.lstm2(h)
+        return masked_mean_pool(h, lengths, self.pool)
+
+
+def _lstm_flops(module: nn.LSTM, T: int, B: int) -> int:
+    flops = 0
+    for layer in range(module.num_layers):
+        n_in = module.input_size if layer == 0 else module.hidden_size
+        h = module.hidden_size
+        # 4 gates: W_ih x + W_hh h (2 MACs per weight) + biases + cell update.
+        flops += T * B * (2 * 4 * h * (n_in + h) + 2 * 4 * h + 10 * h)
+    return flops
+
+
+@torch.no_grad()
+def forward_flops(model: nn.Module, n_frames: int, n_features: int | None = None) -> dict:
+    """Count the floating-point operations of one forward pass of ``model``.
+
+    Runs the model once on a single all-zero utterance of ``n_frames`` frames (or
+    segments for :class:`~devicepool.models.DFTCNN`) and counts multiply-adds of
+    convolutions, linear layers and LSTMs (2 FLOPs per multiply-add, bias adds and
+    LSTM gate non-linearities included roughly; ReLU, pooling and softmax are not
+    counted, as is customary).
+
+    Parameters
+    ----------
+    model : SACNN, DACNN or DFTCNN
+    n_frames : int
+        Number of input frames (300 frames = 3 s at a 10 ms shift).
+    n_features : int, optional
+        Input width; defaults to ``model.n_features``.
+
+    Returns
+    -------
+    dict
+        ``{"conv": int, "linear": int, "lstm": int, "total": int, "params": int}``.
+
+    Examples
+    --------
+    >>> from devicepool.models import DACNN, forward_flops
+    >>> forward_flops(DACNN(n_classes=10), 300)["total"] > 0
+    True
+    """
+    n_features = model.n_features if n_features is None else int(n_features)
+    counts = {"conv": 0, "linear": 0, "lstm": 0}
+    hooks = []
+
+    def conv_hook(mod, inp, out):
+        k = math.prod(mod.kernel_size) * (mod.in_channels // mod.groups)
+        counts["conv"] += out.numel() * (2 * k + (1 if mod.bias is not None else 0))
+
+    def linear_hook(mod, inp, out):
+        counts["linear"] += out.numel() * (2 * mod.in_features + (1 if mod.bias is not None else 0))
+
+    def lstm_hook(mod, inp, out):
+        x = inp[0]
+        B, T = (x.shape[0], x.shape[1]) if mod.batch_first else (x.shape[1], x.shape[0])
+        counts["lstm"] += _lstm_flops(mod, T, B)
+
+    for m in model.modules():
+        if isinstance(m, (nn.Conv1d, nn.Conv2d)):
+            hooks.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, nn.Linear):
+            hooks.append(m.register_forward_hook(linear_hook))
+        elif isinstance(m, nn.LSTM):
+            hooks.append(m.register_forward_hook(lstm_hook))
+    was_training = model.training
+    model.eval()
+    try:
+        p = next(model.parameters())
+        x = torch.zeros(1, int(n_frames), n_features, dtype=p.dtype, device=p.device)
+        lengths = torch.tensor([int(n_frames)], device=p.device)
+        model(x, lengths)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    counts["total"] = counts["conv"] + counts["linear"] + counts["lstm"]
+    counts["params"] = sum(p.numel() for p in model.parameters())
+    return counts
+
+
+def prepare_input(x: torch.Tensor, lengths: torch.Tensor, n_features: int, norm: nn.Module):
+    """Validate a padded batch, standardise it and re-zero the padding.
+
+    Returns ``(x, lengths, mask)`` with ``x`` ``(B, T, F)`` float, ``lengths`` int64
+    and ``mask`` ``(B, T)`` bool.
+    """
+    if x.dim() != 3:
+        raise ValueError(f"x must be (batch, n_frames, n_features); got shape {tuple(x.shape)}")
+    if x.shape[2] != n_features:
+        raise ValueError(
+            f"x has {x.shape[2]} features per frame, but the model expects {n_features}"
+        )
+    lengths = torch.as_tensor(lengths, device=x.device).long()
+    if lengths.shape != (x.shape[0],):
+        raise ValueError(
+            f"lengths must have shape ({x.shape[0]},); got {tuple(lengths.shape)}"
+        )
+    if x.shape[0] and (int(lengths.min()) < 1 or int(lengths.max()) > x.shape[1]):
+        raise ValueError(
+            f"lengths must lie in [1, {x.shape[1]}] (the padded length); "
+            f"got min {int(lengths.min())}, max {int(lengths.max())}"
+        )
+    mask = lengths_to_mask(lengths, x.shape[1])
+    x = norm(x) * mask.unsqueeze(-1).to(x.dtype)
+    return x, lengths, mask

@@ -1,0 +1,109 @@
+"""DA-CNN: dual (time and frequency-band) attention pooling CNN (Table 1, CNN-2)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._blocks import AttentionLSTM, InputNormalisation, MaskedConvStack, lengths_to_mask
+from ._blocks import masked_softmax, prepare_input
+
+__all__ = ["DACNN"]
+
+
+class DACNN(nn.Module):
+    """Dual attention pooling CNN for recording-device classification.
+
+    Architecture (the paper's Table 1, with the readings of its ambiguous points):
+
+    ============================  ==========================================================
+    input                         ``(B, T, 24)`` log filter-bank frames, zero-padded,
+                                  standardised per band with fixed buffers
+    CNN-2                         conv 3x3/40 - pool 2x1; conv 3x3/40 - pool 1x1;
+                                  conv 3x3/40 - pool 2x1 (``same`` padding, ReLU, padded
+                                  frames zeroed after each conv, ceil-mode pooling)
+                                  -> ``(B, 40, ceil(T/4), 24)``: the 24 bands are kept
+    LSTM attention-1 (time)       LSTM 24 -> LSTM 1, masked 4x1 mean pooling ->
+                                  ``w_t = softmax_t(g_t * score_t)`` over valid frames
+    LSTM attention-2 (band)       LSTM 24 -> LSTM 24 on the input frames, masked 4x1
+                                  mean pooling -> ``(B, ceil(T/4), 24)``; averaged over
+                                  the valid output frames -> ``(B, 24)``;
+                                  ``w_k = softmax_k(g_k * score_k)`` over the 24 bands
+    eq. 2                         ``K' = sum_k (sum_t w_t^k f_t^k) w_k``. The time weight
+                                  is shared by all bands (``w_t^k = w_t``: attention-1
+                                  has one output unit), ``f_t^k`` is the 40-channel CNN
+                                  output at frame t and band k, so ``K'`` has 40 values
+    classification network-2      dense 120 (ReLU); dense n_classes
+    ============================  ==========================================================
+
+    ``g_t`` and ``g_k`` are learned scalar gains (init 1): the LSTM outputs are
+    bounded in [-1, 1] and the gain lets training sharpen the softmax.
+
+    Parameters
+    ----------
+    n_classes : int
+    n_bands : int, default=24
+        Input bands; also the width of the CNN output and of attention-2.
+    channels : int, default=40
+    attention_hidden : int, default=24
+        Units of the first LSTM of both attention networks.
+    hidden : int, default=120
+    dropout : float, default=0.0
+
+    Examples
+    --------
+    >>> import torch
+    >>> from devicepool.models import DACNN
+    >>> net = DACNN(n_classes=5)
+    >>> out = net.attention(torch.randn(2, 301, 24), torch.tensor([301, 7]))
+    >>> out["time"].shape, out["band"].shape
+    (torch.Size([2, 76]), torch.Size([2, 24]))
+    """
+
+    def __init__(self, n_classes: int, n_bands: int = 24, channels: int = 40,
+                 attention_hidden: int = 24, hidden: int = 120, dropout: float = 0.0):
+        super().__init__()
+        if int(n_classes) < 1 or int(n_bands) < 1:
+            raise ValueError("n_classes and n_bands must be >= 1")
+        self.n_classes = int(n_classes)
+        self.n_bands = int(n_bands)
+        self.n_features = self.n_bands
+        self.norm = InputNormalisation(self.n_bands)
+        self.cnn = MaskedConvStack(1, [(channels, (2, 1)), (channels, (1, 1)), (channels, (2, 1))])
+        self.time_reduction = self.cnn.time_reduction
+        self.attention_time = AttentionLSTM(self.n_bands, attention_hidden, 1, pool=self.time_reduction)
+        self.attention_band = AttentionLSTM(self.n_bands, attention_hidden, self.n_bands,
+                                            pool=self.time_reduction)
+        self.time_gain = nn.Parameter(torch.ones(()))
+        self.band_gain = nn.Parameter(torch.ones(()))
+        self.embedding_dim = int(channels)
+        self.classifier = nn.Sequential(
+            nn.Linear(self.embedding_dim, hidden), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(hidden, self.n_classes),
+        )
+
+    def _pool(self, x, lengths):
+        x, lengths, _ = prepare_input(x, lengths, self.n_features, self.norm)
+        fmap, out_len = self.cnn(x.unsqueeze(1), lengths)           # (B, C, T', K)
+        tmask = lengths_to_mask(out_len, fmap.shape[2])
+        s_time = self.attention_time(x, lengths)[..., 0]             # (B, T')
+        w_time = masked_softmax(self.time_gain * s_time, tmask, dim=1)
+        s_band = self.attention_band(x, lengths)                     # (B, T', K)
+        s_band = (s_band * tmask.unsqueeze(-1)).sum(1) / out_len.unsqueeze(1).to(s_band.dtype)
+        w_band = torch.softmax(self.band_gain * s_band, dim=1)       # (B, K)
+        per_band = torch.einsum("bctk,bt->bck", fmap, w_time)        # sum_t w_t f_t^k
+        K = torch.einsum("bck,bk->bc", per_band, w_band)             # eq. 2
+        return K, w_time, w_band
+
+    def embed(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Dual-attention embedding ``K'`` ``(B, channels)``."""
+        return self._pool(x, lengths)[0]
+
+    def attention(self, x: torch.Tensor, lengths: torch.Tensor) -> dict:
+        """``{"time": (B, ceil(T/4)), "band": (B, n_bands)}``; time is 0 at padding."""
+        _, w_time, w_band = self._pool(x, lengths)
+        return {"time": w_time, "band": w_band}
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, n_classes)`` for a zero-padded batch ``x`` ``(B, T, n_bands)``."""
+        return self.classifier(self.embed(x, lengths))

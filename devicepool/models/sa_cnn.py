@@ -1,0 +1,115 @@
+"""SA-CNN: single (time) attention pooling CNN (Table 1, CNN-1 + LSTM attention-1)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._blocks import AttentionLSTM, InputNormalisation, MaskedConvStack, lengths_to_mask
+from ._blocks import masked_softmax, prepare_input
+
+__all__ = ["SACNN"]
+
+
+class SACNN(nn.Module):
+    """Single attention pooling CNN for recording-device classification.
+
+    Architecture (the paper's Table 1, with the readings of its ambiguous points):
+
+    ============================  ==========================================================
+    input                         ``(B, T, 24)`` log filter-bank frames, zero-padded;
+                                  standardised per band with fixed buffers
+                                  (:class:`~devicepool.models._blocks.InputNormalisation`)
+    CNN-1                         conv 3x3/20 - pool 2x1; conv 3x3/20 - pool 1x2;
+                                  conv 3x3/20 - pool 2x1. ``same`` zero padding, ReLU,
+                                  no batch norm, padded frames zeroed after each conv,
+                                  ceil-mode pooling -> ``(B, 20, ceil(T/4), 12)``
+    LSTM attention-1              LSTM 24 -> LSTM 1 on the (standardised) input frames,
+                                  masked mean over windows of 4 frames -> one score
+                                  per CNN output frame ``(B, ceil(T/4))``
+    time weights ``w_t``          ``softmax_t(g * score_t)`` over the **valid** output
+                                  frames only (padded frames get exactly 0); ``g`` is a
+                                  learned scalar gain (init 1) since the 1-unit LSTM
+                                  output is bounded in [-1, 1]
+    eq. 1                         ``K = sum_t w_t f_t`` with ``f_t`` the ``(20, 12)``
+                                  CNN output at frame t
+    classification network-1      average pooling over the 12 frequency bands
+                                  -> 20-d embedding; dense 60 (ReLU); dense n_classes
+    ============================  ==========================================================
+
+    The time weights sum to one, so ``K`` is a weighted *average* of frames and the
+    prediction does not depend on the utterance length as such.
+
+    Parameters
+    ----------
+    n_classes : int
+        Number of devices (output logits).
+    n_bands : int, default=24
+        Filter-bank bands per input frame.
+    channels : int, default=20
+        Channels of each of the three conv layers.
+    attention_hidden : int, default=24
+        Units of the first attention LSTM.
+    hidden : int, default=60
+        Width of the dense layer of the classification network.
+    dropout : float, default=0.0
+        Dropout before the output layer (the paper mentions none).
+
+    Attributes
+    ----------
+    time_reduction : int
+        4: the CNN output has ``ceil(T / 4)`` frames.
+    embedding_dim : int
+        Size of :meth:`embed`'s output (``channels``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from devicepool.models import SACNN
+    >>> net = SACNN(n_classes=5)
+    >>> x = torch.randn(2, 300, 24)
+    >>> net(x, torch.tensor([300, 120])).shape
+    torch.Size([2, 5])
+    """
+
+    def __init__(self, n_classes: int, n_bands: int = 24, channels: int = 20,
+                 attention_hidden: int = 24, hidden: int = 60, dropout: float = 0.0):
+        super().__init__()
+        if int(n_classes) < 1 or int(n_bands) < 1:
+            raise ValueError("n_classes and n_bands must be >= 1")
+        self.n_classes = int(n_classes)
+        self.n_bands = int(n_bands)
+        self.n_features = self.n_bands
+        self.norm = InputNormalisation(self.n_bands)
+        self.cnn = MaskedConvStack(1, [(channels, (2, 1)), (channels, (1, 2)), (channels, (2, 1))])
+        self.time_reduction = self.cnn.time_reduction
+        self.attention_time = AttentionLSTM(self.n_bands, attention_hidden, 1, pool=self.time_reduction)
+        self.time_gain = nn.Parameter(torch.ones(()))
+        self.embedding_dim = int(channels)
+        self.classifier = nn.Sequential(
+            nn.Linear(self.embedding_dim, hidden), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(hidden, self.n_classes),
+        )
+
+    def _pool(self, x, lengths):
+        x, lengths, _ = prepare_input(x, lengths, self.n_features, self.norm)
+        fmap, out_len = self.cnn(x.unsqueeze(1), lengths)          # (B, C, T', F')
+        scores = self.attention_time(x, lengths)[..., 0]            # (B, T')
+        tmask = lengths_to_mask(out_len, fmap.shape[2])
+        w_time = masked_softmax(self.time_gain * scores, tmask, dim=1)
+        K = torch.einsum("bctf,bt->bcf", fmap, w_time)              # eq. 1
+        return K, w_time
+
+    def embed(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Attention-pooled embedding: ``K`` averaged over frequency, ``(B, channels)``."""
+        K, _ = self._pool(x, lengths)
+        return K.mean(dim=2)
+
+    def attention(self, x: torch.Tensor, lengths: torch.Tensor) -> dict:
+        """Time attention weights ``{"time": (B, ceil(T/4))}`` (0 at padded frames)."""
+        _, w_time = self._pool(x, lengths)
+        return {"time": w_time}
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, n_classes)`` for a zero-padded batch ``x`` ``(B, T, n_bands)``."""
+        return self.classifier(self.embed(x, lengths))

@@ -1,0 +1,143 @@
+"""Tests of the plain torch modules (Table 1 shapes, masking, attention, FLOPs)."""
+
+import math
+
+import pytest
+import torch
+
+from devicepool.models import DACNN, DFTCNN, SACNN, forward_flops
+from devicepool.models._blocks import masked_mean_pool, masked_softmax
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # The test machine is shared; one intra-op thread avoids OpenMP oversubscription.
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _batch(lengths, F=24, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    T = max(lengths)
+    x = torch.randn(len(lengths), T, F, generator=g)
+    L = torch.tensor(lengths)
+    for b, n in enumerate(lengths):
+        x[b, n:] = 0
+    return x, L
+
+
+def test_table1_sacnn_shapes():
+    net = SACNN(n_classes=7)
+    assert [c.out_channels for c in net.cnn.convs] == [20, 20, 20]
+    assert [c.kernel_size for c in net.cnn.convs] == [(3, 3)] * 3
+    assert net.cnn.pools == [(2, 1), (1, 2), (2, 1)]
+    assert net.time_reduction == 4
+    assert net.attention_time.lstm1.hidden_size == 24
+    assert net.attention_time.lstm2.hidden_size == 1
+    assert [m.out_features for m in net.classifier if isinstance(m, torch.nn.Linear)] == [60, 7]
+    x, L = _batch([300, 101])
+    fmap, out_len = net.cnn(x.unsqueeze(1), L)
+    assert fmap.shape == (2, 20, 75, 12)
+    assert out_len.tolist() == [75, math.ceil(101 / 4)]
+    assert net(x, L).shape == (2, 7)
+    assert net.embed(x, L).shape == (2, 20)
+
+
+def test_table1_dacnn_shapes_keep_24_bands():
+    net = DACNN(n_classes=5)
+    assert [c.out_channels for c in net.cnn.convs] == [40, 40, 40]
+    assert net.cnn.pools == [(2, 1), (1, 1), (2, 1)]
+    assert net.attention_band.lstm1.hidden_size == 24
+    assert net.attention_band.lstm2.hidden_size == 24
+    assert net.attention_time.lstm2.hidden_size == 1
+    assert [m.out_features for m in net.classifier if isinstance(m, torch.nn.Linear)] == [120, 5]
+    x, L = _batch([300, 37])
+    fmap, out_len = net.cnn(x.unsqueeze(1), L)
+    assert fmap.shape == (2, 40, 75, 24)
+    att = net.attention(x, L)
+    assert att["time"].shape == (2, 75)
+    assert att["band"].shape == (2, 24)
+    assert net.embed(x, L).shape == (2, 40)
+
+
+@pytest.mark.parametrize("Net", [SACNN, DACNN])
+def test_attention_normalised_over_valid_frames_only(Net):
+    net = Net(n_classes=3).eval()
+    x, L = _batch([300, 9, 1])
+    att = net.attention(x, L)
+    w = att["time"]
+    n_valid = [75, 3, 1]
+    for b, n in enumerate(n_valid):
+        assert torch.allclose(w[b, :n].sum(), torch.tensor(1.0), atol=1e-6)
+        assert torch.all(w[b, n:] == 0)
+        assert torch.all(w[b, :n] > 0)
+    if "band" in att:
+        assert torch.allclose(att["band"].sum(1), torch.ones(3), atol=1e-6)
+
+
+@pytest.mark.parametrize("Net", [SACNN, DACNN])
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7, 8, 33])
+def test_padding_never_changes_output(Net, n):
+    torch.manual_seed(0)
+    net = Net(n_classes=4).eval()
+    x, L = _batch([n, 5 * n + 3, 2])
+    with torch.no_grad():
+        batched = net(x, L)[0]
+        alone = net(x[:1, :n], L[:1])[0]
+        emb_b, emb_a = net.embed(x, L)[0], net.embed(x[:1, :n], L[:1])[0]
+        # garbage in the padded region must not matter either (it is re-zeroed)
+        x2 = x.clone()
+        x2[0, n:] = 1e3
+        garbage = net(x2, L)[0]
+    torch.testing.assert_close(batched, alone, atol=1e-5, rtol=0)
+    torch.testing.assert_close(emb_b, emb_a, atol=1e-5, rtol=0)
+    torch.testing.assert_close(garbage, alone, atol=1e-5, rtol=0)
+
+
+def test_dftcnn_segment_mean_rule_and_masking():
+    torch.manual_seed(0)
+    net = DFTCNN(n_classes=3).eval()
+    x = torch.rand(2, 6, 4001)
+    L = torch.tensor([2, 6])
+    x[0, 2:] = 0
+    with torch.no_grad():
+        out = net(x, L)
+        seg = torch.log_softmax(net.segment_logits(x[0, :2]), dim=1).mean(0)
+        alone = net(x[:1, :2], L[:1])
+    torch.testing.assert_close(out[0], seg, atol=1e-5, rtol=0)
+    torch.testing.assert_close(out[0], alone[0], atol=1e-5, rtol=0)
+    assert net.embed(x, L).shape == (2, 128)
+
+
+def test_masked_helpers():
+    s = torch.tensor([[1.0, 2.0, 3.0]])
+    w = masked_softmax(s, torch.tensor([[True, True, False]]))
+    torch.testing.assert_close(w, torch.softmax(torch.tensor([[1.0, 2.0, 0.0]])[:, :2], 1).new_tensor(
+        [[math.exp(1) / (math.exp(1) + math.exp(2)), math.exp(2) / (math.exp(1) + math.exp(2)), 0.0]]))
+    h = torch.arange(6.0).reshape(1, 6, 1)
+    p = masked_mean_pool(h, torch.tensor([5]), 4)
+    assert p[0, :, 0].tolist() == [1.5, 4.0]  # (0+1+2+3)/4, 4/1 (frame 5 is padding)
+
+
+def test_bad_inputs_to_modules():
+    net = SACNN(n_classes=2)
+    with pytest.raises(ValueError, match="features per frame"):
+        net(torch.zeros(1, 10, 20), torch.tensor([10]))
+    with pytest.raises(ValueError, match="lengths"):
+        net(torch.zeros(1, 10, 24), torch.tensor([0]))
+    with pytest.raises(ValueError, match="lengths"):
+        net(torch.zeros(1, 10, 24), torch.tensor([11]))
+
+
+def test_forward_flops_counts_conv_by_hand():
+    net = DACNN(n_classes=10)
+    f = forward_flops(net, 300)
+    # conv1 1->40 on 300x24, conv2/3 40->40 on 150x24 (2 FLOPs per MAC + bias)
+    conv = 300 * 24 * 40 * (2 * 9 + 1) + 2 * 150 * 24 * 40 * (2 * 360 + 1)
+    assert f["conv"] == conv
+    assert f["lstm"] > 0 and f["linear"] > 0
+    assert f["params"] == sum(p.numel() for p in net.parameters())
+    assert forward_flops(SACNN(10), 300)["total"] < f["total"]
+    assert forward_flops(DFTCNN(10), 6)["total"] > 0
