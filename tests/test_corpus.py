@@ -135,6 +135,19 @@ def test_custom_devices_and_variability():
     assert b.devices == ["my_phone", "studio_condenser"]
     with pytest.raises(ValueError, match="unknown microphone 'nope'"):
         make_device_corpus(devices=[DeviceSpec("x", "nope")], n_speakers=1, n_utterances=1)
+    with pytest.raises(ValueError, match="'bad'.*unknown codec 'amr'"):
+        DeviceSpec("bad", "IR_AKGD12", "amr")
+    with pytest.raises(ValueError, match="band"):
+        DeviceSpec("bad", "IR_AKGD12", band=(3000.0, 300.0))
+
+
+@pytest.mark.parametrize("rate", [8000, 22050])
+def test_other_sample_rates(rate):
+    b = make_device_corpus(n_devices=12, n_speakers=1, n_utterances=1, modes="neutral",
+                           sample_rate=rate)
+    assert b.sample_rate == rate and len(b.data) == 12
+    for x in b.data:
+        assert x.dtype == np.float32 and np.isfinite(x).all() and np.abs(x).max() > 1e-3
 
 
 @pytest.mark.parametrize(

@@ -109,6 +109,19 @@ class DeviceSpec:
     compression_level: float | None = None
     description: str = ""
 
+    def __post_init__(self):
+        where = f"DeviceSpec {self.name!r}"
+        if self.codec not in CODECS:
+            raise ValueError(f"{where}: unknown codec {self.codec!r}; choose one of {sorted(CODECS)}")
+        if self.noise_color not in ("white", "pink", "brown"):
+            raise ValueError(f"{where}: noise_color must be 'white', 'pink' or 'brown', got {self.noise_color!r}")
+        if len(self.band) != 2 or not 0 <= self.band[0] < self.band[1]:
+            raise ValueError(f"{where}: band must be (low, high) Hz with 0 <= low < high, got {self.band!r}")
+        if self.codec_rate is not None and not 4000 <= int(self.codec_rate) <= 192000:
+            raise ValueError(f"{where}: codec_rate must be None or 4000-192000 Hz, got {self.codec_rate!r}")
+        if self.clip is not None and not 0 < self.clip <= 1:
+            raise ValueError(f"{where}: clip must be None or in (0, 1], got {self.clip!r}")
+
     def as_dict(self):
         """The specification as a plain dict (``device_info`` entries)."""
         d = asdict(self)
