@@ -32,12 +32,12 @@ CORPORA = ("mobiphone", "wspire", "folder", "demo")
 #: MOBIPHONE (more devices, as MOBIPHONE has more phones than wSPIRE).
 DEMO_SETTINGS = {
     "full": {
-        "ex1": {"n_devices": 6, "n_speakers": 6, "n_utterances": 8, "modes": ("neutral",)},
-        "ex2": {"n_devices": 4, "n_speakers": 6, "n_utterances": 8, "modes": ("neutral", "whisper")},
+        "ex1": {"n_devices": 4, "n_speakers": 6, "n_utterances": 4, "modes": ("neutral",)},
+        "ex2": {"n_devices": 4, "n_speakers": 6, "n_utterances": 4, "modes": ("neutral", "whisper")},
         "model_params": {
-            "dft_cnn": {"max_epochs": 12, "module__channels": (8, 16)},
-            "sa_cnn": {"max_epochs": 12},
-            "da_cnn": {"max_epochs": 12},
+            "dft_cnn": {"max_epochs": 4, "module__channels": (8, 16)},
+            "sa_cnn": {"max_epochs": 10},
+            "da_cnn": {"max_epochs": 10},
         },
     },
     "quick": {
