@@ -222,7 +222,7 @@ def make_device_corpus(
     Every utterance is "recorded" by every device: the clean utterance goes through
     each device's chain (measured microphone impulse response, band limits, noise
     floor with hum, gain and clipping, and a real codec round trip through
-    libsndfile; see :class:`~devicepool.datasets._devices.DeviceSpec` and
+    libsndfile; see :class:`devicepool.datasets.DeviceSpec` and
     ``docs/datasets.md``). Every recording has its own placement tilt, gain and noise
     level, so devices are told apart by their fingerprint, not by a constant level.
 
