@@ -161,7 +161,7 @@ def save_results(name, payload):
     return path
 
 
-def speech_utterances(n, seconds=3.0, sample_rate=16000, seed=0):
+def speech_utterances(n, seconds=3.0, sample_rate=16000, seed=0, dtype="float64"):
     """``n`` waveforms of ``seconds`` each, built from real FSDD speech when it is present.
 
     FSDD digits (8 kHz, ~0.5 s) are resampled to ``sample_rate`` and concatenated until an
@@ -174,7 +174,8 @@ def speech_utterances(n, seconds=3.0, sample_rate=16000, seed=0):
     length = int(round(seconds * sample_rate))
     folder = SHARED / "fsdd" / "recordings"
     if not folder.is_dir():
-        return [0.1 * rng.standard_normal(length) for _ in range(n)], "gaussian noise"
+        return ([(0.1 * rng.standard_normal(length)).astype(dtype) for _ in range(n)],
+                "gaussian noise")
     from devicepool.audio import load_audio
 
     files = sorted(folder.glob("*.wav"))
@@ -188,6 +189,6 @@ def speech_utterances(n, seconds=3.0, sample_rate=16000, seed=0):
         buf.append(cache[k])
         used += cache[k].shape[0]
         if used >= length:
-            out.append(np.concatenate(buf)[:length].copy())
+            out.append(np.concatenate(buf)[:length].astype(dtype))
             buf, used = [], 0
     return out, f"FSDD speech resampled to {sample_rate} Hz, concatenated to {seconds} s"

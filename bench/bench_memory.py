@@ -1,0 +1,128 @@
+"""Benchmark 4: peak RSS of FilterBank features + fitting DA-CNN, for three corpus sizes.
+
+Each size runs in a fresh subprocess (so ``ru_maxrss`` is that size's own peak):
+3 s speech utterances held in memory as float32 waveforms -> ``FilterBank().transform``
+-> ``DACNNClassifier(max_epochs=1).fit`` with the default 20 % validation split.
+Training stops after ``--train-batches`` mini-batches (an iterator cap) to keep the run
+short; the validation pass over the held-out 20 % still runs in full. The memory of fit
+is set before the first batch (data set, normalisation statistics, model), so the cap
+does not lower the peak; the reference printed beside it is the size of the data itself
+(waveforms and features), measured in the same run.
+
+Usage (from the repository root)::
+
+    python bench/bench_memory.py                        # 1,000 / 3,000 / 10,000 utterances
+    python bench/bench_memory.py --sizes 200,500 --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+from _common import (
+    ROOT,
+    current_rss_mib,
+    load_average,
+    machine_description,
+    peak_rss_mib,
+    print_machine,
+    save_results,
+)
+
+
+def child(n, train_batches):
+    import numpy as np
+
+    from _common import speech_utterances
+    from devicepool import FilterBank
+    from devicepool.estimators import BucketIterator, DACNNClassifier
+
+    class CappedBucketIterator(BucketIterator):
+        """BucketIterator that stops after ``max_batches`` batches (benchmark only)."""
+
+        def __init__(self, dataset, max_batches=None, **kwargs):
+            super().__init__(dataset, **kwargs)
+            self.max_batches = max_batches
+
+        def __iter__(self):
+            for i, batch in enumerate(super().__iter__()):
+                if self.max_batches is not None and i >= self.max_batches:
+                    return
+                yield batch
+
+    rec = {"n": n, "rss_start_mib": current_rss_mib()}
+    t0 = time.perf_counter()
+    X, source = speech_utterances(n, 3.0, dtype="float32")
+    y = np.arange(n) % 6
+    rec["source"] = source
+    rec["waveform_mib"] = sum(x.nbytes for x in X) / 2**20
+    rec["rss_after_waveforms_mib"] = current_rss_mib()
+    t1 = time.perf_counter()
+    feats = FilterBank().transform(X)
+    rec["features_s"] = time.perf_counter() - t1
+    rec["features_mib"] = sum(f.nbytes for f in feats) / 2**20
+    rec["rss_after_features_mib"] = current_rss_mib()
+    rec["peak_rss_after_features_mib"] = peak_rss_mib()
+    t2 = time.perf_counter()
+    clf = DACNNClassifier(max_epochs=1, random_state=0,
+                          iterator_train=CappedBucketIterator,
+                          iterator_train__max_batches=train_batches)
+    clf.fit(feats, y)
+    rec["fit_s"] = time.perf_counter() - t2
+    rec["rss_after_fit_mib"] = current_rss_mib()
+    rec["peak_rss_mib"] = peak_rss_mib()
+    rec["total_s"] = time.perf_counter() - t0
+    print(json.dumps(rec))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,3000,10000")
+    parser.add_argument("--train-batches", type=int, default=20)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", default="memory")
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        child(args.child, args.train_batches)
+        return
+    if args.quick:
+        args.train_batches = 3
+
+    desc = machine_description()
+    print_machine(desc)
+    rows = []
+    print(f"\n{'utterances':>10s} {'waveforms MiB':>13s} {'features MiB':>12s} "
+          f"{'RSS feats MiB':>13s} {'peak RSS MiB':>12s} {'peak/data':>9s} {'feat s':>7s} "
+          f"{'fit s':>6s}")
+    for n in [int(s) for s in args.sizes.split(",")]:
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", str(n), "--train-batches",
+             str(args.train_batches)],
+            cwd=ROOT, capture_output=True, text=True, check=True,
+        )
+        rec = json.loads(proc.stdout.strip().splitlines()[-1])
+        rec["load_average"] = load_average()
+        rows.append(rec)
+        data = rec["waveform_mib"] + rec["features_mib"]
+        print(f"{n:10d} {rec['waveform_mib']:13.0f} {rec['features_mib']:12.0f} "
+              f"{rec['peak_rss_after_features_mib']:13.0f} {rec['peak_rss_mib']:12.0f} "
+              f"{rec['peak_rss_mib'] / data:9.2f} {rec['features_s']:7.1f} {rec['fit_s']:6.1f}",
+              flush=True)
+    if len(rows) >= 2:
+        a, b = rows[0], rows[-1]
+        slope = (b["peak_rss_mib"] - a["peak_rss_mib"]) / (b["n"] - a["n"])
+        print(f"\ngrowth: {1024 * slope:.0f} KiB of peak RSS per extra 3 s utterance "
+              f"(waveform float32 {48000 * 4 / 1024:.0f} KiB + features "
+              f"{300 * 24 * 4 / 1024:.1f} KiB of data)")
+    path = save_results(args.out, dict(benchmark="memory", machine=desc,
+                                       train_batches=args.train_batches, results=rows))
+    print(f"results: {path}")
+
+
+if __name__ == "__main__":
+    main()
