@@ -55,6 +55,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--n-batch", type=int, default=256, help="utterances for throughput")
+    parser.add_argument("--torch-threads", type=int, default=None,
+                        help="torch.set_num_threads for the run (default: torch's, 1 per core)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default="inference")
     args = parser.parse_args(argv)
@@ -69,6 +71,8 @@ def main(argv=None):
     from devicepool.estimators import DACNNClassifier
     from devicepool.models import forward_flops
 
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
     desc = machine_description()
     print_machine(desc)
     peak = matmul_peak_gflops()

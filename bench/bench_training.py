@@ -176,6 +176,8 @@ def main(argv=None):
                         help="16 is the estimators' default")
     parser.add_argument("--n-classes", type=int, default=10)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--torch-threads", type=int, default=None,
+                        help="torch.set_num_threads for the run (default: torch's, 1 per core)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default="training")
     args = parser.parse_args(argv)
@@ -184,6 +186,8 @@ def main(argv=None):
 
     import torch
 
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
     desc = machine_description()
     print_machine(desc)
     peak_before = matmul_peak_gflops()

@@ -45,12 +45,13 @@ def _preemphasise(x, coefficient):
 
 
 def _block_log_mel(frames, config):
-    """Log mel energies of a block of windowed frames (overwritten).
+    """Log mel energies of a block of windowed frames.
 
     Parameters
     ----------
-    frames : ndarray of shape (n_rows, frame_length), float64, C-contiguous
-        Windowed frames, possibly of several utterances.
+    frames : ndarray of shape (n_rows, n_fft), float64, C-contiguous
+        Windowed frames, possibly of several utterances, zero-padded to ``n_fft``
+        columns (left unchanged).
     config : _FBankConfig
 
     Returns
@@ -58,11 +59,9 @@ def _block_log_mel(frames, config):
     log_mel : ndarray of shape (n_rows, n_mels), float64
         A transposed view of a C-contiguous (n_mels, n_rows) array.
     """
-    spec = scipy.fft.rfft(frames, n=config.n_fft, axis=1, overwrite_x=True)
-    # the used bins as interleaved (re, im) float64 pairs: square in place, add the pairs
-    pairs = spec.view(np.float64)[:, 2 * config.bin_lo : 2 * config.bin_hi]
-    np.multiply(pairs, pairs, out=pairs)
-    power = pairs[:, 0::2] + pairs[:, 1::2]  # (n_rows, n_used_bins)
+    spec = scipy.fft.rfft(frames, axis=1)[:, config.bin_lo : config.bin_hi]
+    power = np.square(spec.real)
+    power += np.square(spec.imag)  # (n_rows, n_used_bins)
     # band by band over the bins each triangle covers (~8 % of the dense product's work);
     # matrix-vector products are not split across BLAS threads, whose start-up costs
     # more than the product on these sizes and stalls when the cores are busy
@@ -114,12 +113,13 @@ def _log_mel_blocks(waveforms, config, block_frames=BLOCK_FRAMES):
         out = np.empty((n, n_mels), dtype=np.float32)
         outputs.append(out)
         if buffer is None:
-            buffer = np.empty((block_frames, length), dtype=np.float64)
+            # zero-padded to n_fft once: frames are written to the first `length` columns
+            buffer = np.zeros((block_frames, config.n_fft), dtype=np.float64)
         start = 0
         while start < n:
             count = min(n - start, block_frames - filled)
             np.multiply(frames[start : start + count], config.window,
-                        out=buffer[filled : filled + count])
+                        out=buffer[filled : filled + count, :length])
             pending.append((out, start, count))
             filled += count
             start += count
