@@ -29,6 +29,26 @@ def shared_data():
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """Run the tests' small networks on one intra-op thread.
+
+    Tiny LSTM steps are latency bound: on a 2-core machine that is busy with anything
+    else, OpenMP's second thread makes them orders of magnitude slower (measured: SA-CNN
+    fit 3.6 s with 1 thread vs 63 s with 2 under load). The library itself never sets
+    threads; the experiments and the CLI take a ``threads`` setting.
+    """
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
