@@ -32,7 +32,7 @@ def main(argv=None):
 
     t0 = time.perf_counter()
     if fast:
-        sizes = dict(n_devices=3, n_speakers=3, n_utterances=2, duration=1.0)
+        sizes = dict(n_devices=3, n_speakers=3, n_utterances=2, duration=0.6)
         max_epochs = 2
     else:
         sizes = dict(n_devices=4, n_speakers=6, n_utterances=4)
