@@ -20,7 +20,7 @@ PATTERN = "{device}/{mode}/{speaker}_{utterance}.wav"
 
 
 def run_cli(*args, timeout=900):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     return subprocess.run([sys.executable, "-m", "devicepool", *map(str, args)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -138,7 +138,7 @@ def test_evaluate_interrupted_then_resumed(folder_corpus, tmp_path):
     out = tmp_path / "eval"
     args = ["evaluate", "--corpus", "folder", "--root", folder_corpus, "--pattern", PATTERN,
             "--models", "da_cnn", "--max-epochs", "2", "--out", out, "--quiet"]
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-m", "devicepool", *map(str, args)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 600

@@ -20,6 +20,7 @@ def run_example(name, tmp_path, *args, timeout=300):
     env = dict(os.environ)
     env["DEVICEPOOL_EXAMPLES_FAST"] = "1"
     env["MPLBACKEND"] = "Agg"
+    env["OMP_NUM_THREADS"] = "1"  # as the in-process tests (see conftest)
     # The repository root on the path, so the examples run without installing the package.
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     proc = subprocess.run(

@@ -248,7 +248,7 @@ def test_killed_run_resumes_and_loses_nothing(tmp_path, corpus):
     out = tmp_path / "run"
     script = tmp_path / "run.py"
     script.write_text(KILL_SCRIPT)
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, str(script), str(out)], env=env, cwd=ROOT)
     deadline = time.monotonic() + 600
     try:
