@@ -682,12 +682,22 @@ def _fit_task(task, feats, data, target, mode, folds, sample_rate, labels):
 
 
 def _write_task_outputs(task, records, attention):
-    if attention is not None:
+    """Write what a fit produced, never touching an output a previous run finished.
+
+    A run interrupted between the files of one fit (its matched and mismatched results,
+    its attention data) redoes that fit on resume; the files it had already written stay
+    as they are (same seed, same numbers), only the missing ones are written.
+    """
+    path = task.get("attention_path")
+    if attention is not None and path and not os.path.exists(path):
         buf = io.BytesIO()
         np.savez(buf, **attention)
-        _atomic_write_bytes(task["attention_path"], buf.getvalue())
+        _atomic_write_bytes(path, buf.getvalue())
     for rec in records:
-        _atomic_write_json(task["paths"][rec["condition"]], rec)
+        path = task["paths"][rec["condition"]]
+        old = _read_json(path)
+        if old is None or old.get("config_key") != task["config_key"]:
+            _atomic_write_json(path, rec)
 
 
 def _task_done(task):

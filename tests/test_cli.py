@@ -137,7 +137,7 @@ def test_train_one_mode_other_model(folder_corpus, tmp_path):
 def test_evaluate_interrupted_then_resumed(folder_corpus, tmp_path):
     out = tmp_path / "eval"
     args = ["evaluate", "--corpus", "folder", "--root", folder_corpus, "--pattern", PATTERN,
-            "--models", "da_cnn", "--max-epochs", "2", "--out", out, "--quiet"]
+            "--models", "da_cnn", "--max-epochs", "40", "--out", out, "--quiet"]
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-m", "devicepool", *map(str, args)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -145,7 +145,7 @@ def test_evaluate_interrupted_then_resumed(folder_corpus, tmp_path):
     while not list((out / "results").rglob("*.json")):
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline
-        time.sleep(0.05)
+        time.sleep(0.005)
     proc.send_signal(signal.SIGINT)  # Ctrl-C: one line, status 130, finished results kept
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err

@@ -178,6 +178,24 @@ def test_resume_recomputes_nothing(tmp_path, corpus, counted_da):
     assert {f: f.stat().st_mtime_ns for f in files} == stamps
 
 
+def test_fit_interrupted_between_its_files_keeps_the_finished_one(tmp_path, corpus, counted_da):
+    run_protocol(corpus, models=["da_counted"], out_dir=tmp_path, progress=False,
+                 model_params={"da_counted": FAST}, report=False)
+    files = sorted((tmp_path / "results").rglob("*.json"))
+    # as if the run died after writing N/W of fold 0 but before writing N of fold 0
+    matched = [f for f in files if json.loads(f.read_text())["condition"] == "N"
+               and json.loads(f.read_text())["fold"] == 0]
+    assert len(matched) == 1
+    kept = [f for f in files if f not in matched]
+    stamps = {f: (f.stat().st_mtime_ns, f.read_bytes()) for f in kept}
+    matched[0].unlink()
+    res = run_protocol(corpus, models=["da_counted"], out_dir=tmp_path, progress=False,
+                       model_params={"da_counted": FAST}, report=False)
+    assert counted_da.calls == 7  # only the fit that lost a file ran again
+    assert matched[0].is_file() and len(res.records) == 12
+    assert {f: (f.stat().st_mtime_ns, f.read_bytes()) for f in kept} == stamps
+
+
 def test_same_seed_same_numbers(corpus):
     kw = dict(models=["da_cnn"], conditions=["N/W"], progress=False, model_params={"da_cnn": FAST})
     a = run_protocol(corpus, random_state=3, **kw)
