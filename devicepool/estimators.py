@@ -600,11 +600,11 @@ class _UtteranceClassifier(NeuralNetClassifier):
                 torch.manual_seed(seed)
             if not warm:
                 self.initialize()
-                frames = torch.from_numpy(np.concatenate(items, axis=0))
-                compress = getattr(self.module_, "compress", None)
-                if compress is not None:
-                    frames = compress(frames)
-                self.module_.norm.fit(frames)
+                compress = getattr(self.module_, "compress", None) or (lambda t: t)
+                self.module_.norm.fit_chunks(
+                    compress(torch.from_numpy(np.concatenate(items[i : i + 256], axis=0)))
+                    for i in range(0, len(items), 256)
+                )
             NeuralNetClassifier.partial_fit(self, dataset, dataset.y, **fit_params)
         return self
 

@@ -96,9 +96,28 @@ class InputNormalisation(nn.Module):
     @torch.no_grad()
     def fit(self, frames: torch.Tensor) -> "InputNormalisation":
         """Set mean and scale from ``frames`` ``(N, n_features)`` (already compressed)."""
-        frames = frames.to(self.mean.device, torch.float64)
-        mean = frames.mean(dim=0)
-        std = frames.std(dim=0, unbiased=False) if frames.shape[0] > 1 else torch.ones_like(mean)
+        return self.fit_chunks([frames])
+
+    @torch.no_grad()
+    def fit_chunks(self, chunks) -> "InputNormalisation":
+        """Set mean and scale from an iterable of ``(n_i, n_features)`` frame blocks.
+
+        Sums are accumulated in float64 block by block, so the training frames are never
+        copied into one array (that copy dominated the peak memory of ``fit``).
+        """
+        n, total, total_sq = 0, 0.0, 0.0
+        for frames in chunks:
+            frames = frames.to(self.mean.device, torch.float64)
+            n += frames.shape[0]
+            total = total + frames.sum(dim=0)
+            total_sq = total_sq + (frames * frames).sum(dim=0)
+        if n == 0:
+            raise ValueError("no frames to standardise")
+        mean = total / n
+        if n > 1:
+            std = (total_sq / n - mean * mean).clamp_min(0.0).sqrt()
+        else:
+            std = torch.ones_like(mean)
         std = torch.where(std > 1e-6, std, torch.ones_like(std))
         self.mean.copy_(mean.to(self.mean.dtype))
         self.scale.copy_(std.to(self.scale.dtype))
