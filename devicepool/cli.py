@@ -32,13 +32,14 @@ CORPORA = ("mobiphone", "wspire", "folder", "demo")
 #: MOBIPHONE (more devices, as MOBIPHONE has more phones than wSPIRE).
 DEMO_SETTINGS = {
     "full": {
-        "ex1": {"n_devices": 4, "n_speakers": 6, "n_utterances": 4, "modes": ("neutral",)},
-        "ex2": {"n_devices": 4, "n_speakers": 6, "n_utterances": 4, "modes": ("neutral", "whisper")},
+        "ex1": {"n_devices": 5, "n_speakers": 6, "n_utterances": 6, "modes": ("neutral",)},
+        "ex2": {"n_devices": 4, "n_speakers": 6, "n_utterances": 6, "modes": ("neutral", "whisper")},
         "model_params": {
-            "dft_cnn": {"max_epochs": 4, "module__channels": (8, 16)},
-            "sa_cnn": {"max_epochs": 10},
-            "da_cnn": {"max_epochs": 10},
+            "dft_cnn": {"max_epochs": 8, "module__channels": (8, 16)},
+            "sa_cnn": {"max_epochs": 25, "lr": 3e-3},
+            "da_cnn": {"max_epochs": 25, "lr": 3e-3},
         },
+        "n_jobs": 2,
     },
     "quick": {
         "ex1": {"n_devices": 3, "n_speakers": 3, "n_utterances": 4, "modes": ("neutral",)},
@@ -93,6 +94,9 @@ def build_parser():
 
     def common(sp, seed=True):
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress bars or messages")
+        sp.add_argument("--threads", type=_positive_int, default=None,
+                        help="torch intra-op threads in this process (default: torch's choice; "
+                             "1 is much faster when the cores are shared with other work)")
         if seed:
             sp.add_argument("--seed", type=int, default=0, help="base random seed (default 0)")
 
@@ -212,7 +216,7 @@ def cmd_demo(args):
         parts.append(run_protocol(
             corpus, models=MODEL_NAMES, n_splits=3, out_dir=os.path.join(args.out, key),
             random_state=args.seed, model_params=settings["model_params"], progress=progress,
-            n_jobs=args.n_jobs, report=False))
+            n_jobs=args.n_jobs if args.n_jobs is not None else settings.get("n_jobs"), report=False))
     result = combine_results(*parts)
     elapsed = time.perf_counter() - t0
     extra = (f"Run: `devicepool demo{' --quick' if args.quick else ''} --seed {args.seed}`, "
@@ -347,6 +351,10 @@ def main(argv=None):
     """
     try:
         args = build_parser().parse_args(argv)
+        if getattr(args, "threads", None):
+            import torch
+
+            torch.set_num_threads(args.threads)
         return COMMANDS[args.command](args)
     except SystemExit as exc:  # --help, --version
         return exc.code if isinstance(exc.code, int) else 0
