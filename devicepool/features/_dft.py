@@ -26,6 +26,11 @@ def segment_spectra(waveform, segment_length, min_length):
     -------
     spectra : ndarray of shape (n_segments, segment_length // 2 + 1), float32
         ``|rfft(segment)|`` with a rectangular window.
+
+    Examples
+    --------
+    >>> segment_spectra(np.ones(20000), 8000, 4000).shape
+    (3, 4001)
     """
     n = waveform.shape[0]
     if n < segment_length:  # one zero-padded segment (n >= min_length checked by caller)

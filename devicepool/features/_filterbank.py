@@ -144,6 +144,12 @@ def log_mel_filterbank(waveform, config):
     Returns
     -------
     features : ndarray of shape (n_frames, n_mels), float32
+
+    Examples
+    --------
+    >>> fb = FilterBank()
+    >>> log_mel_filterbank(np.ones(16000), fb._config()).shape
+    (98, 24)
     """
     n = n_frames_for(waveform.shape[0], config.frame_length, config.frame_shift)
     if n == 0:

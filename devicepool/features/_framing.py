@@ -68,12 +68,24 @@ def frame_signal(x, frame_length, frame_shift):
 
 
 def hz_to_mel(f):
-    """HTK mel scale: ``2595 * log10(1 + f / 700)``."""
+    """HTK mel scale: ``2595 * log10(1 + f / 700)``.
+
+    Examples
+    --------
+    >>> round(float(hz_to_mel(700.0)), 3)
+    781.173
+    """
     return 2595.0 * np.log10(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
 
 
 def mel_to_hz(m):
-    """Inverse of :func:`hz_to_mel`."""
+    """Inverse of :func:`hz_to_mel`.
+
+    Examples
+    --------
+    >>> round(float(mel_to_hz(hz_to_mel(1000.0))), 6)
+    1000.0
+    """
     return 700.0 * (10.0 ** (np.asarray(m, dtype=np.float64) / 2595.0) - 1.0)
 
 
