@@ -24,6 +24,7 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import subprocess
 import sys
@@ -58,6 +59,10 @@ def main(argv=None):
     parser.add_argument("--workdir", default="/tmp/devicepool-bench-accuracy",
                         help="run folders (features cache, per-fold JSON)")
     parser.add_argument("--quick", action="store_true", help="demo --quick only")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="passed to the CLI's --threads (torch threads in the main process)")
+    parser.add_argument("--n-jobs", type=int, default=None,
+                        help="passed to the CLI's --n-jobs (parallel fits)")
     args = parser.parse_args(argv)
 
     desc = machine_description()
@@ -86,16 +91,32 @@ def main(argv=None):
         else:
             cmd = [sys.executable, "-m", "devicepool", "demo", "--out", str(run_dir),
                    "--seed", str(args.seed)] + (["--quick"] if args.quick else [])
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
+        if args.n_jobs:
+            cmd += ["--n-jobs", str(args.n_jobs)]
+        load_before = load_average()
         stdout, elapsed = run(cmd, RESULTS / f"accuracy_{name}.log")
         report = run_dir / "report.md"
         if report.exists():
             shutil.copyfile(report, RESULTS / f"accuracy_{name}_report.md")
         out[name] = dict(command=" ".join(cmd[1:]), seconds=elapsed, table_markdown=stdout,
-                         load_average=load_average())
+                         load_average_before=load_before, load_average=load_average())
         print(f"({name}: {elapsed:.0f} s)\n")
-    save_results("accuracy", dict(benchmark="accuracy", machine=desc, runs=out,
-                                  n_splits=args.n_splits, seed=args.seed,
-                                  max_epochs=args.max_epochs, conditions=args.conditions))
+    # one corpus per call is allowed: keep the other corpus's figures of an earlier call
+    previous = RESULTS / "accuracy.json"
+    runs = {}
+    if previous.exists():
+        try:
+            runs = json.loads(previous.read_text()).get("runs", {})
+        except ValueError:
+            runs = {}
+    for name, item in out.items():
+        item.update(machine=desc, n_splits=args.n_splits, seed=args.seed,
+                    max_epochs=args.max_epochs, conditions=args.conditions, models=args.models)
+        runs[name] = item
+    save_results("accuracy", dict(benchmark="accuracy", machine=desc, runs=runs,
+                                  n_splits=args.n_splits, seed=args.seed))
 
 
 if __name__ == "__main__":

@@ -202,6 +202,12 @@ def test_dft_too_short_names_index(rng):
         DFTMagnitude().transform([rng.standard_normal(9000), rng.standard_normal(3999)])
 
 
+def test_dft_n_jobs_gives_identical_results(rng):
+    X = [rng.standard_normal(n) for n in (8000, 12000, 30000, 5000, 16000)]
+    for a, b in zip(DFTMagnitude().transform(X), DFTMagnitude(n_jobs=2).transform(X)):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_dft_other_rates_and_names():
     dft = DFTMagnitude(sample_rate=8000, segment_ms=250.0)
     assert (dft.segment_length, dft.n_bins) == (2000, 1001)

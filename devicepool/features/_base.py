@@ -34,18 +34,13 @@ def check_positive(name, value, *, integer=False, allow_none=False):
     return value
 
 
-def _one_utterance(cls, item, index, sample_rate, config):
-    waveform = as_waveform(item, sample_rate, index=index)
-    cls._check_length(waveform, index, config)
-    return cls._kernel(waveform, config)
-
-
 class UtteranceTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
     """Base class: a stateless transformer mapping each utterance to a 2-D float32 array.
 
     Subclasses implement ``_config()`` (validate parameters, return what the kernel
     needs), ``_check_length(waveform, index, config)`` (raise ``ValueError`` naming the
-    utterance when it is too short) and the static kernel ``_kernel(waveform, config)``.
+    utterance when it is too short) and the static kernel ``_kernel(waveform, config)``,
+    or ``_transform_chunk`` to process several utterances at once.
     """
 
     def fit(self, X=None, y=None):
@@ -79,6 +74,9 @@ class UtteranceTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_key
     def transform(self, X):
         """Compute the features of every utterance.
 
+        With ``n_jobs`` > 1 the utterances are split into contiguous chunks that joblib
+        processes in parallel; the result does not depend on ``n_jobs``.
+
         Parameters
         ----------
         X : utterance set
@@ -93,20 +91,29 @@ class UtteranceTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_key
         config = self._config()
         items = check_utterance_set(X)
         sample_rate = check_sample_rate(self.sample_rate)
-        cls = type(self)
+        chunk = type(self)._transform_chunk
         if self.n_jobs in (None, 1) or len(items) < 2:
-            out = [
-                _one_utterance(cls, item, i, sample_rate, config)
-                for i, item in enumerate(items)
-            ]
-        else:
-            from joblib import Parallel, delayed
+            return as_object_array(chunk(items, 0, sample_rate, config))
+        from joblib import Parallel, delayed, effective_n_jobs
 
-            out = Parallel(n_jobs=self.n_jobs)(
-                delayed(_one_utterance)(cls, item, i, sample_rate, config)
-                for i, item in enumerate(items)
-            )
-        return as_object_array(out)
+        n_chunks = min(len(items), 4 * effective_n_jobs(self.n_jobs))
+        bounds = np.linspace(0, len(items), n_chunks + 1).round().astype(int)
+        parts = Parallel(n_jobs=self.n_jobs)(
+            delayed(chunk)(items[a:b], int(a), sample_rate, config)
+            for a, b in zip(bounds[:-1], bounds[1:])
+            if b > a
+        )
+        return as_object_array([features for part in parts for features in part])
+
+    @classmethod
+    def _transform_chunk(cls, items, offset, sample_rate, config):
+        """Load, check and transform ``items`` (utterance indices from ``offset``)."""
+        out = []
+        for index, item in enumerate(items, start=offset):
+            waveform = as_waveform(item, sample_rate, index=index)
+            cls._check_length(waveform, index, config)
+            out.append(cls._kernel(waveform, config))
+        return out
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

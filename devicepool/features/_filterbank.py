@@ -8,8 +8,8 @@ import numpy as np
 import scipy.fft
 from scipy.signal import get_window
 
-from ..audio import as_waveform, check_sample_rate, check_utterance_set
-from ._base import UtteranceTransformer, as_object_array, check_positive
+from ..audio import as_waveform, check_sample_rate
+from ._base import UtteranceTransformer, check_positive
 from ._framing import frame_signal, mel_filterbank, n_frames_for, next_pow2
 
 __all__ = ["FilterBank", "log_mel_filterbank", "LOG_FLOOR"]
@@ -155,18 +155,6 @@ def log_mel_filterbank(waveform, config):
     if n == 0:
         return np.empty((0, config.weights.shape[0]), dtype=np.float32)
     return _log_mel_blocks([waveform], config, block_frames=min(n, BLOCK_FRAMES))[0]
-
-
-def _transform_items(items, offset, sample_rate, config):
-    """Check and load ``items`` (utterance indices from ``offset``) and compute features."""
-
-    def waveforms():
-        for index, item in enumerate(items, start=offset):
-            waveform = as_waveform(item, sample_rate, index=index)
-            FilterBank._check_length(waveform, index, config)
-            yield waveform
-
-    return _log_mel_blocks(waveforms(), config)
 
 
 class FilterBank(UtteranceTransformer):
@@ -338,40 +326,18 @@ class FilterBank(UtteranceTransformer):
 
     _kernel = staticmethod(log_mel_filterbank)
 
-    def transform(self, X):
-        """Compute the log mel filterbank of every utterance.
+    @classmethod
+    def _transform_chunk(cls, items, offset, sample_rate, config):
+        """Features of ``items``: frames of consecutive utterances are processed together
+        in blocks of ``BLOCK_FRAMES`` frames (one FFT call and one mel product per block)."""
 
-        Frames of consecutive utterances are processed together in blocks of
-        ``BLOCK_FRAMES`` frames (one FFT call and one matrix product per block); with
-        ``n_jobs`` > 1 the utterances are split into contiguous chunks processed in
-        parallel by joblib.
+        def waveforms():
+            for index, item in enumerate(items, start=offset):
+                waveform = as_waveform(item, sample_rate, index=index)
+                cls._check_length(waveform, index, config)
+                yield waveform
 
-        Parameters
-        ----------
-        X : utterance set
-            Sequence of 1-D waveforms (float, or integers scaled to [-1, 1)) or audio file
-            paths, or a 2-D array (n_utterances, n_samples).
-
-        Returns
-        -------
-        features : ndarray of shape (n_utterances,), dtype object
-            One float32 array of shape (n_frames, n_mels) per utterance, time first.
-        """
-        config = self._config()
-        items = check_utterance_set(X)
-        sample_rate = check_sample_rate(self.sample_rate)
-        if self.n_jobs in (None, 1) or len(items) < 2:
-            return as_object_array(_transform_items(items, 0, sample_rate, config))
-        from joblib import Parallel, delayed, effective_n_jobs
-
-        n_chunks = min(len(items), 4 * effective_n_jobs(self.n_jobs))
-        bounds = np.linspace(0, len(items), n_chunks + 1).round().astype(int)
-        parts = Parallel(n_jobs=self.n_jobs)(
-            delayed(_transform_items)(items[a:b], int(a), sample_rate, config)
-            for a, b in zip(bounds[:-1], bounds[1:])
-            if b > a
-        )
-        return as_object_array([features for part in parts for features in part])
+        return _log_mel_blocks(waveforms(), config)
 
     def get_feature_names_out(self, input_features=None):
         """Names of the output columns: ``mel00``, ``mel01``, ...
