@@ -19,15 +19,6 @@ FB_CLASSIFIERS = [SACNNClassifier, DACNNClassifier]
 ALL = FB_CLASSIFIERS + [DFTCNNClassifier]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # The test machine is shared; one intra-op thread avoids OpenMP oversubscription.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def make_utterances(n=60, n_classes=3, width=24, seed=0, min_len=12, max_len=40):
     """Random frames with a class-dependent offset in a few bands (separable)."""
     rng = np.random.default_rng(seed)

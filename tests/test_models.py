@@ -9,15 +9,6 @@ from devicepool.models import DACNN, DFTCNN, SACNN, forward_flops
 from devicepool.models._blocks import masked_mean_pool, masked_softmax
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # The test machine is shared; one intra-op thread avoids OpenMP oversubscription.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _batch(lengths, F=24, seed=0):
     g = torch.Generator().manual_seed(seed)
     T = max(lengths)
