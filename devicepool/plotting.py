@@ -20,7 +20,7 @@ from numbers import Integral
 
 import numpy as np
 
-from .features import VOICING_CLASSES, hz_to_mel, mel_to_hz
+from .features import VOICING_CLASSES, mel_band_edges
 
 __all__ = [
     "VOICING_CLASSES",
@@ -87,8 +87,7 @@ def band_centre_frequencies(n_bands=24, sample_rate=16000, f_min=20.0, f_max=Non
     f_max = sample_rate / 2.0 if f_max is None else float(f_max)
     if not 0 <= f_min < f_max:
         raise ValueError(f"need 0 <= f_min < f_max, got f_min={f_min}, f_max={f_max}")
-    edges = np.linspace(hz_to_mel(f_min), hz_to_mel(f_max), n_bands + 2)
-    return mel_to_hz(edges[1:-1])
+    return mel_band_edges(n_bands, f_min, f_max)[1:-1]
 
 
 def _check_band_weights(weights):

@@ -7,7 +7,14 @@
 
 from ._dft import DFTMagnitude, segment_spectra
 from ._filterbank import LOG_FLOOR, FilterBank, log_mel_filterbank
-from ._framing import frame_signal, hz_to_mel, mel_filterbank, mel_to_hz, n_frames_for
+from ._framing import (
+    frame_signal,
+    hz_to_mel,
+    mel_band_edges,
+    mel_filterbank,
+    mel_to_hz,
+    n_frames_for,
+)
 from ._voicing import VOICING_CLASSES, voicing_labels
 
 __all__ = [
@@ -16,6 +23,7 @@ __all__ = [
     "LOG_FLOOR",
     "frame_signal",
     "hz_to_mel",
+    "mel_band_edges",
     "mel_filterbank",
     "mel_to_hz",
     "n_frames_for",

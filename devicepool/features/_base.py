@@ -106,14 +106,18 @@ class UtteranceTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_key
         return as_object_array([features for part in parts for features in part])
 
     @classmethod
-    def _transform_chunk(cls, items, offset, sample_rate, config):
-        """Load, check and transform ``items`` (utterance indices from ``offset``)."""
-        out = []
+    def _checked_waveforms(cls, items, offset, sample_rate, config):
+        """Yield ``items`` (utterance indices from ``offset``) as checked waveforms."""
         for index, item in enumerate(items, start=offset):
             waveform = as_waveform(item, sample_rate, index=index)
             cls._check_length(waveform, index, config)
-            out.append(cls._kernel(waveform, config))
-        return out
+            yield waveform
+
+    @classmethod
+    def _transform_chunk(cls, items, offset, sample_rate, config):
+        """Load, check and transform ``items``, one utterance at a time with ``_kernel``."""
+        waveforms = cls._checked_waveforms(items, offset, sample_rate, config)
+        return [cls._kernel(waveform, config) for waveform in waveforms]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -8,9 +8,9 @@ import numpy as np
 import scipy.fft
 from scipy.signal import get_window
 
-from ..audio import as_waveform, check_sample_rate
+from ..audio import check_sample_rate
 from ._base import UtteranceTransformer, check_positive
-from ._framing import frame_signal, mel_filterbank, n_frames_for, next_pow2
+from ._framing import frame_signal, mel_band_edges, mel_filterbank, n_frames_for, next_pow2
 
 __all__ = ["FilterBank", "log_mel_filterbank", "LOG_FLOOR"]
 
@@ -324,20 +324,11 @@ class FilterBank(UtteranceTransformer):
                 f"({config.frame_length} samples)"
             )
 
-    _kernel = staticmethod(log_mel_filterbank)
-
     @classmethod
     def _transform_chunk(cls, items, offset, sample_rate, config):
         """Features of ``items``: frames of consecutive utterances are processed together
         in blocks of ``BLOCK_FRAMES`` frames (one FFT call and one mel product per block)."""
-
-        def waveforms():
-            for index, item in enumerate(items, start=offset):
-                waveform = as_waveform(item, sample_rate, index=index)
-                cls._check_length(waveform, index, config)
-                yield waveform
-
-        return _log_mel_blocks(waveforms(), config)
+        return _log_mel_blocks(cls._checked_waveforms(items, offset, sample_rate, config), config)
 
     def get_feature_names_out(self, input_features=None):
         """Names of the output columns: ``mel00``, ``mel01``, ...
@@ -356,9 +347,6 @@ class FilterBank(UtteranceTransformer):
 
     def band_frequencies(self):
         """Centre frequency in Hz of each mel band, shape (n_mels,)."""
-        from ._framing import hz_to_mel, mel_to_hz
-
         f_max = self.sample_rate / 2.0 if self.f_max is None else self.f_max
-        edges = np.linspace(hz_to_mel(self.f_min), hz_to_mel(f_max), self.n_mels + 2)
-        return mel_to_hz(edges[1:-1])
+        return mel_band_edges(self.n_mels, self.f_min, f_max)[1:-1]
 

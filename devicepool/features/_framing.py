@@ -10,6 +10,7 @@ __all__ = [
     "hz_to_mel",
     "mel_to_hz",
     "mel_filterbank",
+    "mel_band_edges",
     "next_pow2",
 ]
 
@@ -89,6 +90,21 @@ def mel_to_hz(m):
     return 700.0 * (10.0 ** (np.asarray(m, dtype=np.float64) / 2595.0) - 1.0)
 
 
+def mel_band_edges(n_mels, f_min, f_max):
+    """The ``n_mels + 2`` band edges in Hz, equally spaced on the HTK mel scale.
+
+    Band ``k`` rises from edge ``k``, peaks at edge ``k + 1`` (its centre) and ends at
+    edge ``k + 2``.
+
+    Examples
+    --------
+    >>> edges = mel_band_edges(24, 0.0, 8000.0)
+    >>> edges.shape, float(edges[0]), round(float(edges[-1]), 6)
+    ((26,), 0.0, 8000.0)
+    """
+    return mel_to_hz(np.linspace(hz_to_mel(f_min), hz_to_mel(f_max), n_mels + 2))
+
+
 def mel_filterbank(sample_rate, n_fft, n_mels, f_min, f_max):
     """Unnormalised triangular mel filters on the HTK mel scale.
 
@@ -120,7 +136,7 @@ def mel_filterbank(sample_rate, n_fft, n_mels, f_min, f_max):
     (24, 257)
     """
     fft_freqs = np.linspace(0.0, sample_rate / 2.0, n_fft // 2 + 1)
-    edges = mel_to_hz(np.linspace(hz_to_mel(f_min), hz_to_mel(f_max), n_mels + 2))
+    edges = mel_band_edges(n_mels, f_min, f_max)
     widths = np.diff(edges)  # (n_mels + 1,)
     ramps = edges[:, None] - fft_freqs[None, :]  # (n_mels + 2, n_bins)
     rising = -ramps[:-2] / widths[:-1, None]
