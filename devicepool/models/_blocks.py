@@ -30,6 +30,7 @@ __all__ = [
     "masked_mean_pool",
     "MaskedConvStack",
     "AttentionLSTM",
+    "TimeAttentionCNN",
     "InputNormalisation",
     "forward_flops",
 ]
@@ -303,3 +304,59 @@ def prepare_input(x: torch.Tensor, lengths: torch.Tensor, n_features: int, norm:
     mask = lengths_to_mask(lengths, x.shape[1])
     x = norm(x) * mask.unsqueeze(-1).to(x.dtype)
     return x, lengths, mask
+
+
+class TimeAttentionCNN(nn.Module):
+    """The part SA-CNN and DA-CNN share: standardised input, the masked CNN, LSTM
+    attention-1 over time (one weight per CNN output frame) and the two-layer dense
+    classifier on the pooled embedding. Subclasses define :meth:`embed`.
+
+    Parameters
+    ----------
+    n_classes, n_bands : int
+    channels : int
+        Channels of each of the three convolutions (3x3).
+    pools : sequence of 3 (pool_time, pool_freq)
+    attention_hidden : int
+        Units of the first attention LSTM.
+    hidden : int
+        Units of the dense layer before the output layer.
+    dropout : float
+    """
+
+    def __init__(self, n_classes, n_bands, channels, pools, attention_hidden, hidden, dropout):
+        super().__init__()
+        if int(n_classes) < 1 or int(n_bands) < 1:
+            raise ValueError("n_classes and n_bands must be >= 1")
+        self.n_classes = int(n_classes)
+        self.n_bands = int(n_bands)
+        self.n_features = self.n_bands
+        self.norm = InputNormalisation(self.n_bands)
+        self.cnn = MaskedConvStack(1, [(channels, pool) for pool in pools])
+        self.time_reduction = self.cnn.time_reduction
+        self.attention_time = AttentionLSTM(self.n_bands, attention_hidden, 1, pool=self.time_reduction)
+        self.time_gain = nn.Parameter(torch.ones(()))
+        self._add_attention(attention_hidden)  # before the classifier: same init order
+        self.embedding_dim = int(channels)
+        self.classifier = nn.Sequential(
+            nn.Linear(self.embedding_dim, hidden), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(hidden, self.n_classes),
+        )
+
+    def _add_attention(self, attention_hidden):
+        """Hook for subclasses with more attention networks (DA-CNN's band attention)."""
+
+    def _time_attention(self, x, lengths):
+        """``(x, lengths, fmap, out_len, tmask, w_time)``: the standardised input, the CNN
+        map ``(B, C, T', F')`` with its lengths and valid-frame mask, and the time weights
+        ``w_t = softmax_t(g_t * score_t)`` over the valid output frames ``(B, T')``."""
+        x, lengths, _ = prepare_input(x, lengths, self.n_features, self.norm)
+        fmap, out_len = self.cnn(x.unsqueeze(1), lengths)
+        tmask = lengths_to_mask(out_len, fmap.shape[2])
+        scores = self.attention_time(x, lengths)[..., 0]
+        w_time = masked_softmax(self.time_gain * scores, tmask, dim=1)
+        return x, lengths, fmap, out_len, tmask, w_time
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, n_classes)`` for a zero-padded batch ``x`` ``(B, T, n_bands)``."""
+        return self.classifier(self.embed(x, lengths))

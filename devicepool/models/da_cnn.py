@@ -5,13 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._blocks import AttentionLSTM, InputNormalisation, MaskedConvStack, lengths_to_mask
-from ._blocks import masked_softmax, prepare_input
+from ._blocks import AttentionLSTM, TimeAttentionCNN
 
 __all__ = ["DACNN"]
 
 
-class DACNN(nn.Module):
+class DACNN(TimeAttentionCNN):
     """Dual attention pooling CNN for recording-device classification.
 
     Architecture (the paper's Table 1, with the readings of its ambiguous points):
@@ -62,32 +61,16 @@ class DACNN(nn.Module):
 
     def __init__(self, n_classes: int, n_bands: int = 24, channels: int = 40,
                  attention_hidden: int = 24, hidden: int = 120, dropout: float = 0.0):
-        super().__init__()
-        if int(n_classes) < 1 or int(n_bands) < 1:
-            raise ValueError("n_classes and n_bands must be >= 1")
-        self.n_classes = int(n_classes)
-        self.n_bands = int(n_bands)
-        self.n_features = self.n_bands
-        self.norm = InputNormalisation(self.n_bands)
-        self.cnn = MaskedConvStack(1, [(channels, (2, 1)), (channels, (1, 1)), (channels, (2, 1))])
-        self.time_reduction = self.cnn.time_reduction
-        self.attention_time = AttentionLSTM(self.n_bands, attention_hidden, 1, pool=self.time_reduction)
+        super().__init__(n_classes, n_bands, channels, [(2, 1), (1, 1), (2, 1)],
+                         attention_hidden, hidden, dropout)
+
+    def _add_attention(self, attention_hidden):
         self.attention_band = AttentionLSTM(self.n_bands, attention_hidden, self.n_bands,
                                             pool=self.time_reduction)
-        self.time_gain = nn.Parameter(torch.ones(()))
         self.band_gain = nn.Parameter(torch.ones(()))
-        self.embedding_dim = int(channels)
-        self.classifier = nn.Sequential(
-            nn.Linear(self.embedding_dim, hidden), nn.ReLU(), nn.Dropout(dropout),
-            nn.Linear(hidden, self.n_classes),
-        )
 
     def _pool(self, x, lengths):
-        x, lengths, _ = prepare_input(x, lengths, self.n_features, self.norm)
-        fmap, out_len = self.cnn(x.unsqueeze(1), lengths)           # (B, C, T', K)
-        tmask = lengths_to_mask(out_len, fmap.shape[2])
-        s_time = self.attention_time(x, lengths)[..., 0]             # (B, T')
-        w_time = masked_softmax(self.time_gain * s_time, tmask, dim=1)
+        x, lengths, fmap, out_len, tmask, w_time = self._time_attention(x, lengths)
         s_band = self.attention_band(x, lengths)                     # (B, T', K)
         s_band = (s_band * tmask.unsqueeze(-1)).sum(1) / out_len.unsqueeze(1).to(s_band.dtype)
         w_band = torch.softmax(self.band_gain * s_band, dim=1)       # (B, K)
@@ -103,7 +86,3 @@ class DACNN(nn.Module):
         """``{"time": (B, ceil(T/4)), "band": (B, n_bands)}``; time is 0 at padding."""
         _, w_time, w_band = self._pool(x, lengths)
         return {"time": w_time, "band": w_band}
-
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, n_classes)`` for a zero-padded batch ``x`` ``(B, T, n_bands)``."""
-        return self.classifier(self.embed(x, lengths))

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from ._blocks import AttentionLSTM, InputNormalisation, MaskedConvStack, lengths_to_mask
-from ._blocks import masked_softmax, prepare_input
+from ._blocks import TimeAttentionCNN
 
 __all__ = ["SACNN"]
 
 
-class SACNN(nn.Module):
+class SACNN(TimeAttentionCNN):
     """Single attention pooling CNN for recording-device classification.
 
     Architecture (the paper's Table 1, with the readings of its ambiguous points):
@@ -74,29 +72,11 @@ class SACNN(nn.Module):
 
     def __init__(self, n_classes: int, n_bands: int = 24, channels: int = 20,
                  attention_hidden: int = 24, hidden: int = 60, dropout: float = 0.0):
-        super().__init__()
-        if int(n_classes) < 1 or int(n_bands) < 1:
-            raise ValueError("n_classes and n_bands must be >= 1")
-        self.n_classes = int(n_classes)
-        self.n_bands = int(n_bands)
-        self.n_features = self.n_bands
-        self.norm = InputNormalisation(self.n_bands)
-        self.cnn = MaskedConvStack(1, [(channels, (2, 1)), (channels, (1, 2)), (channels, (2, 1))])
-        self.time_reduction = self.cnn.time_reduction
-        self.attention_time = AttentionLSTM(self.n_bands, attention_hidden, 1, pool=self.time_reduction)
-        self.time_gain = nn.Parameter(torch.ones(()))
-        self.embedding_dim = int(channels)
-        self.classifier = nn.Sequential(
-            nn.Linear(self.embedding_dim, hidden), nn.ReLU(), nn.Dropout(dropout),
-            nn.Linear(hidden, self.n_classes),
-        )
+        super().__init__(n_classes, n_bands, channels, [(2, 1), (1, 2), (2, 1)],
+                         attention_hidden, hidden, dropout)
 
     def _pool(self, x, lengths):
-        x, lengths, _ = prepare_input(x, lengths, self.n_features, self.norm)
-        fmap, out_len = self.cnn(x.unsqueeze(1), lengths)          # (B, C, T', F')
-        scores = self.attention_time(x, lengths)[..., 0]            # (B, T')
-        tmask = lengths_to_mask(out_len, fmap.shape[2])
-        w_time = masked_softmax(self.time_gain * scores, tmask, dim=1)
+        _, _, fmap, _, _, w_time = self._time_attention(x, lengths)   # fmap (B, C, T', F')
         K = torch.einsum("bctf,bt->bcf", fmap, w_time)              # eq. 1
         return K, w_time
 
@@ -109,7 +89,3 @@ class SACNN(nn.Module):
         """Time attention weights ``{"time": (B, ceil(T/4))}`` (0 at padded frames)."""
         _, w_time = self._pool(x, lengths)
         return {"time": w_time}
-
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, n_classes)`` for a zero-padded batch ``x`` ``(B, T, n_bands)``."""
-        return self.classifier(self.embed(x, lengths))
