@@ -1,122 +1,132 @@
-"""Benchmark 5: Table 3 (utterance accuracy, mean ± std over speaker folds) via the CLI.
+"""Benchmark 5: accuracy of every model with library defaults, beside classical references.
 
-Runs the ``devicepool`` command as a user would, in subprocesses:
+Protocol (``devicepool.experiments.run_protocol``): speaker-disjoint 3-fold GroupKFold by
+speaker, utterance-level accuracy, mean ± std over the folds (population std), conditions
+N, W, N/W, W/N (one fit per training mode and fold serves the matched and the mismatched
+test). Every model uses its **library defaults** (no overrides) unless ``--params`` says
+otherwise; the networks get the speakers of their training part (``fit(..., groups=...)``)
+for their speaker-disjoint internal validation.
 
-* ``fsdd``: ``devicepool evaluate --corpus demo --root ../shared/data/fsdd/recordings``:
-  ``make_device_corpus(source=<FSDD recordings>, random_state=SEED)`` with its defaults
-  (6 devices, every FSDD speaker (6), 8 utterances per speaker and mode, neutral and
-  LPC-whisperised speech, >= 1.5 s each);
-* ``demo``: ``devicepool demo`` (the embedded demo corpus: synthesised speech through
-  the packaged MicIRP device chains, the CLI's ``DEMO_SETTINGS``).
+Corpora:
 
-Protocol (``devicepool.experiments.run_protocol``): speaker-disjoint GroupKFold
-(``--n-splits``, default 3) by speaker, utterance-level accuracy, mean ± std over the
-folds; conditions N, W, N/W, W/N where the corpus has both modes. ``--max-epochs``
-shortens training (reported with the table). The reference for each table is the chance
-level, 1 / number of devices (6 devices: 16.7 %; the demo's 4 devices: 25 %).
+* ``default``: ``make_device_corpus(random_state=SEED)`` -- 6 devices, 9 synthetic
+  speakers x 8 utterances x {neutral, whisper}, 1.5 s (432 recordings per mode);
+* ``fsdd``: ``make_device_corpus(source=../shared/data/fsdd/recordings, random_state=SEED)``
+  -- the same 6 devices, the 6 real FSDD speakers x 8 utterances x {neutral, LPC-whisper}.
+
+References, run on the same folds in the same process (``bench/_references.py``):
+``logreg_meanstd``, ``svm_percentiles`` (Hanilci) and ``gsv_svm`` (Kotropoulos & Samaras).
+
+Fits run in parallel processes (``--n-jobs``, default 2) with one torch thread each
+(joblib limits each worker to ``cpu_count / n_jobs`` threads); fit times are per fold.
 
 Usage (from the repository root)::
 
-    python bench/bench_accuracy.py                       # both corpora
-    python bench/bench_accuracy.py --which fsdd --max-epochs 8 --conditions N,W
+    python bench/bench_accuracy.py                              # both corpora, all models
+    python bench/bench_accuracy.py --corpus default --models da_cnn --conditions N,W
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-from _common import RESULTS, ROOT, SHARED, load_average, machine_description, print_machine, save_results
+import numpy as np
+from _common import RESULTS, SHARED, load_average, machine_description, print_machine, save_results
+from _references import REFERENCES, register_references
+
+NETWORKS = ("da_cnn", "sa_cnn", "dft_cnn")
 
 
-def run(cmd, log):
-    print("$ " + " ".join(cmd), flush=True)
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    elapsed = time.perf_counter() - t0
-    log.write_text(f"$ {' '.join(cmd)}\n\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}\n")
-    if proc.returncode != 0:
-        print(proc.stderr[-3000:])
-        raise SystemExit(f"command failed ({proc.returncode}); log: {log}")
-    print(proc.stdout)
-    return proc.stdout, elapsed
+def corpus_for(name, seed):
+    from devicepool import make_device_corpus
+
+    if name == "default":
+        return make_device_corpus(random_state=seed)
+    if name == "fsdd":
+        source = SHARED / "fsdd" / "recordings"
+        if not source.is_dir():
+            return None
+        return make_device_corpus(source=str(source), random_state=seed)
+    raise SystemExit(f"unknown corpus {name!r} (default, fsdd)")
+
+
+def table(result, models):
+    """Markdown: mean ± std (%) per condition and the mean fit time per fold (s)."""
+    from devicepool.experiments import CONDITIONS
+
+    conds = [c for c in CONDITIONS if c in result.conditions]
+    fit_s = {}
+    for r in result.records:
+        fit_s.setdefault(r["model"], {})[(r["train_mode"], r["fold"])] = r["fit_seconds"]
+    lines = ["| model | " + " | ".join(conds) + " | fit s / fold |",
+             "|---|" + "---|" * (len(conds) + 1)]
+    for m in models:
+        cells = []
+        for c in conds:
+            s = result.summary.get((m, c))
+            cells.append("-" if s is None else f"{s['mean']:.1f} ± {s['std']:.1f}")
+        t = list(fit_s.get(m, {}).values())
+        mean_fit = f"{np.mean(t):.1f}" if t else "-"
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {mean_fit} |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--which", default="fsdd,demo")
-    parser.add_argument("--max-epochs", type=int, default=None,
-                        help="override the models' max_epochs for the fsdd run")
-    parser.add_argument("--conditions", default=None, help="e.g. N,W (default: all)")
-    parser.add_argument("--models", default=None, help="default: dft_cnn,sa_cnn,da_cnn")
-    parser.add_argument("--n-splits", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workdir", default="/tmp/devicepool-bench-accuracy",
-                        help="run folders (features cache, per-fold JSON)")
-    parser.add_argument("--quick", action="store_true", help="demo --quick only")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="passed to the CLI's --threads (torch threads in the main process)")
-    parser.add_argument("--n-jobs", type=int, default=None,
-                        help="passed to the CLI's --n-jobs (parallel fits)")
-    args = parser.parse_args(argv)
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--corpus", default="default,fsdd")
+    p.add_argument("--models", default=",".join(NETWORKS))
+    p.add_argument("--references", default=",".join(REFERENCES))
+    p.add_argument("--conditions", default="N,W,N/W,W/N")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-jobs", type=int, default=2)
+    p.add_argument("--params", default="{}",
+                   help='JSON per-model overrides, e.g. \'{"da_cnn": {"max_steps": 300}}\'')
+    p.add_argument("--tag", default="", help="suffix of the result file (ablations)")
+    args = p.parse_args(argv)
 
+    from devicepool.experiments import combine_results, run_protocol
+
+    register_references()
     desc = machine_description()
     print_machine(desc)
-    work = Path(args.workdir)
-    work.mkdir(parents=True, exist_ok=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = {}
-    which = ["demo"] if args.quick else args.which.split(",")
-    for name in which:
-        run_dir = work / name
-        if name == "fsdd":
-            source = SHARED / "fsdd" / "recordings"
-            if not source.is_dir():
-                print(f"skipping fsdd: {source} is absent")
-                continue
-            cmd = [sys.executable, "-m", "devicepool", "evaluate", "--corpus", "demo",
-                   "--root", str(source), "--out", str(run_dir), "--seed", str(args.seed),
-                   "--n-splits", str(args.n_splits), "--quiet"]
-            if args.max_epochs:
-                cmd += ["--max-epochs", str(args.max_epochs)]
-            if args.conditions:
-                cmd += ["--conditions", args.conditions]
-            if args.models:
-                cmd += ["--models", args.models]
-        else:
-            cmd = [sys.executable, "-m", "devicepool", "demo", "--out", str(run_dir),
-                   "--seed", str(args.seed)] + (["--quick"] if args.quick else [])
-        if args.threads:
-            cmd += ["--threads", str(args.threads)]
-        if args.n_jobs:
-            cmd += ["--n-jobs", str(args.n_jobs)]
-        load_before = load_average()
-        stdout, elapsed = run(cmd, RESULTS / f"accuracy_{name}.log")
-        report = run_dir / "report.md"
-        if report.exists():
-            shutil.copyfile(report, RESULTS / f"accuracy_{name}_report.md")
-        out[name] = dict(command=" ".join(cmd[1:]), seconds=elapsed, table_markdown=stdout,
-                         load_average_before=load_before, load_average=load_average())
-        print(f"({name}: {elapsed:.0f} s)\n")
-    # one corpus per call is allowed: keep the other corpus's figures of an earlier call
-    previous = RESULTS / "accuracy.json"
+    nets = [m for m in args.models.split(",") if m]
+    refs = [m for m in args.references.split(",") if m]
+    conditions = args.conditions.split(",")
+    params = json.loads(args.params)
     runs = {}
-    if previous.exists():
-        try:
-            runs = json.loads(previous.read_text()).get("runs", {})
-        except ValueError:
-            runs = {}
-    for name, item in out.items():
-        item.update(machine=desc, n_splits=args.n_splits, seed=args.seed,
-                    max_epochs=args.max_epochs, conditions=args.conditions, models=args.models)
-        runs[name] = item
-    save_results("accuracy", dict(benchmark="accuracy", machine=desc, runs=runs,
-                                  n_splits=args.n_splits, seed=args.seed))
+    for name in args.corpus.split(","):
+        corpus = corpus_for(name, args.seed)
+        if corpus is None:
+            print(f"skipping {name}: {SHARED / 'fsdd' / 'recordings'} is absent")
+            continue
+        t0 = time.perf_counter()
+        parts = []
+        if nets:
+            parts.append(run_protocol(corpus, models=nets, conditions=conditions, random_state=args.seed,
+                                      model_params={m: params[m] for m in nets if m in params} or None,
+                                      n_jobs=args.n_jobs, progress=False, report=False))
+        if refs:  # sequential: registered in this process only
+            parts.append(run_protocol(corpus, models=refs, conditions=conditions, random_state=args.seed,
+                                      progress=False, report=False))
+        res = combine_results(*parts)
+        elapsed = time.perf_counter() - t0
+        md = table(res, nets + refs)
+        n_dev = len(set(map(str, corpus.target)))
+        print(f"## {name} corpus ({n_dev} devices, chance {100 / n_dev:.1f} %), {elapsed:.0f} s\n\n{md}")
+        runs[name] = {
+            "table_markdown": md, "seconds": elapsed, "n_devices": n_dev,
+            "n_recordings": len(corpus.data), "models": nets + refs, "params": params,
+            "summary": {f"{m}|{c}": v for (m, c), v in res.summary.items()},
+            "fit_seconds": {r["model"] + "|" + r["train_mode"] + f"|{r['fold']}": r["fit_seconds"]
+                            for r in res.records},
+            "load_average": load_average(),
+        }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    save_results("accuracy" + (f"_{args.tag}" if args.tag else ""),
+                 dict(benchmark="accuracy", machine=desc, seed=args.seed, n_splits=3,
+                      n_jobs=args.n_jobs, conditions=conditions, runs=runs))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import inspect
 import io
 import json
 import os
@@ -161,7 +162,8 @@ register_model("da_cnn", _estimator_factory("DACNNClassifier"), "fbank", "DA-CNN
 def _atomic_write_bytes(path, data):
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
+    # ".<name>.XXXX.tmp": a half-written file never matches a reader's "*.json" glob
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -637,8 +639,12 @@ def _fit_task(task, feats, data, target, mode, folds, sample_rate, labels):
     est = spec.factory(random_state=task["seed"], **task["params"])
     if task.get("progress") and "progress" in est.get_params() and "progress" not in task["params"]:
         est.set_params(progress=True)  # the estimator's own epoch bar
+    fit_kwargs = {}
+    if "groups" in inspect.signature(est.fit).parameters:
+        # speaker-disjoint internal validation (the classifiers' early stopping)
+        fit_kwargs["groups"] = task["groups"][train_idx]
     t0 = time.perf_counter()
-    est.fit(feats[train_idx], target[train_idx])
+    est.fit(feats[train_idx], target[train_idx], **fit_kwargs)
     fit_s = time.perf_counter() - t0
     from sklearn.metrics import confusion_matrix
 

@@ -33,7 +33,8 @@ def test_table1_sacnn_shapes():
     assert fmap.shape == (2, 20, 75, 12)
     assert out_len.tolist() == [75, math.ceil(101 / 4)]
     assert net(x, L).shape == (2, 7)
-    assert net.embed(x, L).shape == (2, 20)
+    assert net.embed(x, L).shape == (2, 20 * 12)  # band-preserving reading (default)
+    assert SACNN(n_classes=7, band_pooling="mean").embed(x, L).shape == (2, 20)  # the paper
 
 
 def test_table1_dacnn_shapes_keep_24_bands():
@@ -50,7 +51,8 @@ def test_table1_dacnn_shapes_keep_24_bands():
     att = net.attention(x, L)
     assert att["time"].shape == (2, 75)
     assert att["band"].shape == (2, 24)
-    assert net.embed(x, L).shape == (2, 40)
+    assert net.embed(x, L).shape == (2, 40 * 24)  # band-preserving reading (default)
+    assert DACNN(n_classes=5, band_pooling="sum").embed(x, L).shape == (2, 40)  # eq. 2 as printed
 
 
 @pytest.mark.parametrize("Net", [SACNN, DACNN])

@@ -28,6 +28,7 @@ __all__ = [
     "pooled_lengths",
     "masked_softmax",
     "masked_mean_pool",
+    "MaskedBatchNorm2d",
     "MaskedConvStack",
     "AttentionLSTM",
     "TimeAttentionCNN",
@@ -128,32 +129,71 @@ class InputNormalisation(nn.Module):
         return (x - self.mean) / self.scale
 
 
+class MaskedBatchNorm2d(nn.BatchNorm2d):
+    """Batch normalisation over channels whose training statistics ignore padding.
+
+    In training mode the per-channel mean and variance are taken over the **valid**
+    frames of the batch only (``mask`` ``(B, T)``), so the zero padding of a batch of
+    unequal lengths never enters them; the running statistics are updated from the
+    same masked moments. In evaluation mode the running statistics are used, which
+    makes the layer a fixed per-channel affine map: a frame's output then depends
+    on that frame alone, and padding invariance at prediction holds exactly.
+    """
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if not self.training or mask is None:
+            return super().forward(x)
+        m = mask[:, None, :, None].to(x.dtype)                      # (B, 1, T, 1)
+        n = m.sum() * x.shape[3]
+        mean = (x * m).sum(dim=(0, 2, 3)) / n
+        centred = (x - mean[None, :, None, None]) * m
+        var = (centred * centred).sum(dim=(0, 2, 3)) / n
+        if self.track_running_stats:
+            with torch.no_grad():
+                momentum = 0.1 if self.momentum is None else self.momentum
+                unbiased = var * (n / (n - 1).clamp_min(1.0))
+                self.running_mean.mul_(1 - momentum).add_(momentum * mean)
+                self.running_var.mul_(1 - momentum).add_(momentum * unbiased)
+                self.num_batches_tracked.add_(1)
+        y = (x - mean[None, :, None, None]) * torch.rsqrt(var + self.eps)[None, :, None, None]
+        if self.affine:
+            y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
+        return y
+
+
 class MaskedConvStack(nn.Module):
     """2-D CNN over ``(time, frequency)`` with masking of padded frames.
 
-    Each layer: ``Conv2d(k x k, padding='same')`` -> ReLU -> zero padded frames ->
-    ``MaxPool2d(pool)`` with ``ceil_mode=True``. No batch normalisation (its
-    training-mode statistics would depend on the padding of a batch).
+    Each layer: ``Conv2d(k x k, padding='same')`` -> [masked batch norm] -> ReLU ->
+    zero padded frames -> ``MaxPool2d(pool)`` with ``ceil_mode=True``. Batch
+    normalisation (``batch_norm=True``) is :class:`MaskedBatchNorm2d`: its training
+    statistics come from valid frames only and at prediction it uses running
+    statistics, so padding never changes a valid frame's output.
 
     Parameters
     ----------
     in_channels : int
     layers : sequence of (channels, (pool_time, pool_freq))
     kernel_size : int, default=3
+    batch_norm : bool, default=False
 
     Forward: ``x`` ``(B, C_in, T, F)`` and ``lengths`` ``(B,)`` ->
     ``(B, C_out, T', F')`` and the new lengths ``ceil(lengths / prod(pool_time))``.
     """
 
-    def __init__(self, in_channels: int, layers, kernel_size: int = 3):
+    def __init__(self, in_channels: int, layers, kernel_size: int = 3, batch_norm: bool = False):
         super().__init__()
-        convs, pools = [], []
+        convs, pools, norms = [], [], []
         c_in = in_channels
         for channels, pool in layers:
-            convs.append(nn.Conv2d(c_in, channels, kernel_size, padding=kernel_size // 2))
+            convs.append(nn.Conv2d(c_in, channels, kernel_size, padding=kernel_size // 2,
+                                   bias=not batch_norm))
+            if batch_norm:
+                norms.append(MaskedBatchNorm2d(channels))
             pools.append(tuple(int(p) for p in pool))
             c_in = channels
         self.convs = nn.ModuleList(convs)
+        self.norms = nn.ModuleList(norms) if batch_norm else None
         self.pools = pools
         self.out_channels = c_in
         self.time_reduction = math.prod(p[0] for p in pools)
@@ -166,10 +206,12 @@ class MaskedConvStack(nn.Module):
         return n_bands
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor):
-        for conv, (pt, pf) in zip(self.convs, self.pools):
-            x = torch.relu(conv(x))
-            mask = lengths_to_mask(lengths, x.shape[2]).to(x.dtype)
-            x = x * mask[:, None, :, None]
+        for i, (conv, (pt, pf)) in enumerate(zip(self.convs, self.pools)):
+            x = conv(x)
+            mask = lengths_to_mask(lengths, x.shape[2])
+            if self.norms is not None:
+                x = self.norms[i](x, mask)
+            x = torch.relu(x) * mask.to(x.dtype)[:, None, :, None]
             if pt > 1 or pf > 1:
                 x = nn.functional.max_pool2d(x, (pt, pf), ceil_mode=True)
                 lengths = pooled_lengths(lengths, pt)
@@ -322,9 +364,15 @@ class TimeAttentionCNN(nn.Module):
     hidden : int
         Units of the dense layer before the output layer.
     dropout : float
+    batch_norm : bool
+        Masked batch normalisation after each convolution (:class:`MaskedBatchNorm2d`).
+    embedding_dim : int
+        Size of the pooled vector the classifier reads (set by the subclass from its
+        reading of the pooling equation).
     """
 
-    def __init__(self, n_classes, n_bands, channels, pools, attention_hidden, hidden, dropout):
+    def __init__(self, n_classes, n_bands, channels, pools, attention_hidden, hidden, dropout,
+                 batch_norm=False, embedding_dim=None):
         super().__init__()
         if int(n_classes) < 1 or int(n_bands) < 1:
             raise ValueError("n_classes and n_bands must be >= 1")
@@ -332,12 +380,12 @@ class TimeAttentionCNN(nn.Module):
         self.n_bands = int(n_bands)
         self.n_features = self.n_bands
         self.norm = InputNormalisation(self.n_bands)
-        self.cnn = MaskedConvStack(1, [(channels, pool) for pool in pools])
+        self.cnn = MaskedConvStack(1, [(channels, pool) for pool in pools], batch_norm=batch_norm)
         self.time_reduction = self.cnn.time_reduction
         self.attention_time = AttentionLSTM(self.n_bands, attention_hidden, 1, pool=self.time_reduction)
         self.time_gain = nn.Parameter(torch.ones(()))
         self._add_attention(attention_hidden)  # before the classifier: same init order
-        self.embedding_dim = int(channels)
+        self.embedding_dim = int(channels if embedding_dim is None else embedding_dim)
         self.classifier = nn.Sequential(
             nn.Linear(self.embedding_dim, hidden), nn.ReLU(), nn.Dropout(dropout),
             nn.Linear(hidden, self.n_classes),

@@ -31,12 +31,27 @@ class DACNN(TimeAttentionCNN):
     eq. 2                         ``K' = sum_k (sum_t w_t^k f_t^k) w_k``. The time weight
                                   is shared by all bands (``w_t^k = w_t``: attention-1
                                   has one output unit), ``f_t^k`` is the 40-channel CNN
-                                  output at frame t and band k, so ``K'`` has 40 values
+                                  output at frame t and band k. Two readings, chosen by
+                                  ``band_pooling``:
+
+                                  * ``"preserve"`` (default): the 24 band-weighted,
+                                    time-pooled vectors ``24 w_k sum_t w_t f_t^k`` are
+                                    kept apart -> 40 x 24 = 960 values (which band
+                                    carried what survives);
+                                  * ``"sum"``: eq. 2 as printed, the sum over bands ->
+                                    40 values.
     classification network-2      dense 120 (ReLU); dense n_classes
     ============================  ==========================================================
 
     ``g_t`` and ``g_k`` are learned scalar gains (init 1): the LSTM outputs are
     bounded in [-1, 1] and the gain lets training sharpen the softmax.
+
+    Why two readings: the sum of eq. 2 drops *where* in frequency each feature was
+    found, and a device's fingerprint is exactly where its response and codec cut
+    in. Measured on the embedded corpus (``docs/models.md``), the band-preserving
+    reading is far more accurate, so it is the default; ``band_pooling="sum"`` is the
+    paper's printed equation. The factor 24 (``n_bands``) keeps the preserved vector
+    on the scale of the sum (the band weights average ``1/24``).
 
     Parameters
     ----------
@@ -48,6 +63,10 @@ class DACNN(TimeAttentionCNN):
         Units of the first LSTM of both attention networks.
     hidden : int, default=120
     dropout : float, default=0.0
+    band_pooling : {"preserve", "sum"}, default="preserve"
+        Reading of eq. 2 (see above); ``"sum"`` is the equation as printed.
+    batch_norm : bool, default=False
+        Masked batch normalisation after each convolution (not in the paper).
 
     Examples
     --------
@@ -57,12 +76,20 @@ class DACNN(TimeAttentionCNN):
     >>> out = net.attention(torch.randn(2, 301, 24), torch.tensor([301, 7]))
     >>> out["time"].shape, out["band"].shape
     (torch.Size([2, 76]), torch.Size([2, 24]))
+    >>> net.embedding_dim, DACNN(n_classes=5, band_pooling="sum").embedding_dim
+    (960, 40)
     """
 
     def __init__(self, n_classes: int, n_bands: int = 24, channels: int = 40,
-                 attention_hidden: int = 24, hidden: int = 120, dropout: float = 0.0):
+                 attention_hidden: int = 24, hidden: int = 120, dropout: float = 0.0,
+                 band_pooling: str = "preserve", batch_norm: bool = False):
+        if band_pooling not in ("preserve", "sum"):
+            raise ValueError(f"band_pooling must be 'preserve' or 'sum'; got {band_pooling!r}")
+        self.band_pooling = band_pooling
+        dim = int(channels) * int(n_bands) if band_pooling == "preserve" else int(channels)
         super().__init__(n_classes, n_bands, channels, [(2, 1), (1, 1), (2, 1)],
-                         attention_hidden, hidden, dropout)
+                         attention_hidden, hidden, dropout, batch_norm=batch_norm,
+                         embedding_dim=dim)
 
     def _add_attention(self, attention_hidden):
         self.attention_band = AttentionLSTM(self.n_bands, attention_hidden, self.n_bands,
@@ -75,11 +102,15 @@ class DACNN(TimeAttentionCNN):
         s_band = (s_band * tmask.unsqueeze(-1)).sum(1) / out_len.unsqueeze(1).to(s_band.dtype)
         w_band = torch.softmax(self.band_gain * s_band, dim=1)       # (B, K)
         per_band = torch.einsum("bctk,bt->bck", fmap, w_time)        # sum_t w_t f_t^k
-        K = torch.einsum("bck,bk->bc", per_band, w_band)             # eq. 2
+        if self.band_pooling == "sum":
+            K = torch.einsum("bck,bk->bc", per_band, w_band)         # eq. 2 as printed
+        else:
+            K = (per_band * (w_band * self.n_bands).unsqueeze(1)).flatten(1)  # (B, C * K)
         return K, w_time, w_band
 
     def embed(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Dual-attention embedding ``K'`` ``(B, channels)``."""
+        """Dual-attention embedding ``K'``: ``(B, channels * n_bands)`` (``"preserve"``)
+        or ``(B, channels)`` (``"sum"``)."""
         return self._pool(x, lengths)[0]
 
     def attention(self, x: torch.Tensor, lengths: torch.Tensor) -> dict:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ._blocks import TimeAttentionCNN
@@ -31,12 +33,17 @@ class SACNN(TimeAttentionCNN):
                                   output is bounded in [-1, 1]
     eq. 1                         ``K = sum_t w_t f_t`` with ``f_t`` the ``(20, 12)``
                                   CNN output at frame t
-    classification network-1      average pooling over the 12 frequency bands
-                                  -> 20-d embedding; dense 60 (ReLU); dense n_classes
+    classification network-1      ``band_pooling="mean"``: average pooling over the 12
+                                  frequency bands -> 20-d embedding (the paper);
+                                  ``"preserve"`` (default): the 20 x 12 values of ``K``
+                                  kept apart -> 240-d; then dense 60 (ReLU); dense
+                                  n_classes
     ============================  ==========================================================
 
     The time weights sum to one, so ``K`` is a weighted *average* of frames and the
-    prediction does not depend on the utterance length as such.
+    prediction does not depend on the utterance length as such. Averaging ``K`` over
+    frequency drops where in frequency a feature was found, as the band sum of DA-CNN's
+    eq. 2 does; both readings are measured in ``docs/models.md``.
 
     Parameters
     ----------
@@ -52,13 +59,18 @@ class SACNN(TimeAttentionCNN):
         Width of the dense layer of the classification network.
     dropout : float, default=0.0
         Dropout before the output layer (the paper mentions none).
+    band_pooling : {"preserve", "mean"}, default="preserve"
+        ``"mean"`` averages ``K`` over the 12 frequency bands (the paper);
+        ``"preserve"`` keeps them apart.
+    batch_norm : bool, default=False
+        Masked batch normalisation after each convolution (not in the paper).
 
     Attributes
     ----------
     time_reduction : int
         4: the CNN output has ``ceil(T / 4)`` frames.
     embedding_dim : int
-        Size of :meth:`embed`'s output (``channels``).
+        Size of :meth:`embed`'s output (``channels * 12`` or ``channels``).
 
     Examples
     --------
@@ -71,9 +83,18 @@ class SACNN(TimeAttentionCNN):
     """
 
     def __init__(self, n_classes: int, n_bands: int = 24, channels: int = 20,
-                 attention_hidden: int = 24, hidden: int = 60, dropout: float = 0.0):
-        super().__init__(n_classes, n_bands, channels, [(2, 1), (1, 2), (2, 1)],
-                         attention_hidden, hidden, dropout)
+                 attention_hidden: int = 24, hidden: int = 60, dropout: float = 0.0,
+                 band_pooling: str = "preserve", batch_norm: bool = False):
+        if band_pooling not in ("preserve", "mean"):
+            raise ValueError(f"band_pooling must be 'preserve' or 'mean'; got {band_pooling!r}")
+        self.band_pooling = band_pooling
+        pools = [(2, 1), (1, 2), (2, 1)]
+        n_out_bands = int(n_bands)
+        for _, pool_freq in pools:  # ceil-mode pooling, as MaskedConvStack.out_bands
+            n_out_bands = math.ceil(n_out_bands / pool_freq)
+        dim = int(channels) * n_out_bands if band_pooling == "preserve" else int(channels)
+        super().__init__(n_classes, n_bands, channels, pools, attention_hidden, hidden, dropout,
+                         batch_norm=batch_norm, embedding_dim=dim)
 
     def _pool(self, x, lengths):
         _, _, fmap, _, _, w_time = self._time_attention(x, lengths)   # fmap (B, C, T', F')
@@ -81,9 +102,10 @@ class SACNN(TimeAttentionCNN):
         return K, w_time
 
     def embed(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Attention-pooled embedding: ``K`` averaged over frequency, ``(B, channels)``."""
+        """Attention-pooled embedding: ``K`` flattened ``(B, channels * 12)``
+        (``"preserve"``) or averaged over frequency ``(B, channels)`` (``"mean"``)."""
         K, _ = self._pool(x, lengths)
-        return K.mean(dim=2)
+        return K.flatten(1) if self.band_pooling == "preserve" else K.mean(dim=2)
 
     def attention(self, x: torch.Tensor, lengths: torch.Tensor) -> dict:
         """Time attention weights ``{"time": (B, ceil(T/4))}`` (0 at padded frames)."""
