@@ -125,6 +125,9 @@ def build_parser():
     e.add_argument("--out", default="devicepool-results", help="output folder (default ./devicepool-results)")
     e.add_argument("--n-jobs", type=_positive_int, default=None, help="parallel fits")
     e.add_argument("--fresh", action="store_true", help="ignore finished results in --out")
+    e.add_argument("--mode-augmentation", action="store_true",
+                   help="also train neutral fits on whisperised copies of their recordings "
+                        "(devicepool's extension beyond the paper; see docs/protocol.md)")
     common(e)
 
     t = sub.add_parser("train", help="fit features + classifier on a whole corpus and save it")
@@ -239,7 +242,7 @@ def cmd_evaluate(args):
         corpus, models=args.models, conditions=_parse_conditions(args.conditions),
         n_splits=args.n_splits, out_dir=args.out, random_state=args.seed,
         model_params=_model_overrides(args, args.models), progress=not args.quiet,
-        n_jobs=args.n_jobs, resume=not args.fresh,
+        n_jobs=args.n_jobs, resume=not args.fresh, mode_augmentation=args.mode_augmentation,
         title=f"devicepool evaluate: {args.corpus} corpus")
     print(result.to_markdown(paper=True))
     for note in result.notes:

@@ -898,9 +898,11 @@ class _UtteranceClassifier(NeuralNetClassifier):
     def transform(self, X):
         """Pooled utterance embeddings ``(n_utterances, embedding_dim)`` float32.
 
-        SA-CNN: ``K`` of eq. 1 averaged over frequency (``channels`` = 20 values);
-        DA-CNN: ``K'`` of eq. 2 (40 values); DFT-CNN: the mean over segments of the
-        128-d hidden layer.
+        What the classification network reads: SA-CNN ``K`` of eq. 1 (20 x 12 = 240
+        values; 20 with ``module__band_pooling="mean"``); DA-CNN ``K'`` of eq. 2 in its
+        band-preserving reading (40 x 24 = 960 values; 40 with
+        ``module__band_pooling="sum"``); DFT-CNN the mean over segments of the 128-d
+        hidden layer.
         """
         out, _ = self._run(X, lambda m, x, L: {"e": m.embed(x, L).float().cpu()})
         return torch.stack([o["e"] for o in out]).numpy().astype(np.float32)

@@ -46,9 +46,11 @@ __all__ = [
     "PAPER_TABLE3",
     "ProtocolResult",
     "available_conditions",
+    "chance_levels",
     "combine_results",
     "load_results",
     "make_folds",
+    "paper_claims",
     "register_model",
     "registered_models",
     "run_protocol",
@@ -631,10 +633,15 @@ def _merge_attention(parts):
 # --------------------------------------------------------------------------- protocol
 
 
-def _fit_task(task, feats, data, target, mode, folds, sample_rate, labels):
-    """Fit one (model, training mode, fold); return the records and attention payload."""
+def _fit_task(task, feats, data, target, mode, folds, sample_rate, labels, augmented=None):
+    """Fit one (model, training mode, fold); return the records and attention payload.
+
+    ``augmented`` marks training-only copies (mode augmentation): they may be trained
+    on, never tested on.
+    """
     spec = _MODELS[task["model"]]
     held = folds[task["fold"]]
+    original = np.ones(len(mode), bool) if augmented is None else ~augmented
     train_idx = np.flatnonzero((mode == task["train_mode"]) & ~held)
     est = spec.factory(random_state=task["seed"], **task["params"])
     if task.get("progress") and "progress" in est.get_params() and "progress" not in task["params"]:
@@ -651,7 +658,7 @@ def _fit_task(task, feats, data, target, mode, folds, sample_rate, labels):
     records = []
     for cond in task["conditions"]:
         test_mode = CONDITIONS[cond][1]
-        test_idx = np.flatnonzero((mode == test_mode) & held)
+        test_idx = np.flatnonzero((mode == test_mode) & held & original)
         t1 = time.perf_counter()
         pred = np.asarray(est.predict(feats[test_idx]))
         pred_s = time.perf_counter() - t1
@@ -682,7 +689,7 @@ def _fit_task(task, feats, data, target, mode, folds, sample_rate, labels):
         })
     attention = None
     if spec.attention and task.get("attention_path"):
-        test_idx = np.flatnonzero((mode == task["train_mode"]) & held)
+        test_idx = np.flatnonzero((mode == task["train_mode"]) & held & original)
         attention = _attention_payload(est, feats[test_idx], data, test_idx, sample_rate)
     return records, attention
 
@@ -729,6 +736,7 @@ def run_protocol(
     resume=True,
     report=True,
     title="devicepool: Table 3 reproduction",
+    mode_augmentation=False,
 ):
     """Run the paper's protocol (Table 3, Fig. 2 data) on a corpus.
 
@@ -766,6 +774,16 @@ def run_protocol(
         confusion matrices and the Fig. 2 PNGs (needs matplotlib).
     title : str
         Report title.
+    mode_augmentation : bool, default=False
+        devicepool's extension beyond the paper: every training recording also trains
+        the fit as a copy in the other speaking mode, made from the recording itself --
+        neutral recordings whisperised (:func:`devicepool.datasets.whisperise_recordings`:
+        the recording's own LPC envelope, device colouration included, driven by noise,
+        12 dB softer), whispered ones vocalised (:func:`~devicepool.datasets.vocalise_recordings`:
+        the envelope driven by a glottal pulse train, 12 dB louder). The network sees each
+        device with both kinds of source while the training speakers and mode stay those
+        of the condition. Copies are never tested on. See ``docs/protocol.md`` for the
+        ablation.
 
     Returns
     -------
@@ -820,6 +838,8 @@ def run_protocol(
     target = np.asarray([str(t) for t in target], dtype=object)
     groups = np.asarray([str(g) for g in groups], dtype=object)
     fingerprint = _corpus_fingerprint(data, target, groups, mode, sample_rate)
+    aug_src = np.arange(len(mode)) if mode_augmentation else np.zeros(0, np.int64)
+    augmented = None
 
     results_dir = cache_dir = None
     if out_dir is not None:
@@ -833,7 +853,8 @@ def run_protocol(
     for m in models:
         params = dict(model_params.get(m, {}))
         config_key = _digest(_RESULT_FORMAT, fingerprint, n_splits, int(random_state), m,
-                             sorted((k, repr(v)) for k, v in params.items()))[:24]
+                             sorted((k, repr(v)) for k, v in params.items()),
+                             *(["mode-augmentation"] if len(aug_src) else []))[:24]
         for train_mode in _MODES:
             tconds = [c for c in conds if CONDITIONS[c][0] == train_mode]
             if not tconds:
@@ -883,7 +904,31 @@ def run_protocol(
         for kind in sorted({_MODELS[t["model"]].feature for t in todo}):
             feats_by_kind[kind] = _compute_features(kind, data, sample_rate, fingerprint, cache_dir,
                                                     progress, n_jobs, memo)
-        args = (data, target, mode, folds, sample_rate, labels)
+        fit_target, fit_mode, fit_folds = target, mode, folds
+        if len(aug_src):
+            from devicepool.audio import as_waveform
+            from devicepool.datasets import vocalise_recordings, whisperise_recordings
+
+            copies = np.empty(len(aug_src), dtype=object)
+            for m, make_copies in (("neutral", whisperise_recordings), ("whisper", vocalise_recordings)):
+                pos = np.flatnonzero(mode[aug_src] == m)
+                if len(pos):
+                    copies[pos] = make_copies(
+                        [as_waveform(data[i], sample_rate, index=int(i)) for i in aug_src[pos]],
+                        sample_rate, random_state=int(random_state))
+            aug_fp = _digest(fingerprint, "mode-augmentation", int(random_state))
+            for kind in feats_by_kind:
+                extra_feats = _compute_features(kind, copies, sample_rate, aug_fp, cache_dir,
+                                                progress, n_jobs, memo)
+                feats_by_kind[kind] = np.concatenate([feats_by_kind[kind], extra_feats])
+            fit_target = np.concatenate([target, target[aug_src]])
+            fit_mode = np.concatenate([mode, mode[aug_src]])
+            fit_folds = [np.concatenate([f, f[aug_src]]) for f in folds]
+            augmented = np.arange(len(fit_mode)) >= len(mode)
+            fit_groups = np.concatenate([groups, groups[aug_src]])
+            for t in todo:
+                t["groups"] = fit_groups
+        args = (data, fit_target, fit_mode, fit_folds, sample_rate, labels, augmented)
         bar = _progress_bar(progress, total=len(tasks), initial=len(done), desc="fits", unit="fit")
         with bar:
             if n_jobs is not None and n_jobs != 1 and len(todo) > 1:
@@ -967,6 +1012,59 @@ def _figure(figsize=(5, 4)):
     return fig, fig.add_subplot(1, 1, 1)
 
 
+def chance_levels(result):
+    """``condition -> chance accuracy (%)``: 100 / the number of devices in its folds."""
+    out = {}
+    for r in result.records:
+        out.setdefault(r["condition"], 100.0 / max(1, len(r["labels"])))
+    return out
+
+
+def paper_claims(result):
+    """One Markdown line per claim of the paper, saying whether this run supports it.
+
+    The claims (Naini, Singhal & Ghosh, Table 3 and its discussion): DA-CNN >= SA-CNN and
+    DA-CNN >= the DFT-CNN baseline in matched conditions; whisper is classified at
+    least as well as neutral speech (W >= N); accuracy drops when training and test
+    modes differ (N/W < N, W/N < W). A claim is judged on the means over folds; when the
+    difference is smaller than the larger of the two fold standard deviations, the line
+    says so.
+    """
+    s = result.summary
+    label = {m: (_MODELS[m].label if m in _MODELS else m) for m in result.models}
+
+    def cell(m, c):
+        v = s.get((m, c))
+        return None if v is None else (v["mean"], v["std"])
+
+    def verdict(a, b, holds_if_ge=True):
+        (ma, sa), (mb, sb) = a, b
+        holds = ma >= mb if holds_if_ge else ma < mb
+        close = abs(ma - mb) < max(sa, sb)
+        return ("supported" if holds else "not supported") + (
+            " (difference within the fold spread)" if close else "")
+
+    lines = []
+    matched = [c for c in ("MOBI", "N", "W") if c in result.conditions]
+    for a, b, text in (("da_cnn", "sa_cnn", "DA-CNN ≥ SA-CNN (matched modes)"),
+                       ("da_cnn", "dft_cnn", "DA-CNN ≥ DFT-CNN baseline (matched modes)")):
+        pairs = [(c, cell(a, c), cell(b, c)) for c in matched if cell(a, c) and cell(b, c)]
+        for c, x, y in pairs:
+            lines.append(f"- {text}, {c}: {x[0]:.1f} vs {y[0]:.1f} -> {verdict(x, y)}")
+    for m in result.models:
+        n, w = cell(m, "N"), cell(m, "W")
+        if n and w:
+            lines.append(f"- whisper ≥ neutral, {label[m]}: W {w[0]:.1f} vs N {n[0]:.1f} -> "
+                         f"{verdict(w, n)}")
+    for m in result.models:
+        for cross, same in (("N/W", "N"), ("W/N", "W")):
+            x, y = cell(m, cross), cell(m, same)
+            if x and y:
+                lines.append(f"- mismatch drop, {label[m]}: {cross} {x[0]:.1f} vs {same} {y[0]:.1f} "
+                             f"-> {verdict(x, y, holds_if_ge=False)}")
+    return lines
+
+
 def write_report(result, out_dir, title="devicepool: Table 3 reproduction", figures=True, extra=""):
     """Write Table 3 (Markdown, CSV), per-fold CSV, confusion matrices, Fig. 2 and report.md.
 
@@ -1016,6 +1114,15 @@ def write_report(result, out_dir, title="devicepool: Table 3 reproduction", figu
     lines += ["Conditions: MOBI = Ex-1, neutral speech of a neutral-only corpus; N = neutral -> neutral; "
               "W = whisper -> whisper; N/W = train neutral, test whisper of the held-out speakers; "
               "W/N = the reverse.", ""]
+    chance = chance_levels(result)
+    if chance:
+        lines += ["Chance level (one over the number of devices): " + ", ".join(
+            f"{c} {v:.1f} %" for c, v in chance.items()) + ".", ""]
+    claims = paper_claims(result)
+    if claims:
+        lines += ["## The paper's claims in this run", "",
+                  "Judged on the means over folds (the paper's own values are in Table 3's "
+                  "parentheses).", ""] + claims + [""]
     fig2 = [f for f in figs if f[0].startswith("fig2")]
     cms = [f for f in figs if not f[0].startswith("fig2")]
     if fig2:

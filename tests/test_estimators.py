@@ -275,8 +275,9 @@ _EXPECTED = {
 
 
 def _expected_failed_checks(estimator):
-    if isinstance(estimator, DACNNClassifier):
-        # 2 epochs of one-cycle training at lr 3e-3 reach the 0.83 (band-preserving DA-CNN)
+    if isinstance(estimator, (SACNNClassifier, DACNNClassifier)):
+        # 2 epochs of the training recipe (one-cycle at lr 3e-3, batch norm, band-preserving
+        # pooling) reach the check's 0.83
         return {k: v for k, v in _EXPECTED.items() if k != "check_classifiers_train"}
     return _EXPECTED
 

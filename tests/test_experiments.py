@@ -290,3 +290,60 @@ def test_killed_run_resumes_and_loses_nothing(tmp_path, corpus):
         match = [r for r in res.records if (r["model"], r["condition"], r["fold"]) ==
                  (rec["model"], rec["condition"], rec["fold"])]
         assert match[0]["y_pred"] == rec["y_pred"]
+
+
+def test_paper_claims_and_chance_levels_are_judged_from_the_numbers():
+    from devicepool.experiments import ProtocolResult, chance_levels, paper_claims
+
+    def s(mean, std=0.5):
+        return {"mean": mean, "std": std, "n_folds": 3, "accuracies": [mean] * 3}
+
+    res = ProtocolResult(models=["dft_cnn", "sa_cnn", "da_cnn"], conditions=["N", "W", "N/W", "W/N"])
+    res.summary = {
+        ("da_cnn", "N"): s(99.0), ("da_cnn", "W"): s(98.0, 2.0), ("da_cnn", "N/W"): s(80.0),
+        ("da_cnn", "W/N"): s(99.5),
+        ("sa_cnn", "N"): s(90.0), ("sa_cnn", "W"): s(99.0),
+        ("dft_cnn", "N"): s(99.5), ("dft_cnn", "W"): s(97.0),
+    }
+    lines = paper_claims(res)
+    text = "\n".join(lines)
+    assert "DA-CNN ≥ SA-CNN (matched modes), N: 99.0 vs 90.0 -> supported" in text
+    assert "DA-CNN ≥ SA-CNN (matched modes), W: 98.0 vs 99.0 -> not supported (difference within" in text
+    assert "DA-CNN ≥ DFT-CNN baseline (matched modes), N: 99.0 vs 99.5 -> not supported" in text
+    assert "whisper ≥ neutral, DA-CNN: W 98.0 vs N 99.0 -> not supported (difference within" in text
+    assert "mismatch drop, DA-CNN: N/W 80.0 vs N 99.0 -> supported" in text
+    assert "mismatch drop, DA-CNN: W/N 99.5 vs W 98.0 -> not supported" in text
+    res.records = [{"condition": "N", "labels": list("abcdef")}, {"condition": "MOBI", "labels": list("abcd")}]
+    assert chance_levels(res) == {"N": 100 / 6, "MOBI": 25.0}
+
+
+def _mean_frame(X):
+    return np.stack([u.mean(0) for u in X])
+
+
+def test_mode_augmentation_adds_training_copies_only(corpus, tmp_path):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    register_model("lr_meanframe", lambda random_state=None, **p: make_pipeline(
+        FunctionTransformer(_mean_frame), LogisticRegression(max_iter=500)))
+    try:
+        plain = run_protocol(corpus, models=["lr_meanframe"], progress=False, report=False)
+        aug = run_protocol(corpus, models=["lr_meanframe"], progress=False, report=False,
+                           mode_augmentation=True, out_dir=tmp_path)
+        # a run with and one without augmentation never share results
+        with pytest.raises(ValueError, match="other settings"):
+            run_protocol(corpus, models=["lr_meanframe"], progress=False, report=False,
+                         out_dir=tmp_path)
+    finally:
+        experiments._MODELS.pop("lr_meanframe", None)
+    by = {(r["condition"], r["fold"]): r for r in plain.records}
+    assert len(aug.records) == len(plain.records) == 12
+    for r in aug.records:
+        p = by[(r["condition"], r["fold"])]
+        assert list(r["test_index"]) == list(p["test_index"])           # copies are never tested
+        assert max(r["test_index"]) < len(corpus.data)
+        assert r["n_train"] == 2 * p["n_train"]                        # + one copy each
+    # the copies' features are cached beside the corpus's own
+    assert len(list((tmp_path / "cache").glob("features-fbank-*.npz"))) == 2

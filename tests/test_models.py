@@ -124,11 +124,14 @@ def test_bad_inputs_to_modules():
         net(torch.zeros(1, 10, 24), torch.tensor([11]))
 
 
-def test_forward_flops_counts_conv_by_hand():
-    net = DACNN(n_classes=10)
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_forward_flops_counts_conv_by_hand(batch_norm):
+    net = DACNN(n_classes=10, batch_norm=batch_norm)
     f = forward_flops(net, 300)
-    # conv1 1->40 on 300x24, conv2/3 40->40 on 150x24 (2 FLOPs per MAC + bias)
-    conv = 300 * 24 * 40 * (2 * 9 + 1) + 2 * 150 * 24 * 40 * (2 * 360 + 1)
+    # conv1 1->40 on 300x24, conv2/3 40->40 on 150x24 (2 FLOPs per MAC, + bias without
+    # batch norm; with it the convolutions have no bias)
+    bias = 0 if batch_norm else 1
+    conv = 300 * 24 * 40 * (2 * 9 + bias) + 2 * 150 * 24 * 40 * (2 * 360 + bias)
     assert f["conv"] == conv
     assert f["lstm"] > 0 and f["linear"] > 0
     assert f["params"] == sum(p.numel() for p in net.parameters())

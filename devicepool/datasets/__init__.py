@@ -17,7 +17,13 @@ recordings of one utterance across devices), ``sample_rate``, ``devices`` and
 """
 
 from ._devices import DEFAULT_DEVICES, DeviceSpec, available_codecs, microphone_names
-from .corpus import make_device_corpus, whisperise
+from .corpus import (
+    make_device_corpus,
+    vocalise,
+    vocalise_recordings,
+    whisperise,
+    whisperise_recordings,
+)
 from .folder import load_audio_folder
 from .mobiphone import load_mobiphone, split_utterances
 from .wspire import load_wspire
@@ -29,6 +35,9 @@ __all__ = [
     "make_device_corpus",
     "split_utterances",
     "whisperise",
+    "whisperise_recordings",
+    "vocalise",
+    "vocalise_recordings",
     "DeviceSpec",
     "DEFAULT_DEVICES",
     "available_codecs",

@@ -19,8 +19,9 @@ class DACNN(TimeAttentionCNN):
     input                         ``(B, T, 24)`` log filter-bank frames, zero-padded,
                                   standardised per band with fixed buffers
     CNN-2                         conv 3x3/40 - pool 2x1; conv 3x3/40 - pool 1x1;
-                                  conv 3x3/40 - pool 2x1 (``same`` padding, ReLU, padded
-                                  frames zeroed after each conv, ceil-mode pooling)
+                                  conv 3x3/40 - pool 2x1 (``same`` padding, masked batch
+                                  norm unless ``batch_norm=False``, ReLU, padded frames
+                                  zeroed after each conv, ceil-mode pooling)
                                   -> ``(B, 40, ceil(T/4), 24)``: the 24 bands are kept
     LSTM attention-1 (time)       LSTM 24 -> LSTM 1, masked 4x1 mean pooling ->
                                   ``w_t = softmax_t(g_t * score_t)`` over valid frames
@@ -65,8 +66,11 @@ class DACNN(TimeAttentionCNN):
     dropout : float, default=0.0
     band_pooling : {"preserve", "sum"}, default="preserve"
         Reading of eq. 2 (see above); ``"sum"`` is the equation as printed.
-    batch_norm : bool, default=False
-        Masked batch normalisation after each convolution (not in the paper).
+    batch_norm : bool, default=True
+        Masked batch normalisation after each convolution
+        (:class:`~devicepool.models._blocks.MaskedBatchNorm2d`; not in the paper, which
+        ``batch_norm=False`` reproduces). Its training statistics ignore padded frames and
+        prediction uses running statistics, so padding never changes an output.
 
     Examples
     --------
@@ -82,7 +86,7 @@ class DACNN(TimeAttentionCNN):
 
     def __init__(self, n_classes: int, n_bands: int = 24, channels: int = 40,
                  attention_hidden: int = 24, hidden: int = 120, dropout: float = 0.0,
-                 band_pooling: str = "preserve", batch_norm: bool = False):
+                 band_pooling: str = "preserve", batch_norm: bool = True):
         if band_pooling not in ("preserve", "sum"):
             raise ValueError(f"band_pooling must be 'preserve' or 'sum'; got {band_pooling!r}")
         self.band_pooling = band_pooling

@@ -21,8 +21,9 @@ class SACNN(TimeAttentionCNN):
                                   standardised per band with fixed buffers
                                   (:class:`~devicepool.models._blocks.InputNormalisation`)
     CNN-1                         conv 3x3/20 - pool 2x1; conv 3x3/20 - pool 1x2;
-                                  conv 3x3/20 - pool 2x1. ``same`` zero padding, ReLU,
-                                  no batch norm, padded frames zeroed after each conv,
+                                  conv 3x3/20 - pool 2x1. ``same`` zero padding, masked
+                                  batch norm (devicepool's; ``batch_norm=False`` for the
+                                  paper), ReLU, padded frames zeroed after each conv,
                                   ceil-mode pooling -> ``(B, 20, ceil(T/4), 12)``
     LSTM attention-1              LSTM 24 -> LSTM 1 on the (standardised) input frames,
                                   masked mean over windows of 4 frames -> one score
@@ -62,8 +63,11 @@ class SACNN(TimeAttentionCNN):
     band_pooling : {"preserve", "mean"}, default="preserve"
         ``"mean"`` averages ``K`` over the 12 frequency bands (the paper);
         ``"preserve"`` keeps them apart.
-    batch_norm : bool, default=False
-        Masked batch normalisation after each convolution (not in the paper).
+    batch_norm : bool, default=True
+        Masked batch normalisation after each convolution
+        (:class:`~devicepool.models._blocks.MaskedBatchNorm2d`; not in the paper, which
+        ``batch_norm=False`` reproduces). Its training statistics ignore padded frames and
+        prediction uses running statistics, so padding never changes an output.
 
     Attributes
     ----------
@@ -84,7 +88,7 @@ class SACNN(TimeAttentionCNN):
 
     def __init__(self, n_classes: int, n_bands: int = 24, channels: int = 20,
                  attention_hidden: int = 24, hidden: int = 60, dropout: float = 0.0,
-                 band_pooling: str = "preserve", batch_norm: bool = False):
+                 band_pooling: str = "preserve", batch_norm: bool = True):
         if band_pooling not in ("preserve", "mean"):
             raise ValueError(f"band_pooling must be 'preserve' or 'mean'; got {band_pooling!r}")
         self.band_pooling = band_pooling
