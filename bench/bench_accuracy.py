@@ -14,8 +14,10 @@ Corpora:
 * ``fsdd``: ``make_device_corpus(source=../shared/data/fsdd/recordings, random_state=SEED)``
   -- the same 6 devices, the 6 real FSDD speakers x 8 utterances x {neutral, LPC-whisper}.
 
-References, run on the same folds in the same process (``bench/_references.py``):
+References, run on the same folds in the same protocol call (``bench/_references.py``):
 ``logreg_meanstd``, ``svm_percentiles`` (Hanilci) and ``gsv_svm`` (Kotropoulos & Samaras).
+Rows ``<network>+modeaug`` are the network trained with devicepool's mode augmentation
+(``run_protocol(mode_augmentation=True)``), an extension beyond the paper.
 
 Fits run in parallel processes (``--n-jobs``, default 2) with one torch thread each
 (joblib limits each worker to ``cpu_count / n_jobs`` threads); fit times are per fold.
@@ -83,10 +85,14 @@ def main(argv=None):
     p.add_argument("--n-jobs", type=int, default=2)
     p.add_argument("--params", default="{}",
                    help='JSON per-model overrides, e.g. \'{"da_cnn": {"max_steps": 300}}\'')
+    p.add_argument("--mode-augmentation", default="da_cnn",
+                   help="networks also run with run_protocol(mode_augmentation=True), as rows "
+                        "'<name>+modeaug' (comma-separated; '' for none)")
     p.add_argument("--tag", default="", help="suffix of the result file (ablations)")
     args = p.parse_args(argv)
 
-    from devicepool.experiments import combine_results, run_protocol
+    from devicepool import experiments
+    from devicepool.experiments import combine_results, register_model, run_protocol
 
     register_references()
     desc = machine_description()
@@ -95,6 +101,10 @@ def main(argv=None):
     refs = [m for m in args.references.split(",") if m]
     conditions = args.conditions.split(",")
     params = json.loads(args.params)
+    aug = [f"{m}+modeaug" for m in args.mode_augmentation.split(",") if m]
+    for name, base in zip(aug, [m for m in args.mode_augmentation.split(",") if m]):
+        spec = experiments._MODELS[base]
+        register_model(name, spec.factory, feature=spec.feature, label=f"{spec.label} + mode augmentation")
     runs = {}
     for name in args.corpus.split(","):
         corpus = corpus_for(name, args.seed)
@@ -102,22 +112,23 @@ def main(argv=None):
             print(f"skipping {name}: {SHARED / 'fsdd' / 'recordings'} is absent")
             continue
         t0 = time.perf_counter()
-        parts = []
-        if nets:
-            parts.append(run_protocol(corpus, models=nets, conditions=conditions, random_state=args.seed,
-                                      model_params={m: params[m] for m in nets if m in params} or None,
-                                      n_jobs=args.n_jobs, progress=False, report=False))
-        if refs:  # sequential: registered in this process only
-            parts.append(run_protocol(corpus, models=refs, conditions=conditions, random_state=args.seed,
-                                      progress=False, report=False))
+        models = nets + refs
+        parts = [run_protocol(corpus, models=models, conditions=conditions, random_state=args.seed,
+                              model_params={m: params[m] for m in models if m in params} or None,
+                              n_jobs=args.n_jobs, progress=False, report=False)]
+        if aug:
+            parts.append(run_protocol(corpus, models=aug, conditions=conditions,
+                                      random_state=args.seed, n_jobs=args.n_jobs, progress=False,
+                                      report=False, mode_augmentation=True))
+            models = models + aug
         res = combine_results(*parts)
         elapsed = time.perf_counter() - t0
-        md = table(res, nets + refs)
+        md = table(res, models)
         n_dev = len(set(map(str, corpus.target)))
         print(f"## {name} corpus ({n_dev} devices, chance {100 / n_dev:.1f} %), {elapsed:.0f} s\n\n{md}")
         runs[name] = {
             "table_markdown": md, "seconds": elapsed, "n_devices": n_dev,
-            "n_recordings": len(corpus.data), "models": nets + refs, "params": params,
+            "n_recordings": len(corpus.data), "models": models, "params": params,
             "summary": {f"{m}|{c}": v for (m, c), v in res.summary.items()},
             "fit_seconds": {r["model"] + "|" + r["train_mode"] + f"|{r['fold']}": r["fit_seconds"]
                             for r in res.records},

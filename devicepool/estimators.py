@@ -32,7 +32,7 @@ the validation error increases", and that reading underfits small corpora, see
   default (``None``) trains the whole budget and reports the validation loss and
   accuracy in ``history_``.
 
-The defaults (``crop_frames=100``, ``max_steps=600``, ``batch_size=32``, ``lr=3e-3``) were
+The defaults (``crop_frames=100``, ``max_steps=400``, ``batch_size=32``, ``lr=3e-3``) were
 chosen by measurement on the embedded corpus (``docs/models.md``,
 ``docs/performance.md``). ``crop_frames=None, max_steps=None, lr_schedule=None,
 lr=1e-3, batch_size=16, max_epochs=30, patience=5`` is the earlier, paper-like recipe.
@@ -521,7 +521,7 @@ class _UtteranceClassifier(NeuralNetClassifier):
         optimizer=torch.optim.Adam,
         lr=3e-3,
         max_epochs=200,
-        max_steps=600,
+        max_steps=400,
         batch_size=32,
         crop_frames=100,
         lr_schedule="onecycle",
@@ -1004,7 +1004,7 @@ _COMMON_PARAMS = """
         Peak learning rate of the one-cycle schedule (the constant rate without one).
     max_epochs : int, default=200
         Upper bound on epochs (the step budget usually ends training first).
-    max_steps : int or None, default=600
+    max_steps : int or None, default=400
         Optimizer-step budget: ``min(max_epochs, ceil(max_steps / batches per epoch))``
         epochs are run. None: ``max_epochs`` epochs.
     batch_size : int, default=32

@@ -639,7 +639,7 @@ def _fit_task(task, feats, data, target, mode, folds, sample_rate, labels, augme
     ``augmented`` marks training-only copies (mode augmentation): they may be trained
     on, never tested on.
     """
-    spec = _MODELS[task["model"]]
+    spec = task["spec"]  # carried with the task: worker processes see models registered here
     held = folds[task["fold"]]
     original = np.ones(len(mode), bool) if augmented is None else ~augmented
     train_idx = np.flatnonzero((mode == task["train_mode"]) & ~held)
@@ -863,6 +863,7 @@ def run_protocol(
                 task = {
                     "model": m, "train_mode": train_mode, "fold": k, "conditions": tconds,
                     "seed": _seed_for(random_state, m, train_mode, k), "params": params,
+                    "spec": _MODELS[m],
                     "random_state": int(random_state), "config_key": config_key, "groups": groups,
                     "paths": {}, "attention_path": None, "progress": bool(progress),
                 }

@@ -178,6 +178,9 @@ def _check_demo_output(out):
                  "fig2c-time-weights-whisper.png", "table3.csv", "table3.md", "folds.csv"):
         assert (out / name).is_file(), name
         assert f"({name})" in report or name.endswith((".csv", ".md"))
+    assert "Chance level" in report and "## The paper's claims in this run" in report
+    for claim in ("DA-CNN ≥ SA-CNN", "DA-CNN ≥ DFT-CNN baseline", "whisper ≥ neutral", "mismatch drop"):
+        assert claim in report, claim
     rows = (out / "table3.csv").read_text().strip().splitlines()
     assert len(rows) == 4
     for row in rows[1:]:
@@ -201,3 +204,8 @@ def test_demo_full_under_five_minutes(tmp_path):
     _check_demo_output(out)
     assert elapsed < 300, f"demo took {elapsed:.0f} s"
     assert DEMO_SETTINGS["full"]["ex2"]["modes"] == ("neutral", "whisper")
+    import csv
+
+    with open(out / "folds.csv") as fh:
+        n_test = [int(r["n_test"]) for r in csv.DictReader(fh)]
+    assert min(n_test) >= 144, min(n_test)

@@ -347,3 +347,18 @@ def test_mode_augmentation_adds_training_copies_only(corpus, tmp_path):
         assert r["n_train"] == 2 * p["n_train"]                        # + one copy each
     # the copies' features are cached beside the corpus's own
     assert len(list((tmp_path / "cache").glob("features-fbank-*.npz"))) == 2
+
+
+def test_a_registered_model_runs_in_worker_processes(corpus):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    register_model("lr_workers", lambda random_state=None, **p: make_pipeline(
+        FunctionTransformer(_mean_frame), LogisticRegression(max_iter=500)))
+    try:
+        serial = run_protocol(corpus, models=["lr_workers"], progress=False, report=False)
+        parallel = run_protocol(corpus, models=["lr_workers"], progress=False, report=False, n_jobs=2)
+    finally:
+        experiments._MODELS.pop("lr_workers", None)
+    assert serial.summary == parallel.summary and len(parallel.records) == 12
