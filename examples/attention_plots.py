@@ -45,10 +45,10 @@ def main(argv=None):
 
     if fast:
         sizes = dict(n_devices=3, n_speakers=3, n_utterances=2, duration=0.6)
-        max_epochs = 2
+        params = dict(max_epochs=2)
     else:
         sizes = dict(n_devices=4, n_speakers=6, n_utterances=4)
-        max_epochs = 15
+        params = {}  # the library's defaults
     corpus = make_device_corpus(modes=("neutral", "whisper"), random_state=0, **sizes)
     fbank = FilterBank(sample_rate=corpus.sample_rate)
     feats = fbank.transform(corpus.data)  # one (n_frames, 24) array per recording
@@ -60,8 +60,8 @@ def main(argv=None):
     for mode in ("neutral", "whisper"):
         train = (corpus.mode == mode) & ~held_out
         test = np.flatnonzero((corpus.mode == mode) & held_out)
-        clf = DACNNClassifier(max_epochs=max_epochs, random_state=0)
-        clf.fit(feats[train], corpus.target[train])
+        clf = DACNNClassifier(random_state=0, **params)
+        clf.fit(feats[train], corpus.target[train], groups=corpus.groups[train])
         acc = clf.score(feats[test], corpus.target[test])
         print(f"{mode}-trained DA-CNN: accuracy {acc:.3f} on {len(test)} held-out {mode} recordings")
 

@@ -49,7 +49,7 @@ def write_corpus_folder(root, corpus):
                  subtype="PCM_16")
 
 
-def train_save_predict(root, out, max_epochs):
+def train_save_predict(root, out, params):
     """Steps 2-5 on the folder ``root``; models are written to ``out``."""
 
     # 2. Load the folder: the pattern names the fields of each relative path.
@@ -62,9 +62,9 @@ def train_save_predict(root, out, max_epochs):
     # 3. Fit on file paths.
     pipe = Pipeline([
         ("fbank", FilterBank(sample_rate=bunch.sample_rate)),
-        ("clf", DACNNClassifier(max_epochs=max_epochs, random_state=0)),
+        ("clf", DACNNClassifier(random_state=0, **params)),
     ])
-    pipe.fit(bunch.data[~new], bunch.target[~new])
+    pipe.fit(bunch.data[~new], bunch.target[~new], clf__groups=bunch.groups[~new])
 
     # 4a. joblib: the whole pipeline in one file (pickle: load only files you trust).
     pipe_path = os.path.join(out, "pipeline.joblib")
@@ -105,16 +105,16 @@ def main(argv=None):
     # 1. A folder of recordings (use your own instead).
     if fast:
         sizes = dict(n_devices=3, n_speakers=3, n_utterances=2, duration=0.6)
-        max_epochs = 2
+        params = dict(max_epochs=2)
     else:
         sizes = dict(n_devices=4, n_speakers=6, n_utterances=4)
-        max_epochs = 15
+        params = {}  # the library's defaults
     corpus = make_device_corpus(modes=("neutral",), random_state=0, **sizes)
     root = tempfile.mkdtemp(prefix="devicepool-recordings-")
     try:
         write_corpus_folder(root, corpus)
         print(f"wrote {len(corpus.data)} WAV files under {root}")
-        train_save_predict(root, args.out, max_epochs)
+        train_save_predict(root, args.out, params)
     finally:
         shutil.rmtree(root, ignore_errors=True)  # the example's own temporary folder
     print(f"done in {time.perf_counter() - t0:.1f} s")
