@@ -71,7 +71,7 @@ __all__ = [
 ]
 
 _FORMAT = "devicepool.estimator"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: the module's readings (band_pooling, batch_norm) are stored
 
 
 # --------------------------------------------------------------------------- data
@@ -928,6 +928,9 @@ class _UtteranceClassifier(NeuralNetClassifier):
         """
         check_is_fitted(self)
         params = {k: v for k, v in self.get_params(deep=False).items() if _is_plain(v)}
+        for name in ("band_pooling", "batch_norm"):  # the readings the weights belong to
+            if hasattr(self.module_, name):
+                params[f"module__{name}"] = getattr(self.module_, name)
         classes = self.classes_
         payload = {
             "format": _FORMAT,
@@ -968,6 +971,12 @@ class _UtteranceClassifier(NeuralNetClassifier):
                 f"{path!s} holds a {payload['estimator']}, not a {cls.__name__}"
             )
         params = dict(payload["params"])
+        if payload.get("format_version", 1) < 2 and cls._module_cls is not None \
+                and cls._module_cls.__name__ in ("SACNN", "DACNN"):
+            # written before the readings were parameters: the paper's readings
+            params.setdefault("module__band_pooling", "sum" if cls._module_cls.__name__ == "DACNN"
+                              else "mean")
+            params.setdefault("module__batch_norm", False)
         params["device"] = device
         params.update(overrides)
         est = cls(**params)

@@ -288,3 +288,34 @@ def _expected_failed_checks(estimator):
 )
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+def test_models_saved_before_the_recipe_still_load(tmp_path):
+    """A format-1 file (devicepool 0.1: band sum, no batch norm, readings not stored) and a
+    pickled 0.1 module load with the readings their weights were trained with."""
+    X, y = make_utterances(12)
+    old = DACNNClassifier(max_epochs=1, random_state=0, module__band_pooling="sum",
+                          module__batch_norm=False).fit(X, y)
+    old.save(tmp_path / "m.pt")
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    payload["format_version"] = 1
+    for k in ("module__band_pooling", "module__batch_norm"):
+        payload["params"].pop(k)
+    torch.save(payload, tmp_path / "v1.pt")
+    loaded = DACNNClassifier.load(tmp_path / "v1.pt")
+    np.testing.assert_allclose(loaded.predict_proba(X), old.predict_proba(X), atol=1e-6)
+    # a module pickled by 0.1 has neither attribute
+    state = old.module_.__dict__.copy()
+    for k in ("band_pooling", "batch_norm"):
+        state.pop(k)
+    state["_modules"] = dict(state["_modules"])
+    cnn_state = old.module_.cnn.__dict__.copy()
+    cnn_state["_modules"] = {k: v for k, v in cnn_state["_modules"].items() if k != "norms"}
+    restored_cnn = type(old.module_.cnn).__new__(type(old.module_.cnn))
+    restored_cnn.__setstate__(cnn_state)
+    state["_modules"]["cnn"] = restored_cnn
+    restored = type(old.module_).__new__(type(old.module_))
+    restored.__setstate__(state)
+    xb, L = torch.from_numpy(np.stack([X[0][:12], X[1][:12]])), torch.tensor([12, 12])
+    with torch.no_grad():
+        torch.testing.assert_close(restored.eval()(xb, L), old.module_.eval()(xb, L))

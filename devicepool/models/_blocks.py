@@ -199,6 +199,11 @@ class MaskedConvStack(nn.Module):
         self.time_reduction = math.prod(p[0] for p in pools)
         self.freq_reduction = math.prod(p[1] for p in pools)
 
+    def __setstate__(self, state):
+        # stacks pickled before batch norm existed (devicepool < 0.2) have no ``norms``
+        state.setdefault("_modules", {}).setdefault("norms", None)
+        super().__setstate__(state)
+
     def out_bands(self, n_bands: int) -> int:
         """Frequency width after the stack (ceil-mode pooling)."""
         for _, pf in self.pools:
@@ -379,6 +384,7 @@ class TimeAttentionCNN(nn.Module):
         self.n_classes = int(n_classes)
         self.n_bands = int(n_bands)
         self.n_features = self.n_bands
+        self.batch_norm = bool(batch_norm)
         self.norm = InputNormalisation(self.n_bands)
         self.cnn = MaskedConvStack(1, [(channels, pool) for pool in pools], batch_norm=batch_norm)
         self.time_reduction = self.cnn.time_reduction
@@ -390,6 +396,10 @@ class TimeAttentionCNN(nn.Module):
             nn.Linear(self.embedding_dim, hidden), nn.ReLU(), nn.Dropout(dropout),
             nn.Linear(hidden, self.n_classes),
         )
+
+    def __setstate__(self, state):
+        state.setdefault("batch_norm", False)  # pickled before batch norm existed
+        super().__setstate__(state)
 
     def _add_attention(self, attention_hidden):
         """Hook for subclasses with more attention networks (DA-CNN's band attention)."""

@@ -112,6 +112,11 @@ class DACNN(TimeAttentionCNN):
             K = (per_band * (w_band * self.n_bands).unsqueeze(1)).flatten(1)  # (B, C * K)
         return K, w_time, w_band
 
+    def __setstate__(self, state):
+        # modules pickled before the readings were parameters used the paper's
+        state.setdefault("band_pooling", "sum")
+        super().__setstate__(state)
+
     def embed(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Dual-attention embedding ``K'``: ``(B, channels * n_bands)`` (``"preserve"``)
         or ``(B, channels)`` (``"sum"``)."""

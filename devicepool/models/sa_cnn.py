@@ -105,6 +105,11 @@ class SACNN(TimeAttentionCNN):
         K = torch.einsum("bctf,bt->bcf", fmap, w_time)              # eq. 1
         return K, w_time
 
+    def __setstate__(self, state):
+        # modules pickled before the readings were parameters used the paper's
+        state.setdefault("band_pooling", "mean")
+        super().__setstate__(state)
+
     def embed(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Attention-pooled embedding: ``K`` flattened ``(B, channels * 12)``
         (``"preserve"``) or averaged over frequency ``(B, channels)`` (``"mean"``)."""
