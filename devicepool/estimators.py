@@ -579,10 +579,8 @@ class _UtteranceClassifier(NeuralNetClassifier):
             ("valid_acc", ValidAccuracy()),
             ("print_log", PrintLog()),
         ]
-        if self.lr_schedule == "onecycle":
+        if self.lr_schedule == "onecycle":  # checked in fit (_check_training_params)
             cbs.append(("lr_schedule", OneCycleSchedule()))
-        elif self.lr_schedule is not None:
-            raise ValueError(f"lr_schedule must be 'onecycle' or None; got {self.lr_schedule!r}")
         if self.patience is not None:
             cbs.append(("early_stopping", EarlyStoppingBest(patience=self.patience)))
         if self.progress:
