@@ -482,7 +482,9 @@ class EpochProgress(Callback):
     def on_train_begin(self, net, **kwargs):
         from tqdm.auto import tqdm
 
-        self.bar_ = tqdm(total=net.max_epochs, desc=type(net).__name__, unit="epoch",
+        plan = getattr(net, "train_plan_", None)
+        total = plan["epochs"] if plan else net.max_epochs
+        self.bar_ = tqdm(total=total, desc=type(net).__name__, unit="epoch",
                          leave=False, file=sys.stderr)
 
     def on_epoch_end(self, net, **kwargs):
