@@ -61,8 +61,10 @@ def time_estimator(kind, X, y, batch_size, epochs):
     import devicepool.estimators as est
 
     cls = getattr(est, MODELS[kind])
-    clf = cls(max_epochs=epochs, batch_size=batch_size, train_split=None, patience=None,
-              random_state=0)
+    # whole utterances and a fixed number of epochs, like the plain loop (the defaults'
+    # crops and step budget would make the two process different amounts of data)
+    clf = cls(max_epochs=epochs, max_steps=None, crop_frames=None, batch_size=batch_size,
+              train_split=None, patience=None, random_state=0)
     t0 = time.perf_counter()
     clf.fit(X, y)
     total = time.perf_counter() - t0

@@ -395,6 +395,20 @@ class ValidAccuracy(Callback):
             net.history.record("valid_acc", self.correct_ / self.total_)
 
 
+class StopTraining(KeyboardInterrupt):
+    """Raised by a callback to end training normally.
+
+    skorch ends its fit loop on ``KeyboardInterrupt``, which would also swallow a user's
+    Ctrl-C; the classifiers end training quietly only on this subclass (or on skorch's
+    own ``EarlyStopping`` when it has run out of patience) and let a real interrupt
+    through.
+    """
+
+
+class _UserInterrupt(Exception):
+    """Carries a user's KeyboardInterrupt past skorch's ``partial_fit``."""
+
+
 class EarlyStoppingBest(Callback):
     """Stop when the monitored loss has not improved for ``patience`` epochs; restore best.
 
@@ -435,7 +449,7 @@ class EarlyStoppingBest(Callback):
             self.wait_ += 1
             net.history.record("best", False)
             if self.wait_ >= self.patience:
-                raise KeyboardInterrupt  # skorch's way to end the fit loop
+                raise StopTraining  # ends the fit loop normally (skorch's convention)
 
     def on_train_end(self, net, **kwargs):
         if self.best_state_ is not None:
@@ -765,9 +779,27 @@ class _UtteranceClassifier(NeuralNetClassifier):
                 self.train_plan_ = self._plan(*self._planned_split)
                 NeuralNetClassifier.partial_fit(self, dataset, dataset.y,
                                                 epochs=self.train_plan_["epochs"], **fit_params)
+            except _UserInterrupt:
+                raise KeyboardInterrupt from None  # a user's Ctrl-C aborts fit
             finally:
                 del self._planned_split
         return self
+
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        try:
+            return super().fit_loop(X, y, epochs=epochs, **fit_params)
+        except KeyboardInterrupt as exc:
+            if isinstance(exc, StopTraining) or self._callback_stopped():
+                raise  # skorch ends training normally
+            raise _UserInterrupt() from exc  # Ctrl-C: abort the fit, never "finish" it
+
+    def _callback_stopped(self):
+        """Whether a skorch ``EarlyStopping`` callback ended training (it raises a plain
+        ``KeyboardInterrupt``)."""
+        from skorch.callbacks import EarlyStopping
+
+        return any(isinstance(cb, EarlyStopping) and cb.misses_ >= cb.patience
+                   for _, cb in getattr(self, "callbacks_", []))
 
     def _plan(self, train, valid):
         """The fit's plan: epochs, optimizer steps, and what the validation holds out.

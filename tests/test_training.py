@@ -287,3 +287,24 @@ def test_defaults_on_the_default_corpus_fold(Cls):
     held = make_folds(g, 3)[0]
     clf = Cls(random_state=0).fit(list(F[~held]), y[~held], groups=g[~held])
     assert clf.score(list(F[held]), y[held]) >= 0.9  # chance 1/6; measured in docs/models.md
+
+
+def test_a_users_interrupt_aborts_fit_and_early_stopping_ends_it_normally():
+    from skorch.callbacks import Callback, EarlyStopping
+
+    X, y = make_utterances(24)
+
+    class CtrlC(Callback):  # what a SIGINT during an epoch raises
+        def on_epoch_end(self, net, **kwargs):
+            if len(net.history) == 2:
+                raise KeyboardInterrupt
+
+    clf = SACNNClassifier(max_epochs=5, random_state=0, callbacks=[CtrlC()])
+    with pytest.raises(KeyboardInterrupt):
+        clf.fit(X, y)  # skorch alone would swallow it and return a half-trained model
+    # early stopping, ours or skorch's, still ends training normally
+    ours = SACNNClassifier(max_epochs=40, patience=1, lr=0.05, random_state=0).fit(X, y)
+    assert len(ours.history) < 40
+    theirs = SACNNClassifier(max_epochs=40, lr=0.05, random_state=0,
+                             callbacks=[EarlyStopping(patience=1)]).fit(X, y)
+    assert len(theirs.history) < 40
