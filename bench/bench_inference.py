@@ -130,7 +130,7 @@ def main(argv=None):
                 module(batch[i:i + bs], lengths[i:i + bs])
 
     thr = {}
-    for name, fn in (("clf.predict(features) (batch_size 16)", lambda: clf.predict(feats)),
+    for name, fn in ((f"clf.predict(features) (batch_size {clf.batch_size})", lambda: clf.predict(feats)),
                      ("bare forward, batches of 16", lambda: bare_batches(16)),
                      ("bare forward, batches of 64", lambda: bare_batches(64))):
         best = min(timings(fn, 3))

@@ -308,3 +308,21 @@ def test_a_users_interrupt_aborts_fit_and_early_stopping_ends_it_normally():
     theirs = SACNNClassifier(max_epochs=40, lr=0.05, random_state=0,
                              callbacks=[EarlyStopping(patience=1)]).fit(X, y)
     assert len(theirs.history) < 40
+
+
+def test_masked_batch_norm_without_padding_is_plain_batch_norm():
+    torch.manual_seed(1)
+    x = torch.randn(4, 3, 8, 5)
+    full = torch.ones(4, 8, dtype=torch.bool)
+    masked, plain = MaskedBatchNorm2d(3).train(), torch.nn.BatchNorm2d(3).train()
+    partial = full.clone()
+    partial[0, -1] = False  # forces the masked path on the same valid frames but one
+    y_fast = masked(x, full)
+    torch.testing.assert_close(y_fast, plain(x))
+    torch.testing.assert_close(masked.running_var, plain.running_var)
+    both = MaskedBatchNorm2d(3).train()  # the masked arithmetic agrees with the fused kernel
+    torch.testing.assert_close(both._masked_forward(x, full), y_fast, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(both.running_var, plain.running_var)
+    slow = MaskedBatchNorm2d(3).train()
+    y_slow = slow(x, partial)
+    assert not torch.allclose(y_slow, y_fast)  # the padded frame is left out of the moments

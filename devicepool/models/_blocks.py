@@ -141,8 +141,12 @@ class MaskedBatchNorm2d(nn.BatchNorm2d):
     """
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        if not self.training or mask is None:
+        if not self.training or mask is None or bool(mask.all()):
+            # no padding (e.g. a batch of equal crops): the fused kernel, same statistics
             return super().forward(x)
+        return self._masked_forward(x, mask)
+
+    def _masked_forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         m = mask[:, None, :, None].to(x.dtype)                      # (B, 1, T, 1)
         n = m.sum() * x.shape[3]
         mean = (x * m).sum(dim=(0, 2, 3)) / n
