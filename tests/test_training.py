@@ -27,7 +27,6 @@ from test_estimators import make_utterances
 # --------------------------------------------------------------------------- crops
 
 def test_crops_are_windows_of_their_own_utterance():
-    rng = np.random.default_rng(0)
     lengths = [5, 40, 41, 100, 7, 64]
     X = [np.arange(n * 3, dtype=np.float32).reshape(n, 3) + 1000 * i for i, n in enumerate(lengths)]
     collate = CropCollate(16)
@@ -46,7 +45,6 @@ def test_crops_are_windows_of_their_own_utterance():
                 starts.add((b, s0))
     assert y.tolist() == list(range(len(X)))
     assert len(starts) > 10  # windows are drawn afresh, not fixed
-    del rng
 
 
 def test_crop_frames_reach_the_training_batches_only():
