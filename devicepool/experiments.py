@@ -633,6 +633,22 @@ def _merge_attention(parts):
 # --------------------------------------------------------------------------- protocol
 
 
+def _mode_copies(data, mode, sample_rate, random_state):
+    """Each recording's copy in the other speaking mode (training material only):
+    neutral ones whisperised, whispered ones vocalised (``mode_augmentation``)."""
+    from devicepool.audio import as_waveform
+    from devicepool.datasets import vocalise_recordings, whisperise_recordings
+
+    copies = np.empty(len(data), dtype=object)
+    for source_mode, make_copies in (("neutral", whisperise_recordings),
+                                     ("whisper", vocalise_recordings)):
+        idx = np.flatnonzero(mode == source_mode)
+        if len(idx):
+            copies[idx] = make_copies([as_waveform(data[i], sample_rate, index=int(i)) for i in idx],
+                                      sample_rate, random_state=random_state)
+    return copies
+
+
 def _fit_task(task, feats, data, target, mode, folds, sample_rate, labels, augmented=None):
     """Fit one (model, training mode, fold); return the records and attention payload.
 
@@ -838,7 +854,6 @@ def run_protocol(
     target = np.asarray([str(t) for t in target], dtype=object)
     groups = np.asarray([str(g) for g in groups], dtype=object)
     fingerprint = _corpus_fingerprint(data, target, groups, mode, sample_rate)
-    aug_src = np.arange(len(mode)) if mode_augmentation else np.zeros(0, np.int64)
     augmented = None
 
     results_dir = cache_dir = None
@@ -854,7 +869,7 @@ def run_protocol(
         params = dict(model_params.get(m, {}))
         config_key = _digest(_RESULT_FORMAT, fingerprint, n_splits, int(random_state), m,
                              sorted((k, repr(v)) for k, v in params.items()),
-                             *(["mode-augmentation"] if len(aug_src) else []))[:24]
+                             *(["mode-augmentation"] if mode_augmentation else []))[:24]
         for train_mode in _MODES:
             tconds = [c for c in conds if CONDITIONS[c][0] == train_mode]
             if not tconds:
@@ -906,27 +921,17 @@ def run_protocol(
             feats_by_kind[kind] = _compute_features(kind, data, sample_rate, fingerprint, cache_dir,
                                                     progress, n_jobs, memo)
         fit_target, fit_mode, fit_folds = target, mode, folds
-        if len(aug_src):
-            from devicepool.audio import as_waveform
-            from devicepool.datasets import vocalise_recordings, whisperise_recordings
-
-            copies = np.empty(len(aug_src), dtype=object)
-            for m, make_copies in (("neutral", whisperise_recordings), ("whisper", vocalise_recordings)):
-                pos = np.flatnonzero(mode[aug_src] == m)
-                if len(pos):
-                    copies[pos] = make_copies(
-                        [as_waveform(data[i], sample_rate, index=int(i)) for i in aug_src[pos]],
-                        sample_rate, random_state=int(random_state))
+        if mode_augmentation:  # every recording once more, as its copy in the other mode
+            copies = _mode_copies(data, mode, sample_rate, int(random_state))
             aug_fp = _digest(fingerprint, "mode-augmentation", int(random_state))
             for kind in feats_by_kind:
                 extra_feats = _compute_features(kind, copies, sample_rate, aug_fp, cache_dir,
                                                 progress, n_jobs, memo)
                 feats_by_kind[kind] = np.concatenate([feats_by_kind[kind], extra_feats])
-            fit_target = np.concatenate([target, target[aug_src]])
-            fit_mode = np.concatenate([mode, mode[aug_src]])
-            fit_folds = [np.concatenate([f, f[aug_src]]) for f in folds]
+            fit_target, fit_mode = np.concatenate([target, target]), np.concatenate([mode, mode])
+            fit_folds = [np.concatenate([f, f]) for f in folds]
             augmented = np.arange(len(fit_mode)) >= len(mode)
-            fit_groups = np.concatenate([groups, groups[aug_src]])
+            fit_groups = np.concatenate([groups, groups])
             for t in todo:
                 t["groups"] = fit_groups
         args = (data, fit_target, fit_mode, fit_folds, sample_rate, labels, augmented)
