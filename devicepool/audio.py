@@ -24,15 +24,9 @@ from numbers import Integral
 import numpy as np
 import scipy.sparse
 
+from ._validation import Interval, validate_params, where
+
 __all__ = ["load_audio", "read_audio_file", "check_utterance_set", "as_waveform"]
-
-
-def _where(index, path=None):
-    """Describe an utterance for error messages: its index and/or its path."""
-    if path is None:
-        return "utterance" if index is None else f"utterance {index}"
-    file = f"file {os.fspath(path)!r}"
-    return file if index is None else f"utterance {index} ({file})"
 
 
 def _is_path(item):
@@ -173,15 +167,15 @@ def read_audio_file(path, sample_rate=None, *, index=None, dtype=np.float64):
     """
     import soundfile as sf
 
-    where = _where(index, path)
+    at = where(index, path)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{where}: no such file")
+        raise FileNotFoundError(f"{at}: no such file")
     if os.path.isdir(path):
-        raise ValueError(f"{where}: is a directory, not an audio file")
+        raise ValueError(f"{at}: is a directory, not an audio file")
     try:
         data, rate = sf.read(os.fspath(path), dtype="float64", always_2d=True)
     except Exception as exc:  # libsndfile raises its own error types
-        raise ValueError(f"{where}: unreadable or corrupt audio file ({exc})") from None
+        raise ValueError(f"{at}: unreadable or corrupt audio file ({exc})") from None
     x = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     if sample_rate is not None and int(rate) != int(sample_rate):
         x = resample(x, int(rate), int(sample_rate))
@@ -248,40 +242,40 @@ def as_waveform(item, sample_rate, *, index=None, dtype=np.float64):
     """
     if _is_path(item):
         x, _ = read_audio_file(item, sample_rate, index=index, dtype=dtype)
-        where = _where(index, item)
+        at = where(index, item)
     else:
-        where = _where(index)
+        at = where(index)
         if isinstance(item, (bytes, dict, set)) or item is None or np.isscalar(item):
             raise TypeError(
-                f"{where}: expected a 1-D array of samples or a file path, got "
+                f"{at}: expected a 1-D array of samples or a file path, got "
                 f"{type(item).__name__}"
             )
         try:
             x = np.asarray(item)
         except Exception:
             raise TypeError(
-                f"{where}: expected a 1-D array of samples or a file path, got "
+                f"{at}: expected a 1-D array of samples or a file path, got "
                 f"{type(item).__name__}"
             ) from None
         if x.dtype.kind == "c":
-            raise ValueError(f"{where}: Complex data not supported (dtype {x.dtype})")
+            raise ValueError(f"{at}: Complex data not supported (dtype {x.dtype})")
         if x.dtype.kind not in "iuf":
             raise TypeError(
-                f"{where}: samples must be a float or integer array, got dtype {x.dtype}"
+                f"{at}: samples must be a float or integer array, got dtype {x.dtype}"
             )
         if x.ndim != 1:
             raise ValueError(
-                f"{where}: samples must be 1-D (mono), got shape {x.shape}; average "
+                f"{at}: samples must be 1-D (mono), got shape {x.shape}; average "
                 "the channels first, e.g. x.mean(axis=1)"
             )
         if x.dtype.kind in "iu":
             x = _scale_integers(x)
         x = np.ascontiguousarray(x, dtype=dtype)
     if x.shape[0] == 0:
-        raise ValueError(f"{where}: empty utterance (0 samples)")
+        raise ValueError(f"{at}: empty utterance (0 samples)")
     if not np.isfinite(x).all():
         bad = int(np.flatnonzero(~np.isfinite(x))[0])
-        raise ValueError(f"{where}: contains NaN or infinite samples (first at sample {bad})")
+        raise ValueError(f"{at}: contains NaN or infinite samples (first at sample {bad})")
     return x
 
 
@@ -303,14 +297,32 @@ def load_audio(item, sample_rate=16000, *, dtype=np.float32):
     >>> load_audio(np.zeros(10, dtype=np.int16)).dtype
     dtype('float32')
     """
-    check_sample_rate(sample_rate)
+    sample_rate = check_sample_rate(sample_rate, owner="load_audio")
     return as_waveform(item, sample_rate, dtype=dtype)
 
 
-def check_sample_rate(sample_rate):
-    """Raise ``ValueError`` unless ``sample_rate`` is a positive integer (in Hz)."""
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (Integral, float)):
-        raise TypeError(f"sample_rate must be a positive number of Hz, got {sample_rate!r}")
-    if not np.isfinite(sample_rate) or sample_rate <= 0 or int(sample_rate) != sample_rate:
-        raise ValueError(f"sample_rate must be a positive integer (Hz), got {sample_rate!r}")
+#: The constraint on every ``sample_rate`` parameter (in Hz).
+SAMPLE_RATE = Interval(Integral, 1, None, closed="left")
+
+
+def check_sample_rate(sample_rate, *, owner="check_sample_rate"):
+    """Return ``sample_rate`` as an ``int`` of Hz, raising unless it is a positive integer.
+
+    A float holding a whole number (``16000.0``) is accepted and returned as an int.
+
+    Parameters
+    ----------
+    sample_rate : int
+    owner : str, default="check_sample_rate"
+        The class or function whose parameter it is, named in the error message.
+
+    Raises
+    ------
+    InvalidParameterError
+        (a ``ValueError`` and a ``TypeError``), e.g. ``The 'sample_rate' parameter of
+        FilterBank must be an int in the range [1, inf); got 0.``
+    """
+    if isinstance(sample_rate, float) and sample_rate.is_integer():
+        sample_rate = int(sample_rate)
+    validate_params({"sample_rate": sample_rate}, {"sample_rate": [SAMPLE_RATE]}, owner=owner)
     return int(sample_rate)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from .._validation import validate_params
 from ..audio import as_waveform, check_sample_rate, check_utterance_set
 
-__all__ = ["UtteranceTransformer", "as_object_array", "check_positive"]
+__all__ = ["UtteranceTransformer", "as_object_array"]
 
 
 def as_object_array(arrays):
@@ -21,27 +21,32 @@ def as_object_array(arrays):
     return out
 
 
-def check_positive(name, value, *, integer=False, allow_none=False):
-    """Raise a ``ValueError``/``TypeError`` unless ``value`` is a positive finite number."""
-    if value is None and allow_none:
-        return None
-    kind = Integral if integer else Real
-    if isinstance(value, bool) or not isinstance(value, kind):
-        what = "an integer" if integer else "a number"
-        raise TypeError(f"{name} must be {what}, got {value!r}")
-    if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    return value
-
-
 class UtteranceTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
     """Base class: a stateless transformer mapping each utterance to a 2-D float32 array.
 
-    Subclasses implement ``_config()`` (validate parameters, return what the kernel
-    needs), ``_check_length(waveform, index, config)`` (raise ``ValueError`` naming the
+    Subclasses declare ``_parameter_constraints`` (checked by :meth:`_validate_params`,
+    scikit-learn's style), implement ``_config()`` (validate the parameters, then the
+    rules that relate several of them, and return what the kernel needs),
+    ``_check_length(waveform, index, config)`` (raise ``ValueError`` naming the
     utterance when it is too short) and the static kernel ``_kernel(waveform, config)``,
     or ``_transform_chunk`` to process several utterances at once.
     """
+
+    _parameter_constraints: dict = {}
+
+    def _validate_params(self):
+        """Check every parameter against ``_parameter_constraints``; return the sample rate.
+
+        Raises :class:`~devicepool._validation.InvalidParameterError` (a ``ValueError``
+        and a ``TypeError``) naming the parameter, the class and the allowed values.
+        """
+        owner = type(self).__name__
+        params = self.get_params(deep=False)
+        if "sample_rate" in params:
+            # 16000.0 is read as 16000 (check_sample_rate); the constraint is the same
+            params["sample_rate"] = check_sample_rate(params["sample_rate"], owner=owner)
+        validate_params(params, self._parameter_constraints, owner=owner)
+        return params.get("sample_rate")
 
     def fit(self, X=None, y=None):
         """Check the parameters and the in-memory utterances; nothing is learned.
@@ -61,7 +66,7 @@ class UtteranceTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_key
         """
         config = self._config()
         if X is not None:
-            sample_rate = check_sample_rate(self.sample_rate)
+            sample_rate = check_sample_rate(self.sample_rate, owner=type(self).__name__)
             for i, item in enumerate(check_utterance_set(X)):
                 if not isinstance(item, (str, os.PathLike)):
                     self._check_length(as_waveform(item, sample_rate, index=i), i, config)
@@ -90,7 +95,7 @@ class UtteranceTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_key
         """
         config = self._config()
         items = check_utterance_set(X)
-        sample_rate = check_sample_rate(self.sample_rate)
+        sample_rate = check_sample_rate(self.sample_rate, owner=type(self).__name__)
         chunk = type(self)._transform_chunk
         if self.n_jobs in (None, 1) or len(items) < 2:
             return as_object_array(chunk(items, 0, sample_rate, config))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from numbers import Integral, Real
+
 import numpy as np
 import scipy.fft
 
-from ..audio import check_sample_rate
-from ._base import UtteranceTransformer, check_positive
+from .._validation import Interval, where
+from ..audio import SAMPLE_RATE
+from ._base import UtteranceTransformer
 
 __all__ = ["DFTMagnitude", "segment_spectra"]
 
@@ -84,6 +87,13 @@ class DFTMagnitude(UtteranceTransformer):
     (3, 4001)
     """
 
+    _parameter_constraints = {
+        "sample_rate": [SAMPLE_RATE],
+        "segment_ms": [Interval(Real, 0, None, closed="neither")],
+        "min_segment_fraction": [Interval(Real, 0, 1, closed="right")],
+        "n_jobs": [Integral, None],
+    }
+
     def __init__(self, sample_rate=16000, segment_ms=500.0, min_segment_fraction=0.5, n_jobs=None):
         self.sample_rate = sample_rate
         self.segment_ms = segment_ms
@@ -101,12 +111,8 @@ class DFTMagnitude(UtteranceTransformer):
         return self.segment_length // 2 + 1
 
     def _config(self):
-        sr = check_sample_rate(self.sample_rate)
-        check_positive("segment_ms", self.segment_ms)
+        sr = self._validate_params()
         frac = self.min_segment_fraction
-        check_positive("min_segment_fraction", frac)
-        if frac > 1:
-            raise ValueError(f"min_segment_fraction must be in (0, 1], got {frac!r}")
         seg = self.segment_length
         if seg < 2:
             raise ValueError(
@@ -120,7 +126,7 @@ class DFTMagnitude(UtteranceTransformer):
         seg, min_length = config
         if waveform.shape[0] < min_length:
             raise ValueError(
-                f"utterance {index}: {waveform.shape[0]} samples is shorter than the "
+                f"{where(index)}: {waveform.shape[0]} samples is shorter than the "
                 f"shortest usable segment ({min_length} of {seg} samples)"
             )
 
@@ -135,5 +141,6 @@ class DFTMagnitude(UtteranceTransformer):
         -------
         names : ndarray of str objects, shape (n_bins,)
         """
+        self._config()
         freqs = np.arange(self.n_bins) * self.sample_rate / self.segment_length
         return np.asarray([f"dft_{f:g}Hz" for f in freqs], dtype=object)

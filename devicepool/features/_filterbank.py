@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from numbers import Integral, Real
 
 import numpy as np
 import scipy.fft
 from scipy.signal import get_window
 
-from ..audio import check_sample_rate
-from ._base import UtteranceTransformer, check_positive
+from .._validation import Interval, validate_params, where
+from ..audio import SAMPLE_RATE
+from ._base import UtteranceTransformer
 from ._framing import frame_signal, mel_band_edges, mel_filterbank, n_frames_for, next_pow2
 
 __all__ = ["FilterBank", "log_mel_filterbank", "LOG_FLOOR"]
@@ -217,6 +219,19 @@ class FilterBank(UtteranceTransformer):
     dtype('float32')
     """
 
+    _parameter_constraints = {
+        "sample_rate": [SAMPLE_RATE],
+        "n_mels": [Interval(Integral, 1, None, closed="left")],
+        "frame_length_ms": [Interval(Real, 0, None, closed="neither")],
+        "frame_shift_ms": [Interval(Real, 0, None, closed="neither")],
+        "n_fft": [Interval(Integral, 1, None, closed="left"), None],
+        "window": [str],
+        "preemphasis": [Interval(Real, 0, 1, closed="left")],
+        "f_min": [Interval(Real, 0, None, closed="left")],
+        "f_max": [Interval(Real, 0, None, closed="neither"), None],
+        "n_jobs": [Integral, None],
+    }
+
     def __init__(
         self,
         sample_rate=16000,
@@ -257,10 +272,7 @@ class FilterBank(UtteranceTransformer):
         return n_frames_for(int(n_samples), self.frame_length, self.frame_shift)
 
     def _config(self):
-        sr = check_sample_rate(self.sample_rate)
-        check_positive("n_mels", self.n_mels, integer=True)
-        check_positive("frame_length_ms", self.frame_length_ms)
-        check_positive("frame_shift_ms", self.frame_shift_ms)
+        sr = self._validate_params()
         length, shift = self.frame_length, self.frame_shift
         if length < 2:
             raise ValueError(
@@ -273,26 +285,16 @@ class FilterBank(UtteranceTransformer):
                 "the shift must be at least one sample"
             )
         n_fft = next_pow2(length) if self.n_fft is None else self.n_fft
-        check_positive("n_fft", n_fft, integer=True)
         if n_fft < length:
             raise ValueError(f"n_fft={n_fft} is smaller than the frame length ({length} samples)")
-        if not isinstance(self.window, str):
-            raise TypeError(f"window must be a window name (str), got {self.window!r}")
         try:
             window = get_window(self.window, length, fftbins=True).astype(np.float64)
         except (ValueError, TypeError) as exc:
             raise ValueError(f"unknown window {self.window!r}: {exc}") from None
         pre = self.preemphasis
-        if isinstance(pre, bool) or not isinstance(pre, (int, float)) or not 0 <= pre < 1:
-            raise ValueError(f"preemphasis must be a number in [0, 1), got {pre!r}")
         nyquist = sr / 2.0
         f_max = nyquist if self.f_max is None else self.f_max
         f_min = self.f_min
-        for name, f in (("f_min", f_min), ("f_max", f_max)):
-            if isinstance(f, bool) or not isinstance(f, (int, float)) or not np.isfinite(f):
-                raise TypeError(f"{name} must be a finite number of Hz, got {f!r}")
-        if f_min < 0:
-            raise ValueError(f"f_min must be >= 0 Hz, got {f_min}")
         if f_max > nyquist:
             raise ValueError(f"f_max={f_max} Hz is above the Nyquist frequency {nyquist} Hz")
         if f_min >= f_max:
@@ -320,7 +322,7 @@ class FilterBank(UtteranceTransformer):
     def _check_length(waveform, index, config):
         if waveform.shape[0] < config.frame_length:
             raise ValueError(
-                f"utterance {index}: {waveform.shape[0]} samples is shorter than one frame "
+                f"{where(index)}: {waveform.shape[0]} samples is shorter than one frame "
                 f"({config.frame_length} samples)"
             )
 
@@ -341,7 +343,8 @@ class FilterBank(UtteranceTransformer):
         -------
         names : ndarray of str objects, shape (n_mels,)
         """
-        check_positive("n_mels", self.n_mels, integer=True)
+        validate_params({"n_mels": self.n_mels}, self._parameter_constraints,
+                        owner=type(self).__name__)
         width = max(2, len(str(self.n_mels - 1)))
         return np.asarray([f"mel{k:0{width}d}" for k in range(self.n_mels)], dtype=object)
 

@@ -29,10 +29,13 @@ real whispered utterance gives about 90 % unvoiced among its non-silent frames.
 
 from __future__ import annotations
 
+from numbers import Integral, Real
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ..audio import as_waveform, check_sample_rate
+from .._validation import Interval, validate_params, where
+from ..audio import SAMPLE_RATE, as_waveform, check_sample_rate
 from ._framing import frame_signal
 
 __all__ = ["voicing_labels", "VOICING_CLASSES"]
@@ -41,12 +44,29 @@ __all__ = ["voicing_labels", "VOICING_CLASSES"]
 VOICING_CLASSES = ("voiced", "unvoiced", "silence")
 
 
+_MS = Interval(Real, 0, None, closed="neither")
+_ANY_REAL = Interval(Real, -np.inf, np.inf, closed="both")  # any number but NaN
+
+#: The declared constraints of :func:`voicing_labels`' parameters.
+_VOICING_CONSTRAINTS = {
+    "sample_rate": [SAMPLE_RATE],
+    "frame_length_ms": [_MS],
+    "frame_shift_ms": [_MS],
+    "silence_floor_db": [_ANY_REAL],
+    "silence_rel_db": [Interval(Real, 0, np.inf, closed="both")],
+    "loud_percentile": [Interval(Real, 0, 100, closed="both")],
+    "periodicity_threshold": [_ANY_REAL],
+    "zcr_max_hz": [Interval(Real, 0, np.inf, closed="right")],
+    "f0_min": [Interval(Real, 0, None, closed="neither")],
+    "f0_max": [Interval(Real, 0, None, closed="neither")],
+    "clip_fraction": [Interval(Real, 0, 1, closed="left")],
+    "smooth_frames": [Interval(Integral, 1, None, closed="left")],
+    "return_features": ["boolean"],
+}
+
+
 def _frame_sizes(sample_rate, frame_length_ms, frame_shift_ms):
-    for name, value in (("frame_length_ms", frame_length_ms), ("frame_shift_ms", frame_shift_ms)):
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-            raise TypeError(f"{name} must be a positive number of milliseconds, got {value!r}")
-        if not np.isfinite(value) or value <= 0:
-            raise ValueError(f"{name} must be a positive number of milliseconds, got {value!r}")
+    """Frame length and shift in samples (the parameters are validated already)."""
     frame_length = int(round(sample_rate * frame_length_ms / 1000.0))
     frame_shift = int(round(sample_rate * frame_shift_ms / 1000.0))
     if frame_length < 2 or frame_shift < 1:
@@ -170,9 +190,12 @@ def voicing_labels(
 
     Raises
     ------
+    InvalidParameterError
+        A parameter breaks its declared constraint (``_VOICING_CONSTRAINTS``); a
+        ``ValueError`` and a ``TypeError``.
     ValueError
-        The waveform is shorter than one frame, empty or non-finite, or a parameter is
-        out of range.
+        The waveform is shorter than one frame, empty or non-finite, ``f0_min >=
+        f0_max``, ``smooth_frames`` is even, or the frames are under 2 samples.
     TypeError
         The waveform is not an array of numbers or a path.
     FileNotFoundError
@@ -189,26 +212,24 @@ def voicing_labels(
     >>> str(labels[0]), str(labels[-1])
     ('silence', 'voiced')
     """
-    sample_rate = check_sample_rate(sample_rate)
-    if not 0 < f0_min < f0_max:
+    sample_rate = check_sample_rate(sample_rate, owner="voicing_labels")
+    params = dict(
+        sample_rate=sample_rate, frame_length_ms=frame_length_ms, frame_shift_ms=frame_shift_ms,
+        silence_floor_db=silence_floor_db, silence_rel_db=silence_rel_db,
+        loud_percentile=loud_percentile, periodicity_threshold=periodicity_threshold,
+        zcr_max_hz=zcr_max_hz, f0_min=f0_min, f0_max=f0_max, clip_fraction=clip_fraction,
+        smooth_frames=smooth_frames, return_features=return_features,
+    )
+    validate_params(params, _VOICING_CONSTRAINTS, owner="voicing_labels")
+    if not f0_min < f0_max:
         raise ValueError(f"need 0 < f0_min < f0_max, got f0_min={f0_min}, f0_max={f0_max}")
-    if not 0 <= loud_percentile <= 100:
-        raise ValueError(f"loud_percentile must be in [0, 100], got {loud_percentile}")
-    if silence_rel_db < 0:
-        raise ValueError(f"silence_rel_db must be >= 0 dB, got {silence_rel_db}")
-    if zcr_max_hz <= 0:
-        raise ValueError(f"zcr_max_hz must be > 0 crossings per second, got {zcr_max_hz}")
-    if not 0 <= clip_fraction < 1:
-        raise ValueError(f"clip_fraction must be in [0, 1), got {clip_fraction}")
-    if isinstance(smooth_frames, bool) or not isinstance(smooth_frames, (int, np.integer)):
-        raise TypeError(f"smooth_frames must be an odd positive integer, got {smooth_frames!r}")
-    if smooth_frames < 1 or smooth_frames % 2 == 0:
+    if smooth_frames % 2 == 0:
         raise ValueError(f"smooth_frames must be an odd positive integer, got {smooth_frames}")
     frame_length, frame_shift = _frame_sizes(sample_rate, frame_length_ms, frame_shift_ms)
     x = as_waveform(waveform, sample_rate)
     if x.shape[0] < frame_length:
         raise ValueError(
-            f"waveform has {x.shape[0]} samples, shorter than one frame of {frame_length} "
+            f"{where()}: {x.shape[0]} samples is shorter than one frame of {frame_length} "
             f"samples ({frame_length_ms} ms at {sample_rate} Hz)"
         )
     frames = frame_signal(x, frame_length, frame_shift)  # strided view, FilterBank's rule
