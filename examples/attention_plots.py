@@ -62,16 +62,18 @@ def main(argv=None):
         test = np.flatnonzero((corpus.mode == mode) & held_out)
         clf = DACNNClassifier(random_state=0, **params)
         clf.fit(feats[train], corpus.target[train], groups=corpus.groups[train])
-        acc = clf.score(feats[test], corpus.target[test])
+        out = clf.predict_outputs(feats[test])  # one pass: logits, embeddings, attention
+        acc = np.mean(clf.classes_[out.logits.argmax(1)] == corpus.target[test])
         print(f"{mode}-trained DA-CNN: accuracy {acc:.3f} on {len(test)} held-out {mode} recordings")
 
-        att = clf.attention_weights(feats[test])  # Bunch(time=[...], band=(n, 24))
+        att = out.attention  # AttentionWeights(time=[...], band=(n, 24), time_reduction=4)
         band[mode] = att.band
         time_weights[mode] = att.time
         # Voicing class of each FilterBank frame, mapped onto the network's output
         # frames (time reduced 4x by the two poolings) by majority.
         frame_labels[mode] = [
-            align_frame_labels(voicing_labels(corpus.data[i], corpus.sample_rate), len(w))
+            align_frame_labels(voicing_labels(corpus.data[i], corpus.sample_rate), len(w),
+                               factor=att.time_reduction)
             for i, w in zip(test, att.time)
         ]
 

@@ -170,15 +170,15 @@ def test_bad_inputs(Cls, fitted):
         Cls(**FAST).fit(X[:4], ["a"] * 4)
     bad = [a.copy() for a in X[:6]]
     bad[3][0, 0] = np.nan
-    with pytest.raises(ValueError, match=r"X\[3\] contains NaN"):
+    with pytest.raises(ValueError, match=r"utterance 3: contains NaN"):
         Cls(**FAST).fit(bad, y[:6])
     with pytest.raises(ValueError, match="not seen in fit"):
         clf.score(X[:2], ["martian", y[1]])
     with pytest.raises(NotFittedError):
         Cls().predict(X[:2])
-    with pytest.raises(ValueError, match=r"X\[1\] has shape"):
+    with pytest.raises(ValueError, match=r"utterance 1: has shape"):
         clf.predict([X[0], X[0][0]])
-    with pytest.raises(ValueError, match=r"X\[1\] has 0 frames"):
+    with pytest.raises(ValueError, match=r"utterance 1: has 0 frames"):
         clf.predict([X[0], np.zeros((0, width), np.float32)])
     with pytest.raises(ValueError, match="utterances but y has"):
         Cls(**FAST).fit(X[:4], y[:3])

@@ -16,8 +16,8 @@ from devicepool.estimators import (
     DFTCNNClassifier,
     SACNNClassifier,
     UtteranceDataset,
-    _auto_split,
 )
+from devicepool.estimators._data import _auto_split
 from devicepool.models import DACNN, SACNN
 from devicepool.models._blocks import MaskedBatchNorm2d, lengths_to_mask
 

@@ -6,12 +6,17 @@
 
 All take a zero-padded batch ``x`` ``(B, T, F)`` and ``lengths`` ``(B,)`` (int64) and
 return logits ``(B, n_classes)``; padding never changes the output of a valid
-utterance. :func:`forward_flops` counts a forward pass's FLOPs.
+utterance. :func:`forward_flops` counts a forward pass's FLOPs. What any network must
+offer to be wrapped by a classifier is the *module contract*
+(:mod:`devicepool.models._contract`): :func:`check_module` checks it,
+:class:`ModuleOutputs` and :class:`AttentionWeights` are its typed results.
 """
 
+from ._contract import AttentionWeights, ModuleOutputs, check_module, module_outputs
 from ._blocks import forward_flops, lengths_to_mask, masked_softmax
 from .da_cnn import DACNN
 from .dft_cnn import DFTCNN
 from .sa_cnn import SACNN
 
-__all__ = ["SACNN", "DACNN", "DFTCNN", "forward_flops", "lengths_to_mask", "masked_softmax"]
+__all__ = ["SACNN", "DACNN", "DFTCNN", "AttentionWeights", "ModuleOutputs", "check_module",
+           "module_outputs", "forward_flops", "lengths_to_mask", "masked_softmax"]

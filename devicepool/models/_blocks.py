@@ -23,6 +23,8 @@ import math
 import torch
 from torch import nn
 
+from ._contract import AttentionWeights, ModuleOutputs
+
 __all__ = [
     "lengths_to_mask",
     "pooled_lengths",
@@ -34,7 +36,17 @@ __all__ = [
     "TimeAttentionCNN",
     "InputNormalisation",
     "forward_flops",
+    "resolve_width",
 ]
+
+
+def resolve_width(value, n_features, name, default):
+    """The input width of a network from its own name for it (``n_bands``, ``n_bins``)
+    and the contract's ``n_features`` (see :mod:`devicepool.models._contract`)."""
+    if n_features is not None and value is not None and int(value) != int(n_features):
+        raise ValueError(f"{name}={value} and n_features={n_features} disagree; give one of them")
+    width = n_features if n_features is not None else (default if value is None else value)
+    return int(width)
 
 
 def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
@@ -418,6 +430,29 @@ class TimeAttentionCNN(nn.Module):
         scores = self.attention_time(x, lengths)[..., 0]
         w_time = masked_softmax(self.time_gain * scores, tmask, dim=1)
         return x, lengths, fmap, out_len, tmask, w_time
+
+    def _pool(self, x, lengths):
+        """``(embedding (B, embedding_dim), AttentionWeights)``: the subclass's pooling."""
+        raise NotImplementedError
+
+    def fit_input_statistics(self, chunks) -> "TimeAttentionCNN":
+        """Set the input standardisation from raw training frames ``(n_i, n_bands)``."""
+        self.norm.fit_chunks(chunks)
+        return self
+
+    def embed(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The attention-pooled embedding ``(B, embedding_dim)`` the classifier reads."""
+        return self._pool(x, lengths)[0]
+
+    def attention(self, x: torch.Tensor, lengths: torch.Tensor) -> AttentionWeights:
+        """Attention weights: ``time`` ``(B, ceil(T/4))`` (0 at padded frames) and, for
+        DA-CNN, ``band`` ``(B, n_bands)``; also readable as ``att["time"]``."""
+        return self._pool(x, lengths)[1]
+
+    def outputs(self, x: torch.Tensor, lengths: torch.Tensor) -> ModuleOutputs:
+        """Logits, embedding and attention from one forward pass."""
+        emb, att = self._pool(x, lengths)
+        return ModuleOutputs(self.classifier(emb), emb, att)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, n_classes)`` for a zero-padded batch ``x`` ``(B, T, n_bands)``."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._blocks import AttentionLSTM, TimeAttentionCNN
+from ._blocks import AttentionLSTM, TimeAttentionCNN, resolve_width
+from ._contract import AttentionWeights
 
 __all__ = ["DACNN"]
 
@@ -58,7 +59,8 @@ class DACNN(TimeAttentionCNN):
     ----------
     n_classes : int
     n_bands : int, default=24
-        Input bands; also the width of the CNN output and of attention-2.
+        Input bands; also the width of the CNN output and of attention-2
+        (``n_features``, the contract's name for the input width, is accepted too).
     channels : int, default=40
     attention_hidden : int, default=24
         Units of the first LSTM of both attention networks.
@@ -84,9 +86,11 @@ class DACNN(TimeAttentionCNN):
     (960, 40)
     """
 
-    def __init__(self, n_classes: int, n_bands: int = 24, channels: int = 40,
+    def __init__(self, n_classes: int, n_bands: int | None = None, channels: int = 40,
                  attention_hidden: int = 24, hidden: int = 120, dropout: float = 0.0,
-                 band_pooling: str = "preserve", batch_norm: bool = True):
+                 band_pooling: str = "preserve", batch_norm: bool = True,
+                 n_features: int | None = None):
+        n_bands = resolve_width(n_bands, n_features, "n_bands", 24)
         if band_pooling not in ("preserve", "sum"):
             raise ValueError(f"band_pooling must be 'preserve' or 'sum'; got {band_pooling!r}")
         self.band_pooling = band_pooling
@@ -110,19 +114,9 @@ class DACNN(TimeAttentionCNN):
             K = torch.einsum("bck,bk->bc", per_band, w_band)         # eq. 2 as printed
         else:
             K = (per_band * (w_band * self.n_bands).unsqueeze(1)).flatten(1)  # (B, C * K)
-        return K, w_time, w_band
+        return K, AttentionWeights(w_time, w_band, self.time_reduction)
 
     def __setstate__(self, state):
         # modules pickled before the readings were parameters used the paper's
         state.setdefault("band_pooling", "sum")
         super().__setstate__(state)
-
-    def embed(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Dual-attention embedding ``K'``: ``(B, channels * n_bands)`` (``"preserve"``)
-        or ``(B, channels)`` (``"sum"``)."""
-        return self._pool(x, lengths)[0]
-
-    def attention(self, x: torch.Tensor, lengths: torch.Tensor) -> dict:
-        """``{"time": (B, ceil(T/4)), "band": (B, n_bands)}``; time is 0 at padding."""
-        _, w_time, w_band = self._pool(x, lengths)
-        return {"time": w_time, "band": w_band}

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._blocks import InputNormalisation, lengths_to_mask
+from ._blocks import InputNormalisation, lengths_to_mask, resolve_width
+from ._contract import ModuleOutputs
 
 __all__ = ["DFTCNN"]
 
@@ -39,7 +40,8 @@ class DFTCNN(nn.Module):
     ----------
     n_classes : int
     n_bins : int, default=4001
-        Magnitude bins per segment (``segment_samples // 2 + 1``).
+        Magnitude bins per segment (``segment_samples // 2 + 1``; ``n_features``, the
+        contract's name for the input width, is accepted too).
     channels : tuple of int, default=(16, 32, 64, 64)
     kernel_size : int, default=9
     hidden : int, default=128
@@ -55,10 +57,11 @@ class DFTCNN(nn.Module):
     torch.Size([2, 3])
     """
 
-    def __init__(self, n_classes: int, n_bins: int = 4001, channels=(16, 32, 64, 64),
+    def __init__(self, n_classes: int, n_bins: int | None = None, channels=(16, 32, 64, 64),
                  kernel_size: int = 9, hidden: int = 128, dropout: float = 0.0,
-                 freq_pool: int = 16):
+                 freq_pool: int = 16, n_features: int | None = None):
         super().__init__()
+        n_bins = resolve_width(n_bins, n_features, "n_bins", 4001)
         if int(n_classes) < 1 or int(n_bins) < 1:
             raise ValueError("n_classes and n_bins must be >= 1")
         self.n_classes = int(n_classes)
@@ -110,13 +113,26 @@ class DFTCNN(nn.Module):
         out = values.new_zeros(B, values.shape[1]).index_add_(0, batch_index, values)
         return out / lengths.unsqueeze(1).to(values.dtype)
 
+    def fit_input_statistics(self, chunks) -> "DFTCNN":
+        """Set the per-bin standardisation from raw training segments ``(n_i, n_bins)``
+        (log-compressed here first)."""
+        self.norm.fit_chunks(self.compress(c) for c in chunks)
+        return self
+
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Mean segment log-probabilities ``(B, n_classes)`` (use as logits)."""
-        segs, idx, lengths = self._valid(x, lengths)
-        logp = torch.log_softmax(self.segment_logits(segs), dim=1)
-        return self._segment_mean(logp, idx, lengths, x.shape[0])
+        return self.outputs(x, lengths).logits
 
     def embed(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Mean over segments of the 128-d hidden layer, ``(B, hidden)``."""
         segs, idx, lengths = self._valid(x, lengths)
         return self._segment_mean(self.segment_hidden(segs), idx, lengths, x.shape[0])
+
+    def outputs(self, x: torch.Tensor, lengths: torch.Tensor) -> ModuleOutputs:
+        """Logits (mean segment log-probabilities) and embedding from one pass."""
+        segs, idx, lengths = self._valid(x, lengths)
+        h = self.segment_hidden(segs)
+        logp = torch.log_softmax(self.out(h), dim=1)
+        B = x.shape[0]
+        return ModuleOutputs(self._segment_mean(logp, idx, lengths, B),
+                             self._segment_mean(h, idx, lengths, B), None)

@@ -6,7 +6,8 @@ import math
 
 import torch
 
-from ._blocks import TimeAttentionCNN
+from ._blocks import TimeAttentionCNN, resolve_width
+from ._contract import AttentionWeights
 
 __all__ = ["SACNN"]
 
@@ -51,7 +52,8 @@ class SACNN(TimeAttentionCNN):
     n_classes : int
         Number of devices (output logits).
     n_bands : int, default=24
-        Filter-bank bands per input frame.
+        Filter-bank bands per input frame (``n_features``, the contract's name for the
+        input width, is accepted too).
     channels : int, default=20
         Channels of each of the three conv layers.
     attention_hidden : int, default=24
@@ -86,9 +88,11 @@ class SACNN(TimeAttentionCNN):
     torch.Size([2, 5])
     """
 
-    def __init__(self, n_classes: int, n_bands: int = 24, channels: int = 20,
+    def __init__(self, n_classes: int, n_bands: int | None = None, channels: int = 20,
                  attention_hidden: int = 24, hidden: int = 60, dropout: float = 0.0,
-                 band_pooling: str = "preserve", batch_norm: bool = True):
+                 band_pooling: str = "preserve", batch_norm: bool = True,
+                 n_features: int | None = None):
+        n_bands = resolve_width(n_bands, n_features, "n_bands", 24)
         if band_pooling not in ("preserve", "mean"):
             raise ValueError(f"band_pooling must be 'preserve' or 'mean'; got {band_pooling!r}")
         self.band_pooling = band_pooling
@@ -103,20 +107,10 @@ class SACNN(TimeAttentionCNN):
     def _pool(self, x, lengths):
         _, _, fmap, _, _, w_time = self._time_attention(x, lengths)   # fmap (B, C, T', F')
         K = torch.einsum("bctf,bt->bcf", fmap, w_time)              # eq. 1
-        return K, w_time
+        emb = K.flatten(1) if self.band_pooling == "preserve" else K.mean(dim=2)
+        return emb, AttentionWeights(w_time, None, self.time_reduction)
 
     def __setstate__(self, state):
         # modules pickled before the readings were parameters used the paper's
         state.setdefault("band_pooling", "mean")
         super().__setstate__(state)
-
-    def embed(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Attention-pooled embedding: ``K`` flattened ``(B, channels * 12)``
-        (``"preserve"``) or averaged over frequency ``(B, channels)`` (``"mean"``)."""
-        K, _ = self._pool(x, lengths)
-        return K.flatten(1) if self.band_pooling == "preserve" else K.mean(dim=2)
-
-    def attention(self, x: torch.Tensor, lengths: torch.Tensor) -> dict:
-        """Time attention weights ``{"time": (B, ceil(T/4))}`` (0 at padded frames)."""
-        _, w_time = self._pool(x, lengths)
-        return {"time": w_time}

@@ -1,0 +1,477 @@
+"""The common machinery of the three classifiers: a skorch ``NeuralNetClassifier`` over
+utterance sets, driving any network that keeps the module contract
+(:mod:`devicepool.models._contract`)."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+
+import numpy as np
+import torch
+from skorch import NeuralNetClassifier
+from skorch.callbacks import EpochTimer, PassthroughScoring, PrintLog
+from sklearn.exceptions import DataConversionWarning, NotFittedError
+from sklearn.metrics import accuracy_score
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted
+from torch.utils.data import Subset
+
+from .._validation import Interval, StrOptions, check_feature_set, validate_params
+from ..models import check_module
+from ._callbacks import (
+    EarlyStoppingBest,
+    EpochProgress,
+    OneCycleSchedule,
+    StopTraining,
+    UserInterrupt,
+    ValidAccuracy,
+)
+from ._data import (
+    BucketIterator,
+    CropCollate,
+    UtteranceDataset,
+    _auto_split,
+    collate_utterances,
+)
+from ._inference import UtteranceOutputs, run_network
+from ._persistence import load_classifier, save_classifier
+
+__all__ = ["UtteranceOutputs"]  # re-exported: the type predict_outputs returns
+
+
+class _UtteranceClassifier(NeuralNetClassifier):
+    """Common machinery of the three classifiers (see the subclasses' docstrings)."""
+
+    _module_cls = None
+
+    _parameter_constraints = {
+        "lr": [Interval(numbers.Real, 0, None, closed="neither")],
+        "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
+        "max_steps": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left"),
+                       Interval(numbers.Integral, -1, -1, closed="both")],
+        "crop_frames": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "lr_schedule": [StrOptions({"onecycle"}), None],
+        "train_split": [StrOptions({"auto"}), None, "callable"],
+        "valid_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
+        "patience": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "progress": ["boolean"],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        module=None,
+        *,
+        criterion=torch.nn.CrossEntropyLoss,
+        optimizer=torch.optim.Adam,
+        lr=3e-3,
+        max_epochs=200,
+        max_steps=400,
+        batch_size=32,
+        crop_frames=100,
+        lr_schedule="onecycle",
+        train_split="auto",
+        valid_fraction=0.2,
+        patience=None,
+        progress=False,
+        random_state=None,
+        iterator_train=BucketIterator,
+        iterator_valid=BucketIterator,
+        callbacks=None,
+        device="cpu",
+        verbose=0,
+        **kwargs,
+    ):
+        super().__init__(
+            module, criterion=criterion, optimizer=optimizer, lr=lr, max_epochs=max_epochs,
+            batch_size=batch_size, train_split=train_split, iterator_train=iterator_train,
+            iterator_valid=iterator_valid, callbacks=callbacks, device=device, verbose=verbose,
+            **kwargs,
+        )
+        self.max_steps = max_steps
+        self.crop_frames = crop_frames
+        self.lr_schedule = lr_schedule
+        self.valid_fraction = valid_fraction
+        self.patience = patience
+        self.progress = progress
+        self.random_state = random_state
+
+    def __sklearn_tags__(self):
+        from sklearn.utils import TransformerTags
+
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags = TransformerTags(preserves_dtype=["float32"])
+        tags.non_deterministic = self.random_state is None
+        tags.input_tags.allow_nan = False
+        return tags
+
+    # ---- skorch hooks -------------------------------------------------------
+    @property
+    def _default_callbacks(self):
+        cbs = [
+            ("epoch_timer", EpochTimer()),
+            ("train_loss", PassthroughScoring(name="train_loss", on_train=True)),
+            ("valid_loss", PassthroughScoring(name="valid_loss")),
+            ("valid_acc", ValidAccuracy()),
+            ("print_log", PrintLog()),
+        ]
+        if self.lr_schedule == "onecycle":  # checked in fit
+            cbs.append(("lr_schedule", OneCycleSchedule()))
+        if self.patience is not None:
+            cbs.append(("early_stopping", EarlyStoppingBest(patience=self.patience)))
+        if self.progress:
+            cbs.append(("progress", EpochProgress()))
+        return cbs
+
+    @property
+    def classes_(self):
+        try:
+            return self.fitted_classes_
+        except AttributeError:
+            raise AttributeError(
+                f"{type(self).__name__} has no attribute 'classes_' (not fitted yet)"
+            ) from None
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "fitted_classes_") and getattr(self, "initialized_", False)
+
+    def initialize_module(self):
+        """Build the network from the contract's ``n_classes`` and ``n_features`` (the
+        data's) and ``module__*`` parameters, then check the contract."""
+        if not hasattr(self, "fitted_classes_"):
+            raise NotFittedError(
+                f"{type(self).__name__}: the module size depends on the data; call fit first"
+            )
+        kwargs = self.get_params_for("module")
+        kwargs.setdefault("n_classes", len(self.fitted_classes_))
+        kwargs.setdefault("n_features", int(self.n_features_in_))
+        module = self._module_cls if self.module is None else self.module
+        module = self.initialized_instance(module, kwargs)
+        check_module(module, n_classes=len(self.fitted_classes_),
+                     n_features=int(self.n_features_in_))
+        self.module_ = module.to(self.device)
+        return self
+
+    def get_iterator(self, dataset, training=False):
+        prefix = "iterator_train" if training else "iterator_valid"
+        kwargs = self.get_params_for(prefix)
+        iterator = self.iterator_train if training else self.iterator_valid
+        kwargs.setdefault("batch_size", self.batch_size)
+        if kwargs["batch_size"] == -1:
+            kwargs["batch_size"] = len(dataset)
+        if training and self.crop_frames is not None:
+            kwargs["collate_fn"] = CropCollate(self.crop_frames,
+                                               kwargs.get("collate_fn", collate_utterances))
+        kwargs.setdefault("collate_fn", collate_utterances)
+        if training:
+            kwargs.setdefault("shuffle", True)
+        return iterator(dataset, **kwargs)
+
+    def get_split_datasets(self, X, y=None, **fit_params):
+        planned = getattr(self, "_planned_split", None)
+        if planned is not None:  # worked out once in fit (the step plan needs its size)
+            return planned
+        dataset = self.get_dataset(X, y)
+        if self.train_split == "auto":
+            return _auto_split(dataset, self.valid_fraction, self.split_seed_)
+        if not self.train_split:
+            return dataset, None
+        return self.train_split(dataset, y, **fit_params)
+
+    # ---- validation helpers -------------------------------------------------
+    def _check_X(self, X, reset):
+        return check_feature_set(X, n_features=None if reset else self.n_features_in_,
+                                 owner=type(self).__name__)
+
+    def _check_params(self):
+        validate_params(self.get_params(deep=False), self._parameter_constraints,
+                        owner=type(self).__name__)
+
+    def _check_y(self, y, n):
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None "
+                "(one label per utterance is needed)"
+            )
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            warnings.warn("A column-vector y was passed when a 1d array was expected.",
+                          DataConversionWarning, stacklevel=3)
+            y = y.ravel()
+        if y.ndim != 1:
+            raise ValueError(f"y must be 1-D (one label per utterance); got shape {y.shape}")
+        if len(y) != n:
+            raise ValueError(f"X has {n} utterances but y has {len(y)} labels; they must match")
+        check_classification_targets(y)
+        return y
+
+    def _encode_classes(self, y, Xs, warm):
+        """Set ``fitted_classes_`` and ``n_features_in_``; return ``y`` encoded."""
+        if warm:
+            classes = self.fitted_classes_
+            if Xs[0].shape[1] != self.n_features_in_:
+                self._check_X(Xs, reset=False)
+        elif self.classes is not None:
+            classes = np.asarray(self.classes)
+        else:
+            classes = np.unique(y)
+        unseen = ~np.isin(y, classes)
+        if unseen.any():
+            raise ValueError(f"y contains labels not in classes: {np.unique(y[unseen])[:5]}")
+        if len(classes) < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs at least 2 classes in y; got 1 class "
+                f"({classes[0]!r})"
+            )
+        if self.classes is None or warm:
+            y_enc = np.searchsorted(classes, y)
+        else:
+            lookup = {v: i for i, v in enumerate(classes.tolist())}
+            y_enc = np.array([lookup[v] for v in y.tolist()], dtype=np.int64)
+        self.fitted_classes_ = classes
+        self.n_features_in_ = Xs[0].shape[1]
+        return y_enc
+
+    def _seed(self):
+        rs = self.random_state
+        if rs is None:
+            return None
+        if isinstance(rs, numbers.Integral):
+            return int(rs) % (2**63 - 1)
+        return int(check_random_state(rs).randint(0, 2**31 - 1))
+
+    def _rng_devices(self):
+        dev = torch.device(self.device) if isinstance(self.device, (str, torch.device)) else None
+        if dev is not None and dev.type == "cuda" and torch.cuda.is_available():
+            return [dev.index or 0]
+        return []
+
+    def _training_items(self, Xs, y_enc):
+        """Items to train on (utterances; segments for DFT-CNN) and their groups."""
+        return Xs, y_enc, np.arange(len(Xs))
+
+    # ---- fit ------------------------------------------------------------------
+    def fit(self, X, y, groups=None, **fit_params):
+        """Fit on an utterance set.
+
+        Parameters
+        ----------
+        X : sequence of ndarray of shape (n_frames, n_features)
+            Utterance set (see :mod:`devicepool.estimators` for accepted forms).
+        y : array-like of shape (n_utterances,)
+            Labels of any hashable, sortable type (e.g. device names).
+        groups : array-like of shape (n_utterances,), optional
+            Speaker of each utterance. With ``train_split="auto"`` the internal
+            validation set then holds out whole speakers, so early stopping and the
+            choice of the best epoch are judged on unseen speakers, as the test is.
+            Inside a ``Pipeline`` or ``cross_validate`` it arrives through
+            scikit-learn's metadata routing (``clf.set_fit_request(groups=True)``).
+        **fit_params
+            Passed on to skorch (``forward``/``train_split``).
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        Xs = self._check_X(X, reset=True)
+        y = self._check_y(y, len(Xs))
+        if groups is not None:
+            groups = np.asarray(groups)
+            if groups.ndim != 1 or len(groups) != len(Xs):
+                raise ValueError(
+                    f"groups must be 1-D with one speaker per utterance ({len(Xs)}); "
+                    f"got shape {groups.shape}"
+                )
+        warm = self.warm_start and self.__sklearn_is_fitted__()
+        y_enc = self._encode_classes(y, Xs, warm)
+        seed = self._seed()
+        self.split_seed_ = (
+            seed % (2**32) if seed is not None else int(np.random.default_rng().integers(2**31))
+        )
+        items, y_items, utt = self._training_items(Xs, y_enc)
+        dataset = UtteranceDataset(items, y_items, utt,
+                                   speakers=None if groups is None else groups[utt])
+        with torch.random.fork_rng(devices=self._rng_devices(), enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
+            if not warm:
+                self.initialize()
+                self._fit_input_statistics(items)
+            self._train(dataset, **fit_params)
+        return self
+
+    def _fit_input_statistics(self, items):
+        fit_stats = getattr(self.module_, "fit_input_statistics", None)
+        if callable(fit_stats):
+            fit_stats(torch.from_numpy(np.concatenate(items[i:i + 256], axis=0))
+                      for i in range(0, len(items), 256))
+
+    def _train(self, dataset, **fit_params):
+        self._planned_split = self.get_split_datasets(dataset, dataset.y)
+        try:
+            self.train_plan_ = self._plan(*self._planned_split)
+            NeuralNetClassifier.partial_fit(self, dataset, dataset.y,
+                                            epochs=self.train_plan_["epochs"], **fit_params)
+        except UserInterrupt:
+            raise KeyboardInterrupt from None  # a user's Ctrl-C aborts fit
+        finally:
+            del self._planned_split
+
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        try:
+            return super().fit_loop(X, y, epochs=epochs, **fit_params)
+        except KeyboardInterrupt as exc:
+            if isinstance(exc, StopTraining) or self._callback_stopped():
+                raise  # skorch ends training normally
+            raise UserInterrupt() from exc  # Ctrl-C: abort the fit, never "finish" it
+
+    def _callback_stopped(self):
+        """Whether a skorch ``EarlyStopping`` callback ended training (it raises a plain
+        ``KeyboardInterrupt``)."""
+        from skorch.callbacks import EarlyStopping
+
+        return any(isinstance(cb, EarlyStopping) and cb.misses_ >= cb.patience
+                   for _, cb in getattr(self, "callbacks_", []))
+
+    def _plan(self, train, valid):
+        """The fit's plan: epochs, optimizer steps, and what the validation holds out.
+
+        ``epochs = min(max_epochs, ceil(max_steps / steps_per_epoch))``: the step budget
+        sets the length of training, so small corpora get enough optimizer steps and
+        large ones do not take longer than the budget.
+        """
+        n_train = len(train)
+        bs = n_train if self.batch_size == -1 else min(int(self.batch_size), max(n_train, 1))
+        per_epoch = max(1, math.ceil(n_train / bs))
+        epochs = int(self.max_epochs)
+        if self.max_steps is not None:
+            epochs = min(epochs, max(1, math.ceil(int(self.max_steps) / per_epoch)))
+        held = None
+        if valid is not None and isinstance(valid, Subset) and \
+                getattr(valid.dataset, "speakers", None) is not None:
+            held = sorted({str(v) for v in valid.dataset.speakers[np.asarray(valid.indices)]})
+        return {"epochs": epochs, "steps_per_epoch": per_epoch, "steps": epochs * per_epoch,
+                "n_train": n_train, "n_valid": 0 if valid is None else len(valid),
+                "valid_speakers": held}
+
+    def partial_fit(self, X, y, classes=None, **fit_params):
+        """Continue training a fitted classifier on ``(X, y)`` (fits it if not fitted)."""
+        if not self.__sklearn_is_fitted__():
+            return self.fit(X, y, **fit_params)
+        old = self.warm_start
+        self.warm_start = True
+        try:
+            return self.fit(X, y, **fit_params)
+        finally:
+            self.warm_start = old
+
+    # ---- inference ------------------------------------------------------------
+    def _run(self, X, attention):
+        """One forward pass per memory-bounded batch (:func:`run_network`)."""
+        check_is_fitted(self)
+        Xs = self._check_X(X, reset=False)
+        bs = self.batch_size if self.batch_size != -1 else len(Xs)
+        return run_network(self.module_, Xs, batch_size=bs, device=self.device,
+                           attention=attention)
+
+    def predict_outputs(self, X):
+        """Logits, embeddings and attention weights from one forward pass.
+
+        Parameters
+        ----------
+        X : sequence of ndarray of shape (n_frames, n_features)
+
+        Returns
+        -------
+        UtteranceOutputs
+            ``logits`` ``(n_utterances, n_classes)``, ``embedding`` ``(n_utterances,
+            embedding_dim)``, ``attention`` (:class:`~devicepool.models.AttentionWeights`
+            with numpy arrays, or None). ``classes_[logits.argmax(1)]`` is
+            ``predict(X)``.
+        """
+        return self._run(X, attention=True)
+
+    def _logits(self, X):
+        return self._run(X, attention=False).logits
+
+    def predict_proba(self, X):
+        """Class probabilities ``(n_utterances, n_classes)``, columns in ``classes_`` order."""
+        return torch.softmax(torch.from_numpy(self._logits(X)), dim=1).numpy()
+
+    def predict(self, X):
+        """Predicted labels ``(n_utterances,)`` (values from ``classes_``)."""
+        check_is_fitted(self)
+        return self.classes_[np.argmax(self._logits(X), axis=1)]
+
+    def predict_log_proba(self, X):
+        """Log class probabilities ``(n_utterances, n_classes)``."""
+        return torch.log_softmax(torch.from_numpy(self._logits(X)), dim=1).numpy()
+
+    def score(self, X, y, sample_weight=None):
+        """Accuracy on ``(X, y)``; labels not seen in ``fit`` raise ValueError."""
+        check_is_fitted(self)
+        y = np.asarray(y)
+        if y.ndim != 1:
+            y = y.ravel()
+        unseen = ~np.isin(y, self.classes_)
+        if unseen.any():
+            raise ValueError(
+                f"y contains labels not seen in fit: {list(np.unique(y[unseen])[:5])}; "
+                f"known classes are {list(self.classes_)}"
+            )
+        return accuracy_score(y, self.predict(X), sample_weight=sample_weight)
+
+    def transform(self, X):
+        """Pooled utterance embeddings ``(n_utterances, embedding_dim)`` float32.
+
+        What the classification network reads: SA-CNN ``K`` of eq. 1 (20 x 12 = 240
+        values; 20 with ``module__band_pooling="mean"``); DA-CNN ``K'`` of eq. 2 in its
+        band-preserving reading (40 x 24 = 960 values; 40 with
+        ``module__band_pooling="sum"``); DFT-CNN the mean over segments of the 128-d
+        hidden layer.
+        """
+        return self._run(X, attention=False).embedding
+
+    def fit_transform(self, X, y, **fit_params):
+        """``fit(X, y)`` then ``transform(X)``."""
+        return self.fit(X, y, **fit_params).transform(X)
+
+    # ---- persistence ----------------------------------------------------------
+    def save(self, path):
+        """Save weights, parameters and ``classes_`` without pickled code.
+
+        The file is written with :func:`torch.save` and holds only tensors, strings,
+        numbers, lists and dicts, so :meth:`load` (and ``torch.load(path,
+        weights_only=True)``) reads it safely. Parameters that are not plain values
+        (custom callbacks, a module/optimizer/criterion class, a train_split object)
+        are not stored: :meth:`load` uses the class defaults for them unless given
+        as keyword overrides. Weights are stored on the CPU.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+        """
+        save_classifier(self, path)
+
+    @classmethod
+    def load(cls, path, device="cpu", **overrides):
+        """Load a classifier written by :meth:`save` (``weights_only`` loading).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+        device : str, default="cpu"
+            Device to put the module on (a model trained on CUDA loads on CPU).
+        **overrides
+            Constructor parameters replacing stored ones.
+
+        Returns
+        -------
+        classifier : fitted instance of ``cls``
+        """
+        return load_classifier(cls, path, device=device, **overrides)

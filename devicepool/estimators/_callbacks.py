@@ -1,0 +1,136 @@
+"""skorch callbacks of the classifiers: validation accuracy, early stopping that restores
+the best epoch, the one-cycle schedule over the planned steps, a progress bar.
+
+Ending training: skorch ends its fit loop on ``KeyboardInterrupt``, which would also
+swallow a user's Ctrl-C. Callbacks here end training with :class:`StopTraining` (a
+subclass), and the classifiers end quietly only on it or on skorch's own
+``EarlyStopping`` having run out of patience; a real interrupt aborts ``fit``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+from skorch.callbacks import Callback, EarlyStopping, LRScheduler
+
+__all__ = ["ValidAccuracy", "StopTraining", "EarlyStoppingBest", "OneCycleSchedule",
+           "EpochProgress"]
+
+
+class ValidAccuracy(Callback):
+    """Records ``valid_acc`` (accuracy of the internal validation batches) per epoch."""
+
+    def on_epoch_begin(self, net, **kwargs):
+        self.correct_, self.total_ = 0, 0
+
+    def on_batch_end(self, net, batch=None, training=None, y_pred=None, **kwargs):
+        if training or y_pred is None:
+            return
+        yi = batch[1]
+        self.correct_ += int((y_pred.argmax(1).cpu() == yi.cpu()).sum())
+        self.total_ += len(yi)
+
+    def on_epoch_end(self, net, **kwargs):
+        if getattr(self, "total_", 0):
+            net.history.record("valid_acc", self.correct_ / self.total_)
+
+
+class StopTraining(KeyboardInterrupt):
+    """Raised by a callback to end training normally (see the module docstring)."""
+
+
+class UserInterrupt(Exception):
+    """Carries a user's KeyboardInterrupt past skorch's ``partial_fit``."""
+
+
+class EarlyStoppingBest(EarlyStopping):
+    """skorch's :class:`~skorch.callbacks.EarlyStopping` with ``load_best=True`` that
+    monitors ``valid_loss`` when the fit has a validation set and ``train_loss`` when it
+    has none, records ``best`` in the history, sets ``net.best_epoch_`` and drops its
+    copy of the weights after training (so it is never pickled).
+
+    Parameters
+    ----------
+    patience : int, default=5
+    threshold : float, default=1e-4
+        Relative improvement that counts.
+    """
+
+    def __init__(self, patience=5, threshold=1e-4, monitor="valid_loss", sink=print):
+        super().__init__(monitor=monitor, patience=patience, threshold=threshold,
+                         threshold_mode="rel", lower_is_better=True, sink=sink, load_best=True)
+
+    def on_train_begin(self, net, **kwargs):
+        plan = getattr(net, "train_plan_", None) or {}
+        self.monitor = "valid_loss" if plan.get("n_valid", 1) else "train_loss"
+        super().on_train_begin(net, **kwargs)
+
+    def on_epoch_end(self, net, **kwargs):
+        try:
+            super().on_epoch_end(net, **kwargs)
+        except KeyboardInterrupt:
+            raise StopTraining from None
+        finally:
+            net.history.record("best", self.best_epoch_ == net.history[-1, "epoch"])
+
+    def on_train_end(self, net, **kwargs):
+        super().on_train_end(net, **kwargs)
+        if self.best_epoch_:
+            net.best_epoch_ = self.best_epoch_
+        self.best_model_weights_ = None
+
+
+class OneCycleSchedule(LRScheduler):
+    """skorch's :class:`~skorch.callbacks.LRScheduler` with torch's ``OneCycleLR`` over
+    the planned fit: the learning rate warms up from ``lr / 25`` to ``lr`` over the
+    first ``warmup`` fraction of the optimizer steps, then anneals (cosine) to
+    ``lr / 1e5``; Adam's beta1 cycles 0.95 -> 0.85 -> 0.95. The number of steps comes
+    from the classifier's plan (``net.train_plan_``), so a fit that stops early ends
+    the schedule early, and every ``fit`` or ``partial_fit`` call runs one cycle.
+    """
+
+    def __init__(self, warmup=0.3):
+        super().__init__(policy=torch.optim.lr_scheduler.OneCycleLR, step_every="batch",
+                         event_name=None)
+        self.warmup = warmup
+
+    @property
+    def kwargs(self):
+        return {"max_lr": self.max_lr_, "total_steps": self.total_steps_,
+                "pct_start": self.warmup, "last_epoch": -1}
+
+    def on_train_begin(self, net, **kwargs):
+        self.max_lr_ = net.lr
+        self.total_steps_ = max(1, int(net.train_plan_["steps"]))
+        self.batch_idx_ = 0
+        self.lr_scheduler_ = self._get_scheduler(net, self.policy_, **self.kwargs)
+
+    def on_batch_end(self, net, training, **kwargs):
+        if training and self.batch_idx_ + 1 >= self.total_steps_:
+            self.batch_idx_ += 1  # the last planned step: OneCycleLR refuses one more
+            return
+        super().on_batch_end(net, training, **kwargs)
+
+
+class EpochProgress(Callback):
+    """One tqdm progress bar over the planned epochs (to stderr) with the latest losses."""
+
+    def on_train_begin(self, net, **kwargs):
+        from tqdm.auto import tqdm
+
+        plan = getattr(net, "train_plan_", None)
+        total = plan["epochs"] if plan else net.max_epochs
+        self.bar_ = tqdm(total=total, desc=type(net).__name__, unit="epoch",
+                         leave=False, file=sys.stderr)
+
+    def on_epoch_end(self, net, **kwargs):
+        row = net.history[-1]
+        post = {k: f"{row[k]:.3f}" for k in ("train_loss", "valid_loss", "valid_acc") if k in row}
+        self.bar_.set_postfix(post)
+        self.bar_.update(1)
+
+    def on_train_end(self, net, **kwargs):
+        if getattr(self, "bar_", None) is not None:
+            self.bar_.close()
+        self.bar_ = None

@@ -1,0 +1,189 @@
+"""The three classifiers: SA-CNN, DA-CNN and the DFT-CNN baseline."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.utils import Bunch
+
+from ..models import DACNN, DFTCNN, SACNN
+from ._base import _UtteranceClassifier
+
+__all__ = ["SACNNClassifier", "DACNNClassifier", "DFTCNNClassifier"]
+
+_COMMON_PARAMS = """
+    Parameters
+    ----------
+    module : torch.nn.Module class or None, default=None
+        None means :class:`~devicepool.models.{module}`. Any network keeping the module
+        contract (:mod:`devicepool.models._contract`) works: ``n_classes`` and
+        ``n_features`` (``{width}``, the input width) are set from the data and
+        ``module__<name>`` sets its other constructor arguments.
+    criterion : default=torch.nn.CrossEntropyLoss
+    optimizer : default=torch.optim.Adam
+    lr : float, default=3e-3
+        Peak learning rate of the one-cycle schedule (the constant rate without one).
+    max_epochs : int, default=200
+        Upper bound on epochs (the step budget usually ends training first).
+    max_steps : int or None, default=400
+        Optimizer-step budget: ``min(max_epochs, ceil(max_steps / batches per epoch))``
+        epochs are run. None: ``max_epochs`` epochs.
+    batch_size : int, default=32
+        Items per mini-batch (utterances; segments for DFT-CNN training).
+    crop_frames : int or None, default=100
+        Train on random windows of this many frames, drawn afresh every epoch
+        (shorter items are used whole). None: whole utterances. DFT-CNN trains on
+        single segments, which crops never cut.
+    lr_schedule : {{"onecycle", None}}, default="onecycle"
+        One-cycle schedule over the planned steps (30 % warm-up), or a constant ``lr``.
+    train_split : "auto", None or callable, default="auto"
+        "auto": hold out whole speakers when ``fit`` gets ``groups``, else a stratified
+        ``valid_fraction`` of the utterances; no validation when the data are too small
+        (see the module docstring). None: no validation. A callable (e.g.
+        ``skorch.dataset.ValidSplit``) is used as in skorch.
+    valid_fraction : float, default=0.2
+    patience : int or None, default=None
+        Early stopping patience in epochs (monitors ``valid_loss``, or ``train_loss``
+        without validation); the best epoch's weights are restored. None trains the
+        whole budget.
+    progress : bool, default=False
+        Show a tqdm bar over epochs on stderr.
+    random_state : int, RandomState or None, default=None
+        Seeds weight initialisation, shuffling and the validation split inside a
+        forked torch RNG state (the global RNG state is left untouched). The same
+        seed gives identical predictions on CPU.
+    iterator_train, iterator_valid : default=BucketIterator
+        Length-bucketed batching; any skorch/torch iterator works (the padding
+        ``collate_fn`` is passed unless ``iterator_train__collate_fn`` is set).
+    callbacks : list or None
+        Extra skorch callbacks.
+    device : str, default="cpu"
+    verbose : int, default=0
+        0 is silent; 1 prints skorch's epoch table.
+    **kwargs
+        Any other skorch parameter (``module__*``, ``optimizer__*``,
+        ``iterator_train__*``, ``callbacks__*``, ``warm_start``, ...).
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    n_features_in_ : int
+        Features per frame seen in fit.
+    train_plan_ : dict
+        The last fit's plan: ``epochs``, ``steps_per_epoch``, ``steps``, ``n_train``,
+        ``n_valid`` (items) and ``valid_speakers`` (held-out speakers, or None).
+    module_ : torch.nn.Module
+    history_ : skorch History
+"""
+
+
+class SACNNClassifier(_UtteranceClassifier):
+    __doc__ = (
+        """Single attention pooling CNN (SA-CNN) as a scikit-learn classifier.
+
+    Takes an utterance set of log filter-bank frames ``(n_frames, 24)`` (e.g. the
+    output of :class:`~devicepool.features.FilterBank`) of any length >= 1 frame and
+    predicts the recording device. See :class:`devicepool.models.SACNN`.
+"""
+        + _COMMON_PARAMS.format(module="SACNN", width="n_bands")
+        + """
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from devicepool.estimators import SACNNClassifier
+    >>> rng = np.random.default_rng(0)
+    >>> X = [rng.normal(size=(40, 24)).astype("float32") + (i % 2) for i in range(20)]
+    >>> y = ["phone" if i % 2 else "laptop" for i in range(20)]
+    >>> clf = SACNNClassifier(max_epochs=5, random_state=0).fit(X, y)
+    >>> clf.predict(X[:2]).shape
+    (2,)
+    """
+    )
+    _module_cls = SACNN
+
+    def attention_weights(self, X):
+        """Time attention weights per utterance (the data of the paper's Fig. 2).
+
+        Returns
+        -------
+        list of ndarray
+            One float32 array of shape ``(ceil(n_frames / 4),)`` per utterance
+            (valid output frames only), summing to 1. (:meth:`predict_outputs` gives
+            them together with the predictions, as the same type for every model.)
+        """
+        return self.predict_outputs(X).attention.time
+
+
+class DACNNClassifier(_UtteranceClassifier):
+    __doc__ = (
+        """Dual attention pooling CNN (DA-CNN) as a scikit-learn classifier.
+
+    Takes an utterance set of log filter-bank frames ``(n_frames, 24)`` of any
+    length >= 1 frame and predicts the recording device.
+    See :class:`devicepool.models.DACNN`.
+"""
+        + _COMMON_PARAMS.format(module="DACNN", width="n_bands")
+        + """
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from devicepool.estimators import DACNNClassifier
+    >>> rng = np.random.default_rng(0)
+    >>> X = [rng.normal(size=(40, 24)).astype("float32") + (i % 2) for i in range(20)]
+    >>> y = np.arange(20) % 2
+    >>> clf = DACNNClassifier(max_epochs=5, random_state=0).fit(X, y)
+    >>> att = clf.attention_weights(X[:3])
+    >>> len(att["time"]), att["time"][0].shape, att["band"].shape
+    (3, (10,), (3, 24))
+    """
+    )
+    _module_cls = DACNN
+
+    def attention_weights(self, X):
+        """Time and band attention weights (the data of the paper's Fig. 2).
+
+        Returns
+        -------
+        Bunch
+            ``time``: list of float32 arrays ``(ceil(n_frames / 4),)``, one per
+            utterance, each summing to 1; ``band``: float32 ndarray
+            ``(n_utterances, n_bands)``, rows summing to 1. (:meth:`predict_outputs`
+            gives them together with the predictions, as the same type for every model.)
+        """
+        att = self.predict_outputs(X).attention
+        return Bunch(time=att.time, band=att.band)
+
+
+class DFTCNNClassifier(_UtteranceClassifier):
+    __doc__ = (
+        """DFT-CNN baseline (Verma & Khanna style) as a scikit-learn classifier.
+
+    Takes an utterance set of 0.5 s magnitude spectra ``(n_segments, 4001)`` (the
+    output of :class:`~devicepool.features.DFTMagnitude`). Training uses every
+    segment as a sample labelled with its utterance's label (``batch_size`` counts
+    segments; the internal validation split keeps the segments of one utterance
+    together). An utterance is predicted from the **mean of its segments'
+    log-probabilities**: ``predict_proba = softmax(mean_s log p(c | segment s))``,
+    the normalised geometric mean of the segment posteriors; ``predict`` is its
+    argmax. See :class:`devicepool.models.DFTCNN`.
+"""
+        + _COMMON_PARAMS.format(module="DFTCNN", width="n_bins")
+        + """
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from devicepool.estimators import DFTCNNClassifier
+    >>> rng = np.random.default_rng(0)
+    >>> X = [np.abs(rng.normal(size=(3, 257))).astype("float32") * (1 + i % 2)
+    ...      for i in range(12)]
+    >>> y = np.arange(12) % 2
+    >>> clf = DFTCNNClassifier(max_epochs=3, random_state=0).fit(X, y)
+    >>> clf.predict_proba(X[:2]).shape
+    (2, 2)
+    """
+    )
+    _module_cls = DFTCNN
+
+    def _training_items(self, Xs, y_enc):
+        counts = np.array([len(a) for a in Xs])
+        segments = [seg[None, :] for a in Xs for seg in a]
+        return segments, np.repeat(y_enc, counts), np.repeat(np.arange(len(Xs)), counts)
