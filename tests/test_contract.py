@@ -4,14 +4,13 @@ and attention, embedding and logits from one forward pass."""
 import numpy as np
 import pytest
 import torch
+from test_estimators import make_utterances
 from torch import nn
 
 from devicepool.estimators import DACNNClassifier, DFTCNNClassifier, SACNNClassifier
 from devicepool.estimators._data import inference_batches
-from devicepool.models import AttentionWeights, DACNN, ModuleOutputs, check_module, module_outputs
+from devicepool.models import DACNN, AttentionWeights, ModuleOutputs, check_module, module_outputs
 from devicepool.models._blocks import lengths_to_mask
-
-from test_estimators import make_utterances
 
 FAST = {"max_epochs": 3, "batch_size": 8, "random_state": 0}
 

@@ -9,6 +9,7 @@ import torch
 from sklearn.model_selection import GridSearchCV, GroupKFold, cross_validate
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
+from test_estimators import make_utterances
 
 from devicepool.estimators import (
     CropCollate,
@@ -20,9 +21,6 @@ from devicepool.estimators import (
 from devicepool.estimators._data import _auto_split
 from devicepool.models import DACNN, SACNN
 from devicepool.models._blocks import MaskedBatchNorm2d, lengths_to_mask
-
-from test_estimators import make_utterances
-
 
 # --------------------------------------------------------------------------- crops
 

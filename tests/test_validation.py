@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from devicepool._validation import (
-    InvalidParameterError,
     Interval,
+    InvalidParameterError,
     Options,
     StrOptions,
     check_feature_set,
@@ -18,7 +18,6 @@ from devicepool._validation import (
     validate_params,
     where,
 )
-
 
 # --------------------------------------------------------------------------- error class
 

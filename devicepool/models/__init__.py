@@ -12,8 +12,8 @@ offer to be wrapped by a classifier is the *module contract*
 :class:`ModuleOutputs` and :class:`AttentionWeights` are its typed results.
 """
 
-from ._contract import AttentionWeights, ModuleOutputs, check_module, module_outputs
 from ._blocks import forward_flops, lengths_to_mask, masked_softmax
+from ._contract import AttentionWeights, ModuleOutputs, check_module, module_outputs
 from .da_cnn import DACNN
 from .dft_cnn import DFTCNN
 from .sa_cnn import SACNN

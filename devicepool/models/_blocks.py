@@ -108,12 +108,12 @@ class InputNormalisation(nn.Module):
         self.register_buffer("scale", torch.ones(n_features))
 
     @torch.no_grad()
-    def fit(self, frames: torch.Tensor) -> "InputNormalisation":
+    def fit(self, frames: torch.Tensor) -> InputNormalisation:
         """Set mean and scale from ``frames`` ``(N, n_features)`` (already compressed)."""
         return self.fit_chunks([frames])
 
     @torch.no_grad()
-    def fit_chunks(self, chunks) -> "InputNormalisation":
+    def fit_chunks(self, chunks) -> InputNormalisation:
         """Set mean and scale from an iterable of ``(n_i, n_features)`` frame blocks.
 
         Sums are accumulated in float64 block by block, so the training frames are never
@@ -435,7 +435,7 @@ class TimeAttentionCNN(nn.Module):
         """``(embedding (B, embedding_dim), AttentionWeights)``: the subclass's pooling."""
         raise NotImplementedError
 
-    def fit_input_statistics(self, chunks) -> "TimeAttentionCNN":
+    def fit_input_statistics(self, chunks) -> TimeAttentionCNN:
         """Set the input standardisation from raw training frames ``(n_i, n_bands)``."""
         self.norm.fit_chunks(chunks)
         return self

@@ -113,7 +113,7 @@ class DFTCNN(nn.Module):
         out = values.new_zeros(B, values.shape[1]).index_add_(0, batch_index, values)
         return out / lengths.unsqueeze(1).to(values.dtype)
 
-    def fit_input_statistics(self, chunks) -> "DFTCNN":
+    def fit_input_statistics(self, chunks) -> DFTCNN:
         """Set the per-bin standardisation from raw training segments ``(n_i, n_bins)``
         (log-compressed here first)."""
         self.norm.fit_chunks(self.compress(c) for c in chunks)
