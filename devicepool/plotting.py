@@ -16,10 +16,12 @@ is created) and returns the axes it drew on; save with ``ax.figure.savefig(path)
 
 from __future__ import annotations
 
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
 
+from ._validation import Interval, StrOptions, validate_params, where
+from .audio import SAMPLE_RATE, check_sample_rate
 from .features import VOICING_CLASSES, mel_band_edges
 
 __all__ = [
@@ -40,21 +42,44 @@ def _new_axes(ax, figsize):
     try:
         from matplotlib.figure import Figure
     except ImportError:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "devicepool.plotting needs matplotlib: pip install devicepool[plot]"
-        ) from None
+        raise ImportError("devicepool.plotting needs matplotlib: pip install devicepool[plot]") from None
     if ax is not None:
         return ax
     fig = Figure(figsize=figsize, layout="constrained")
     return fig.add_subplot()
 
 
-def _check_positive_int(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
+def _finish_axes(ax, title, grid_axis=None):
+    """Light grid along ``grid_axis`` and a small legend (if given), then ``title``."""
+    if grid_axis is not None:
+        ax.grid(True, axis=grid_axis, alpha=0.3)
+        ax.legend(loc="best", fontsize="small")
+    if title is not None:
+        ax.set_title(title)
+    return ax
+
+
+#: Declared constraints of the parameters of this module's functions (by name).
+_CONSTRAINTS = {
+    "n_bands": [Interval(Integral, 1, None, closed="left")],
+    "sample_rate": [SAMPLE_RATE, None],
+    "f_min": [Interval(Real, 0, None, closed="left")],
+    "f_max": [Interval(Real, 0, None, closed="neither"), None],
+    "title": [str, None],
+    "spread": [StrOptions({"std", "sem"})],
+    "n_out": [Interval(Integral, 0, None, closed="left")],
+    "factor": [Interval(Integral, 1, None, closed="left")],
+    "n_levels": [Interval(Integral, 2, None, closed="left")],
+    "normalize": ["boolean"],
+}
+
+
+def _validate(owner, **params):
+    """Check ``params`` against :data:`_CONSTRAINTS`; return them (sample rate as an int)."""
+    if params.get("sample_rate") is not None:
+        params["sample_rate"] = check_sample_rate(params["sample_rate"], owner=owner)
+    validate_params(params, _CONSTRAINTS, owner=owner)
+    return params
 
 
 # --------------------------------------------------------------------------- Fig. 2a
@@ -83,7 +108,10 @@ def band_centre_frequencies(n_bands=24, sample_rate=16000, f_min=20.0, f_max=Non
     >>> c.shape, bool(np.all(np.diff(c) > 0)), bool(c[-1] < 8000)
     ((24,), True, True)
     """
-    n_bands = _check_positive_int("n_bands", n_bands)
+    sample_rate = _validate("band_centre_frequencies", n_bands=n_bands, sample_rate=sample_rate,
+                            f_min=f_min, f_max=f_max)["sample_rate"]
+    if f_max is None and sample_rate is None:
+        raise ValueError("band_centre_frequencies needs sample_rate or f_max")
     f_max = sample_rate / 2.0 if f_max is None else float(f_max)
     if not 0 <= f_min < f_max:
         raise ValueError(f"need 0 <= f_min < f_max, got f_min={f_min}, f_max={f_max}")
@@ -107,9 +135,7 @@ def _check_band_weights(weights):
         if not np.isfinite(w).all():
             raise ValueError(f"weights[{key!r}] contains NaN or infinite values")
         if n_bands is not None and w.shape[-1] != n_bands:
-            raise ValueError(
-                f"weights[{key!r}] has {w.shape[-1]} bands, the others have {n_bands}"
-            )
+            raise ValueError(f"weights[{key!r}] has {w.shape[-1]} bands, the others have {n_bands}")
         n_bands = w.shape[-1]
         out[key] = w
     return out, n_bands
@@ -161,9 +187,8 @@ def plot_band_weights(
     >>> len(ax.get_lines())
     2
     """
+    _validate("plot_band_weights", title=title, sample_rate=sample_rate, spread=spread)
     arrays, n_bands = _check_band_weights(weights)
-    if spread not in ("std", "sem"):
-        raise ValueError(f"spread must be 'std' or 'sem', got {spread!r}")
     keys = list(arrays)
     if labels is None:
         names = [str(k) for k in keys]
@@ -178,9 +203,7 @@ def plot_band_weights(
     if band_frequencies is not None:
         band_frequencies = np.asarray(band_frequencies, dtype=np.float64)
         if band_frequencies.shape != (n_bands,):
-            raise ValueError(
-                f"band_frequencies must have shape ({n_bands},), got {band_frequencies.shape}"
-            )
+            raise ValueError(f"band_frequencies must have shape ({n_bands},), got {band_frequencies.shape}")
 
     ax = _new_axes(ax, (7.0, 4.0))
     x = np.arange(n_bands)
@@ -202,33 +225,28 @@ def plot_band_weights(
     ax.set_xticks(x[:: 2 if n_bands > 12 else 1])
     ax.set_xlabel("mel band index")
     ax.set_ylabel("mean band weight")
-    ax.grid(True, alpha=0.3)
-    ax.legend(loc="best", fontsize="small")
+    _finish_axes(ax, title, grid_axis="both")
     if band_frequencies is not None:
         top = ax.secondary_xaxis("top")
-        step = max(1, n_bands // 8)
-        ticks = x[::step]
+        ticks = x[:: max(1, n_bands // 8)]
         top.set_xticks(ticks)
         top.set_xticklabels([f"{band_frequencies[t] / 1000:.1f}" for t in ticks])
         top.set_xlabel("band centre frequency (kHz)")
-    if title is not None:
-        ax.set_title(title)
     return ax
 
 
 # --------------------------------------------------------------------------- Fig. 2b, 2c
 
 
-def _as_label_array(labels, where):
+def _as_label_array(labels, context):
+    """``labels`` as a 1-D str array of voicing classes; ``context`` prefixes errors."""
     arr = np.asarray(labels)
     if arr.ndim != 1:
-        raise ValueError(f"{where}: frame labels must be 1-D, got shape {arr.shape}")
+        raise ValueError(f"{context}: frame labels must be 1-D, got shape {arr.shape}")
     arr = arr.astype(str)
     bad = np.setdiff1d(arr, VOICING_CLASSES)
     if bad.size:
-        raise ValueError(
-            f"{where}: unknown frame label(s) {bad[:5].tolist()}; expected {VOICING_CLASSES}"
-        )
+        raise ValueError(f"{context}: unknown frame label(s) {bad[:5].tolist()}; expected {VOICING_CLASSES}")
     return arr
 
 
@@ -266,8 +284,8 @@ def align_frame_labels(labels, n_out, factor=4):
     ['voiced', 'unvoiced']
     """
     arr = _as_label_array(labels, "labels")
-    factor = _check_positive_int("factor", factor)
-    n_out = _check_positive_int("n_out", n_out, minimum=0)
+    _validate("align_frame_labels", n_out=n_out, factor=factor)
+    n_out, factor = int(n_out), int(factor)
     n_in = arr.shape[0]
     if n_out > -(-n_in // factor):
         raise ValueError(
@@ -324,27 +342,26 @@ def time_weight_histogram(time_weights, frame_labels, n_levels=11, normalize=Tru
     >>> h["voiced"][[8, 10]].tolist(), h["silence"][2].item()
     ([0.5, 0.5], 1.0)
     """
-    n_levels = _check_positive_int("n_levels", n_levels, minimum=2)
+    _validate("time_weight_histogram", n_levels=n_levels, normalize=normalize)
+    n_levels = int(n_levels)
     time_weights, frame_labels = list(time_weights), list(frame_labels)
     if len(time_weights) != len(frame_labels):
-        raise ValueError(
-            f"{len(time_weights)} weight arrays but {len(frame_labels)} label arrays"
-        )
+        raise ValueError(f"{len(time_weights)} weight arrays but {len(frame_labels)} label arrays")
     if not time_weights:
         raise ValueError("time_weights is empty: need at least one utterance")
     counts = np.zeros((len(VOICING_CLASSES), n_levels), dtype=np.int64)
     for i, (w, lab) in enumerate(zip(time_weights, frame_labels)):
         w = np.asarray(w, dtype=np.float64)
-        lab = _as_label_array(lab, f"utterance {i}")
+        lab = _as_label_array(lab, where(i))
         if w.ndim != 1:
-            raise ValueError(f"utterance {i}: time weights must be 1-D, got shape {w.shape}")
+            raise ValueError(f"{where(i)}: time weights must be 1-D, got shape {w.shape}")
         if w.shape[0] != lab.shape[0]:
             raise ValueError(
-                f"utterance {i}: {w.shape[0]} time weights but {lab.shape[0]} frame labels; "
+                f"{where(i)}: {w.shape[0]} time weights but {lab.shape[0]} frame labels; "
                 "align them first (align_frame_labels)"
             )
         if not np.isfinite(w).all() or (w < 0).any():
-            raise ValueError(f"utterance {i}: time weights must be finite and >= 0")
+            raise ValueError(f"{where(i)}: time weights must be finite and >= 0")
         if w.size == 0:
             continue
         peak = w.max()
@@ -359,9 +376,7 @@ def time_weight_histogram(time_weights, frame_labels, n_levels=11, normalize=Tru
     return {name: fractions[c] for c, name in enumerate(VOICING_CLASSES)}
 
 
-def plot_time_weight_distribution(
-    time_weights, frame_labels, ax=None, n_levels=11, title=None
-):
+def plot_time_weight_distribution(time_weights, frame_labels, ax=None, n_levels=11, title=None):
     """Grouped bars: fraction of voiced / unvoiced / silence frames per weight level.
 
     Paper Fig. 2b (neutral model) and 2c (whisper model). The data are those of
@@ -388,6 +403,7 @@ def plot_time_weight_distribution(
     >>> len(ax.patches)
     33
     """
+    _validate("plot_time_weight_distribution", n_levels=n_levels, title=title)
     counts = time_weight_histogram(time_weights, frame_labels, n_levels, normalize=False)
     fractions = time_weight_histogram(time_weights, frame_labels, n_levels, normalize=True)
     ax = _new_axes(ax, (7.0, 4.0))
@@ -396,23 +412,14 @@ def plot_time_weight_distribution(
     width = 0.8 * step / len(VOICING_CLASSES)
     for c, name in enumerate(VOICING_CLASSES):
         offset = (c - (len(VOICING_CLASSES) - 1) / 2) * width
-        ax.bar(
-            levels + offset,
-            fractions[name],
-            width=width,
-            color=_CLASS_COLOURS[name],
-            label=f"{name} ({int(counts[name].sum())} frames)",
-        )
+        ax.bar(levels + offset, fractions[name], width=width, color=_CLASS_COLOURS[name],
+               label=f"{name} ({int(counts[name].sum())} frames)")
     ax.set_xticks(levels)
     ax.set_xticklabels([f"{v:.1f}" for v in levels])
     ax.set_xlim(-step / 2, 1 + step / 2)
     ax.set_xlabel("time weight (normalised per utterance, quantised)")
     ax.set_ylabel("fraction of the class's frames")
-    ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(loc="best", fontsize="small")
-    if title is not None:
-        ax.set_title(title)
-    return ax
+    return _finish_axes(ax, title, grid_axis="y")
 
 
 # --------------------------------------------------------------------------- confusion
@@ -445,6 +452,7 @@ def plot_confusion_matrix(cm, labels, ax=None, normalize=True, title=None, *, cm
     >>> [t.get_text() for t in ax.get_xticklabels()]
     ['phone A', 'phone B']
     """
+    _validate("plot_confusion_matrix", normalize=normalize, title=title)
     cm = np.asarray(cm)
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] == 0:
         raise ValueError(f"cm must be a square 2-D array, got shape {cm.shape}")
@@ -483,6 +491,4 @@ def plot_confusion_matrix(cm, labels, ax=None, normalize=True, title=None, *, cm
             dark = values[i, j] > 0.6 * vmax
             ax.text(j, i, text, ha="center", va="center", fontsize=fontsize,
                     color="white" if dark else "black")
-    if title is not None:
-        ax.set_title(title)
-    return ax
+    return _finish_axes(ax, title)

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.utils import Bunch
 
+from .._validation import where
+
 __all__ = ["check_root", "probe_audio", "finish_bunch", "normalise_mode", "natural_key"]
 
 #: Spellings of the two speaking modes accepted in folder and file names.
@@ -51,18 +53,22 @@ def probe_audio(path):
     try:
         info = sf.info(os.fspath(path))
     except Exception as exc:  # libsndfile raises its own error types
-        raise ValueError(f"file {os.fspath(path)!r}: unreadable or corrupt audio file ({exc})") from None
+        raise ValueError(f"{where(path=path)}: unreadable or corrupt audio file ({exc})") from None
     if info.frames <= 0:
-        raise ValueError(f"file {os.fspath(path)!r}: holds no audio samples")
+        raise ValueError(f"{where(path=path)}: holds no audio samples")
     return int(info.samplerate), int(info.frames)
 
 
-def normalise_mode(value, where):
-    """Map a mode spelling (``"Whispered"``, ``"normal"``, ...) to ``"neutral"``/``"whisper"``."""
+def normalise_mode(value, context):
+    """Map a mode spelling (``"Whispered"``, ``"normal"``, ...) to ``"neutral"``/``"whisper"``.
+
+    ``context`` prefixes the error message: a parameter name (``"modes"``) or a
+    location from :func:`devicepool._validation.where` (``"file 'a.wav'"``).
+    """
     key = str(value).strip().lower()
     if key not in MODE_ALIASES:
         raise ValueError(
-            f"{where}: unknown speaking mode {value!r}; expected one of "
+            f"{context}: unknown speaking mode {value!r}; expected one of "
             f"{sorted(set(MODE_ALIASES))} (neutral/whisper)"
         )
     return MODE_ALIASES[key]

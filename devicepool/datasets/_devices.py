@@ -25,9 +25,12 @@ from __future__ import annotations
 import functools
 import io
 from dataclasses import asdict, dataclass
+from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
+
+from .._validation import Interval, InvalidParameterError, StrOptions, validate_params
 
 __all__ = [
     "DeviceSpec",
@@ -109,18 +112,33 @@ class DeviceSpec:
     compression_level: float | None = None
     description: str = ""
 
+    # a plain class attribute (no annotation), so not a dataclass field
+    _parameter_constraints = {
+        "name": [str],
+        "mic": [str],
+        "codec": [StrOptions(set(CODECS))],
+        "codec_rate": [Interval(Integral, 4000, 192000, closed="both"), None],
+        "band": ["array-like"],
+        "noise_dbfs": [Interval(Real, None, None, closed="neither")],
+        "noise_color": [StrOptions({"white", "pink", "brown"})],
+        "hum_dbfs": [Interval(Real, None, None, closed="neither"), None],
+        "gain_db": [Interval(Real, None, None, closed="neither")],
+        "clip": [Interval(Real, 0, 1, closed="right"), None],
+        "soft_clip": ["boolean"],
+        "compression_level": [Interval(Real, 0, 1, closed="both"), None],
+        "description": [str],
+    }
+
     def __post_init__(self):
-        where = f"DeviceSpec {self.name!r}"
-        if self.codec not in CODECS:
-            raise ValueError(f"{where}: unknown codec {self.codec!r}; choose one of {sorted(CODECS)}")
-        if self.noise_color not in ("white", "pink", "brown"):
-            raise ValueError(f"{where}: noise_color must be 'white', 'pink' or 'brown', got {self.noise_color!r}")
-        if len(self.band) != 2 or not 0 <= self.band[0] < self.band[1]:
-            raise ValueError(f"{where}: band must be (low, high) Hz with 0 <= low < high, got {self.band!r}")
-        if self.codec_rate is not None and not 4000 <= int(self.codec_rate) <= 192000:
-            raise ValueError(f"{where}: codec_rate must be None or 4000-192000 Hz, got {self.codec_rate!r}")
-        if self.clip is not None and not 0 < self.clip <= 1:
-            raise ValueError(f"{where}: clip must be None or in (0, 1], got {self.clip!r}")
+        owner = f"DeviceSpec {self.name!r}"
+        validate_params(asdict(self), self._parameter_constraints, owner=owner)
+        if len(self.band) != 2 or not all(
+            isinstance(b, Real) and not isinstance(b, bool) for b in self.band
+        ) or not 0 <= self.band[0] < self.band[1]:
+            raise InvalidParameterError(
+                f"The 'band' parameter of {owner} must be (low, high) Hz with "
+                f"0 <= low < high; got {self.band!r}."
+            )
 
     def as_dict(self):
         """The specification as a plain dict (``device_info`` entries)."""

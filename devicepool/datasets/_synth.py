@@ -23,6 +23,8 @@ a deterministic function of the seeds.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 __all__ = ["SpeakerParams", "draw_speaker", "synthesise_utterance"]
@@ -128,7 +130,8 @@ def _plan_utterance(content_rng, duration):
             stressed = s == 0
             phones.append((v, content_rng.uniform(0.09, 0.16) * (1.35 if stressed else 1.0)))
             if content_rng.random() < 0.35:
-                phones.append((_CODAS[int(content_rng.integers(len(_CODAS)))], content_rng.uniform(0.05, 0.09)))
+                coda = _CODAS[int(content_rng.integers(len(_CODAS)))]
+                phones.append((coda, content_rng.uniform(0.05, 0.09)))
         if content_rng.random() < 0.35:
             phones.append(("sil", content_rng.uniform(0.08, 0.22)))
         total = sum(d for _, d in phones)
@@ -161,6 +164,188 @@ def _smooth(x, n):
     return (c[n:] - c[:-n]) / n
 
 
+_HOP_S = 0.005  # control-frame hop (s)
+
+
+class _Track(NamedTuple):
+    """Control parameters of an utterance, one row per 5 ms control frame."""
+
+    F: np.ndarray  # (T, 4) formant frequencies (Hz)
+    av: np.ndarray  # (T,) voicing amplitude
+    an: np.ndarray  # (T,) noise amplitude
+    nc: np.ndarray  # (T,) frication noise centre (Hz)
+    nb: np.ndarray  # (T,) frication noise bandwidth (Hz)
+    kind: np.ndarray  # (T,) "sil", "vowel", "noise" or "asp"
+    through: np.ndarray  # (T,) bool: the noise goes through the vocal tract (aspiration)
+
+
+class _StftGrid(NamedTuple):
+    """Frame geometry of the short-time Fourier synthesis (32 ms Hann, 75 % overlap)."""
+
+    n_fft: int
+    win: np.ndarray  # (n_fft,)
+    idx: np.ndarray  # (n_frames, n_fft) sample indices of each frame in the padded signal
+    total: int  # padded length
+    freqs: np.ndarray  # (n_fft // 2 + 1,) bin frequencies (Hz)
+    centres: np.ndarray  # (n_frames,) frame centres in control frames
+    fi: np.ndarray  # (n_frames,) nearest control frame of each synthesis frame
+
+
+def _phone_frames(phone, n):
+    """``n`` control frames of one phone: (F(4), av, an, noise centre, noise bw, kind)."""
+    if phone == "sil":
+        return [((500, 1500, 2500, 3500), 0.0, 0.0, 0.0, 1.0, "sil")] * n
+    if phone in _VOWELS:
+        return [(_VOWELS[phone], 1.0, 0.0, 0.0, 1.0, "vowel")] * n
+    kind, a, b, level = _CONSONANTS[phone]
+    if kind in ("fric", "vfric"):
+        av = 0.35 if kind == "vfric" else 0.0
+        return [((400, 1600, 2500, 3500), av, level, a, b, "noise")] * n
+    if kind in ("stop", "vstop"):
+        n_clos = max(n - 4, 1)
+        av = 0.08 if kind == "vstop" else 0.0
+        return (
+            [((400, 1600, 2500, 3500), av, 0.0, a, b, "sil")] * n_clos
+            + [((400, 1600, 2500, 3500), 0.0, level * 1.5, a, b, "noise")] * 2
+            + [((600, 1500, 2500, 3500), 0.0, level * 0.5, 0.0, 1.0, "asp")] * 2
+        )
+    if kind == "asp":
+        return [((600, 1400, 2500, 3500), 0.0, level, 0.0, 1.0, "asp")] * n
+    return [(a, level, 0.0, 0.0, 1.0, "vowel")] * n  # nasal / approximant: own formants
+
+
+def _control_track(plan, speaker, whisper, rng):
+    """The control track of a phone plan (durations jittered by ``rng``, scaled by rate)."""
+    frames = []
+    for phone, dur in plan:
+        d = dur * rng.uniform(0.85, 1.15) / speaker.rate
+        frames += _phone_frames(phone, max(int(round(d / _HOP_S)), 2))
+    F = np.array([f[0] for f in frames], dtype=float) * speaker.vtl
+    av = np.array([f[1] for f in frames], dtype=float)
+    an = np.array([f[2] for f in frames], dtype=float)
+    nc = np.array([f[3] for f in frames], dtype=float)
+    nb = np.array([f[4] for f in frames], dtype=float)
+    kind = np.array([f[5] for f in frames])
+    nc = np.where(nc > 0, nc, 3000.0)
+    nb = np.where(nb > 1, nb, 2000.0)
+    # Aspiration follows the formants of its neighbours: smooth formants everywhere.
+    F = _smooth(F, 7)  # ~35 ms transitions
+    av = _smooth(av[:, None], 3)[:, 0]
+    an = _smooth(an[:, None], 2)[:, 0]
+    if whisper:
+        # Whisper: all voicing becomes aspiration noise through the vocal tract.
+        an = np.where(kind == "vowel", np.maximum(an, 0.5 * av), an)
+        through = (kind == "vowel") | (kind == "asp")
+        av = np.zeros_like(av)
+        F[:, 0] *= 1.15
+        F[:, 1] *= 1.05
+    else:
+        through = kind == "asp"
+    return _Track(F, av, an, nc, nb, kind, through)
+
+
+def _f0_contour(speaker, kind, rng):
+    """F0 (Hz) per control frame: declination + accents on vowel onsets + jitter."""
+    T = len(kind)
+    t = np.arange(T) / T
+    f0 = speaker.f0 * (1.1 - 0.2 * t)
+    starts = np.flatnonzero((kind == "vowel") & np.r_[True, kind[:-1] != "vowel"])
+    for s in starts:
+        if rng.random() < 0.5:
+            f0 *= 1.0 + rng.uniform(0.05, 0.18) * np.exp(-0.5 * ((np.arange(T) - s - 6) / 8.0) ** 2)
+    f0 *= 1.0 + speaker.jitter * rng.standard_normal(T)
+    return f0
+
+
+def _excitations(f0, sr, hop, n_samples, rng):
+    """Sample-level glottal pulse train (with shimmer, zero mean) and white noise."""
+    ctrl_t = (np.arange(len(f0)) + 0.5) * hop
+    s_idx = np.arange(n_samples)
+    f0_s = np.interp(s_idx, ctrl_t, f0)
+    phase = np.cumsum(f0_s / sr)
+    pulses = np.zeros(n_samples)
+    wraps = np.flatnonzero(np.diff(np.floor(phase)) > 0) + 1
+    shimmer = 1.0 + 0.08 * rng.standard_normal(len(wraps))
+    pulses[wraps] = shimmer
+    pulses -= pulses.mean()
+    noise = rng.standard_normal(n_samples)
+    return pulses, noise
+
+
+def _stft_grid(n_samples, sr, hop, T):
+    """Synthesis frames covering ``n_samples`` (padded by half a frame on both sides)."""
+    n_fft = 1 << int(np.ceil(np.log2(0.032 * sr)))
+    step = n_fft // 4
+    n_frames = int(np.ceil((n_samples + n_fft) / step)) + 1
+    centres = (np.arange(n_frames) * step - n_fft // 2 + n_fft // 2) / hop
+    return _StftGrid(
+        n_fft=n_fft,
+        win=np.hanning(n_fft + 1)[:-1],
+        idx=np.arange(n_fft)[None, :] + step * np.arange(n_frames)[:, None],
+        total=(n_frames - 1) * step + n_fft,
+        freqs=np.fft.rfftfreq(n_fft, 1.0 / sr),
+        centres=centres,
+        fi=np.clip(np.round(centres).astype(int), 0, T - 1),
+    )
+
+
+def _stft(x, grid):
+    """Windowed spectra of ``x`` on ``grid``: (n_frames, n_fft // 2 + 1)."""
+    from scipy import fft
+
+    n_fft = grid.n_fft
+    xp = np.pad(x, (n_fft // 2, grid.total - len(x) - n_fft // 2))
+    return fft.rfft(xp[grid.idx] * grid.win, axis=1)
+
+
+def _filter_spectra(P, N, grid, track, speaker, sr):
+    """Shape the pulse (``P``) and noise (``N``) spectra by the per-frame envelopes."""
+    freqs, fi, T = grid.freqs, grid.fi, len(track.kind)
+    Ff = track.F[fi]
+    Bf = np.broadcast_to(_VOWEL_BW * (1.0 + 0.3 * (speaker.vtl - 1.0)), (len(fi), 4))
+    tract = _resonances(freqs, Ff, Bf)
+    tilt = 1.0 / (1.0 + 1j * freqs / speaker.tilt_hz) ** 2  # glottal pulse, -12 dB/oct
+    radiation = 1j * freqs / 1000.0 + 0.05  # lip radiation, +6 dB/oct
+    upper = 1.0 / (1.0 + (freqs / min(7000.0, 0.45 * sr)) ** 8)  # above the 5th formant
+    voiced_env = tract * (tilt * radiation * upper)[None, :]
+    asp_env = tract * (np.sqrt(tilt) * radiation * upper)[None, :] * 0.02
+    nc, nb = track.nc[fi, None], track.nb[fi, None]
+    fric_env = (_resonances(freqs, nc, nb) * (freqs / np.maximum(nc, 1.0)) ** 2) * upper[None, :] * 0.3
+    fric_env /= np.maximum(np.abs(fric_env).max(axis=1, keepdims=True), 1e-9)
+    a_v = np.interp(grid.centres, np.arange(T), track.av)[:, None]
+    a_n = np.interp(grid.centres, np.arange(T), track.an)[:, None]
+    through = track.through[fi][:, None]
+    asp_env = asp_env / np.maximum(np.abs(asp_env).max(axis=1, keepdims=True), 1e-9)
+    noise_env = np.where(through, asp_env, fric_env)
+    breath = speaker.breath * a_v * asp_env
+    voiced_env = voiced_env / np.maximum(np.abs(voiced_env).max(), 1e-9)
+    return P * voiced_env * a_v * 8.0 + N * (noise_env * a_n * 0.5 + breath * 0.3)
+
+
+def _overlap_add(Y, grid, n_samples):
+    """Weighted overlap-add of the spectra ``Y``; the ``n_samples`` of the unpadded signal."""
+    from scipy import fft
+
+    n_fft = grid.n_fft
+    frames_out = fft.irfft(Y, n=n_fft, axis=1) * grid.win
+    flat = grid.idx.ravel()
+    out = np.bincount(flat, weights=frames_out.ravel(), minlength=grid.total)
+    norm = np.bincount(flat, weights=np.broadcast_to(grid.win**2, grid.idx.shape).ravel(),
+                       minlength=grid.total)
+    out = out / np.maximum(norm, 1e-3)
+    return out[n_fft // 2 : n_fft // 2 + n_samples]
+
+
+def _speech_level(x, speaker, whisper, rng):
+    """Scale to the mode's level (RMS over the active part) + speaker and random offsets."""
+    active = np.abs(x) > 1e-4 * np.abs(x).max()
+    rms = np.sqrt(np.mean(x[active] ** 2)) if active.any() else 1.0
+    level_db = (-32.0 if whisper else -20.0) + speaker.level_db + rng.normal(0.0, 1.0)
+    x = x * (10.0 ** (level_db / 20.0) / max(rms, 1e-12))
+    peak = np.abs(x).max()
+    return x * (0.9 / peak) if peak > 0.9 else x
+
+
 def synthesise_utterance(speaker, utterance_index, mode, sample_rate, duration, rng):
     """Synthesise one utterance of ``speaker`` at ``sample_rate``.
 
@@ -186,125 +371,11 @@ def synthesise_utterance(speaker, utterance_index, mode, sample_rate, duration, 
     sr = int(sample_rate)
     whisper = mode == "whisper"
     plan = _plan_utterance(np.random.default_rng([7919, int(utterance_index)]), duration)
-
-    hop_s = 0.005
-    frames = []  # per 5 ms control frame: (F(4), Bw(4), av, an, noise centre, noise bw, kind)
-    for phone, dur in plan:
-        d = dur * rng.uniform(0.85, 1.15) / speaker.rate
-        n = max(int(round(d / hop_s)), 2)
-        if phone == "sil":
-            frames += [((500, 1500, 2500, 3500), 0.0, 0.0, 0.0, 1.0, "sil")] * n
-        elif phone in _VOWELS:
-            frames += [(_VOWELS[phone], 1.0, 0.0, 0.0, 1.0, "vowel")] * n
-        else:
-            kind, a, b, level = _CONSONANTS[phone]
-            if kind in ("fric", "vfric"):
-                av = 0.35 if kind == "vfric" else 0.0
-                frames += [((400, 1600, 2500, 3500), av, level, a, b, "noise")] * n
-            elif kind in ("stop", "vstop"):
-                n_clos = max(n - 4, 1)
-                av = 0.08 if kind == "vstop" else 0.0
-                frames += [((400, 1600, 2500, 3500), av, 0.0, a, b, "sil")] * n_clos
-                frames += [((400, 1600, 2500, 3500), 0.0, level * 1.5, a, b, "noise")] * 2
-                frames += [((600, 1500, 2500, 3500), 0.0, level * 0.5, 0.0, 1.0, "asp")] * 2
-            elif kind == "asp":
-                frames += [((600, 1400, 2500, 3500), 0.0, level, 0.0, 1.0, "asp")] * n
-            else:  # nasal / approximant: voiced with their own formants
-                frames += [(a, level, 0.0, 0.0, 1.0, "vowel")] * n
-
-    T = len(frames)
-    F = np.array([f[0] for f in frames], dtype=float) * speaker.vtl
-    av = np.array([f[1] for f in frames], dtype=float)
-    an = np.array([f[2] for f in frames], dtype=float)
-    nc = np.array([f[3] for f in frames], dtype=float)
-    nb = np.array([f[4] for f in frames], dtype=float)
-    kind = np.array([f[5] for f in frames])
-    nc = np.where(nc > 0, nc, 3000.0)
-    nb = np.where(nb > 1, nb, 2000.0)
-    # Aspiration follows the formants of its neighbours: smooth formants everywhere.
-    F = _smooth(F, 7)  # ~35 ms transitions
-    av = _smooth(av[:, None], 3)[:, 0]
-    an = _smooth(an[:, None], 2)[:, 0]
-
-    if whisper:
-        # Whisper: all voicing becomes aspiration noise through the vocal tract.
-        an = np.where(kind == "vowel", np.maximum(an, 0.5 * av), an)
-        asp_through_tract = (kind == "vowel") | (kind == "asp")
-        av = np.zeros_like(av)
-        F[:, 0] *= 1.15
-        F[:, 1] *= 1.05
-    else:
-        asp_through_tract = kind == "asp"
-
-    # F0 contour (Hz per control frame): declination + accents on vowel onsets + jitter.
-    t = np.arange(T) / T
-    f0 = speaker.f0 * (1.1 - 0.2 * t)
-    starts = np.flatnonzero((kind == "vowel") & np.r_[True, kind[:-1] != "vowel"])
-    for s in starts:
-        if rng.random() < 0.5:
-            f0 *= 1.0 + rng.uniform(0.05, 0.18) * np.exp(-0.5 * ((np.arange(T) - s - 6) / 8.0) ** 2)
-    f0 *= 1.0 + speaker.jitter * rng.standard_normal(T)
-
-    # Sample-level excitations.
-    hop = sr * hop_s
-    n_samples = int(round(T * hop))
-    ctrl_t = (np.arange(T) + 0.5) * hop
-    s_idx = np.arange(n_samples)
-    f0_s = np.interp(s_idx, ctrl_t, f0)
-    phase = np.cumsum(f0_s / sr)
-    pulses = np.zeros(n_samples)
-    wraps = np.flatnonzero(np.diff(np.floor(phase)) > 0) + 1
-    shimmer = 1.0 + 0.08 * rng.standard_normal(len(wraps))
-    pulses[wraps] = shimmer
-    pulses -= pulses.mean()
-    noise = rng.standard_normal(n_samples)
-
-    # Short-time Fourier synthesis.
-    from scipy import fft
-
-    n_fft = 1 << int(np.ceil(np.log2(0.032 * sr)))
-    step = n_fft // 4
-    win = np.hanning(n_fft + 1)[:-1]
-    n_frames = int(np.ceil((n_samples + n_fft) / step)) + 1
-    total = (n_frames - 1) * step + n_fft
-    pad = lambda x: np.pad(x, (n_fft // 2, total - n_samples - n_fft // 2))  # noqa: E731
-    idx = np.arange(n_fft)[None, :] + step * np.arange(n_frames)[:, None]
-    P = fft.rfft(pad(pulses)[idx] * win, axis=1)
-    N = fft.rfft(pad(noise)[idx] * win, axis=1)
-    freqs = np.fft.rfftfreq(n_fft, 1.0 / sr)
-
-    centres = (np.arange(n_frames) * step - n_fft // 2 + n_fft // 2) / hop
-    fi = np.clip(np.round(centres).astype(int), 0, T - 1)
-    Ff, Bf = F[fi], np.broadcast_to(_VOWEL_BW * (1.0 + 0.3 * (speaker.vtl - 1.0)), (n_frames, 4))
-    tract = _resonances(freqs, Ff, Bf)
-    tilt = 1.0 / (1.0 + 1j * freqs / speaker.tilt_hz) ** 2  # glottal pulse, -12 dB/oct
-    radiation = 1j * freqs / 1000.0 + 0.05  # lip radiation, +6 dB/oct
-    upper = 1.0 / (1.0 + (freqs / min(7000.0, 0.45 * sr)) ** 8)  # above the 5th formant
-    voiced_env = tract * (tilt * radiation * upper)[None, :]
-    asp_env = tract * (np.sqrt(tilt) * radiation * upper)[None, :] * 0.02
-    fric_env = (
-        _resonances(freqs, nc[fi, None], nb[fi, None]) * (freqs / np.maximum(nc[fi, None], 1.0)) ** 2
-    ) * upper[None, :] * 0.3
-    fric_env /= np.maximum(np.abs(fric_env).max(axis=1, keepdims=True), 1e-9)
-    a_v = np.interp(centres, np.arange(T), av)[:, None]
-    a_n = np.interp(centres, np.arange(T), an)[:, None]
-    through = asp_through_tract[fi][:, None]
-    asp_env = asp_env / np.maximum(np.abs(asp_env).max(axis=1, keepdims=True), 1e-9)
-    noise_env = np.where(through, asp_env, fric_env)
-    breath = speaker.breath * a_v * asp_env
-    voiced_env = voiced_env / np.maximum(np.abs(voiced_env).max(), 1e-9)
-    Y = P * voiced_env * a_v * 8.0 + N * (noise_env * a_n * 0.5 + breath * 0.3)
-    frames_out = fft.irfft(Y, n=n_fft, axis=1) * win
-    flat = idx.ravel()
-    out = np.bincount(flat, weights=frames_out.ravel(), minlength=total)
-    norm = np.bincount(flat, weights=np.broadcast_to(win**2, idx.shape).ravel(), minlength=total)
-    out = out / np.maximum(norm, 1e-3)
-    x = out[n_fft // 2 : n_fft // 2 + n_samples]
-
-    # Level: RMS over the active part.
-    active = np.abs(x) > 1e-4 * np.abs(x).max()
-    rms = np.sqrt(np.mean(x[active] ** 2)) if active.any() else 1.0
-    level_db = (-32.0 if whisper else -20.0) + speaker.level_db + rng.normal(0.0, 1.0)
-    x = x * (10.0 ** (level_db / 20.0) / max(rms, 1e-12))
-    peak = np.abs(x).max()
-    return x * (0.9 / peak) if peak > 0.9 else x
+    track = _control_track(plan, speaker, whisper, rng)
+    f0 = _f0_contour(speaker, track.kind, rng)
+    hop = sr * _HOP_S
+    n_samples = int(round(len(track.kind) * hop))
+    pulses, noise = _excitations(f0, sr, hop, n_samples, rng)
+    grid = _stft_grid(n_samples, sr, hop, len(track.kind))
+    Y = _filter_spectra(_stft(pulses, grid), _stft(noise, grid), grid, track, speaker, sr)
+    return _speech_level(_overlap_add(Y, grid, n_samples), speaker, whisper, rng)

@@ -1,16 +1,27 @@
-"""Embedded parallel multi-device corpus: :func:`make_device_corpus`."""
+"""Embedded parallel multi-device corpus: :func:`make_device_corpus`.
+
+The speaking-mode conversions (:func:`whisperise`, :func:`vocalise`,
+:func:`whisperise_recordings`, :func:`vocalise_recordings`) live in
+:mod:`devicepool.datasets._modes` and are re-exported here.
+"""
 
 from __future__ import annotations
 
 import os
 from collections import defaultdict
 from numbers import Integral, Real
+from typing import NamedTuple
 
 import numpy as np
 
+from .._validation import Interval, validate_params
 from ..audio import check_sample_rate, read_audio_file
 from ._base import check_root, finish_bunch, natural_key, normalise_mode
 from ._devices import DEFAULT_DEVICES, DeviceSpec, apply_device
+from ._modes import _COPIES_CONSTRAINTS as _COPIES_CONSTRAINTS
+from ._modes import _SEED, vocalise, vocalise_recordings, whisperise, whisperise_recordings
+from ._modes import _lpc_resynthesis as _lpc_resynthesis
+from ._modes import _recording_copies as _recording_copies
 from ._synth import draw_speaker, synthesise_utterance
 
 __all__ = ["make_device_corpus", "vocalise", "vocalise_recordings", "whisperise",
@@ -20,262 +31,14 @@ _NEUTRAL_DBFS = -20.0
 _WHISPER_DBFS = -32.0
 
 
-def _check_int(value, name, low=1):
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    return int(value)
+_COUNT = Interval(Integral, 1, None, closed="left")
 
 
 def _seed(random_state):
+    """The corpus's root seed: ``random_state`` (validated already), or a fresh one."""
     if random_state is None:
         return int(np.random.SeedSequence().entropy % (2**63))
-    if isinstance(random_state, bool) or not isinstance(random_state, Integral):
-        raise TypeError(
-            f"random_state must be an int or None, got {type(random_state).__name__}; "
-            "the corpus is built from independent per-recording seeds derived from it"
-        )
-    if random_state < 0:
-        raise ValueError(f"random_state must be >= 0, got {random_state}")
     return int(random_state)
-
-
-def whisperise(x, sample_rate, rng, *, order=None, frame=0.025, level_db=None, deemphasise=False):
-    """Turn neutral speech into whisper-like speech by LPC re-synthesis from noise.
-
-    Each 25 ms Hann frame (50 % overlap) of the pre-emphasised signal is analysed by
-    linear prediction (autocorrelation method, order ``2 + sample_rate / 1000``); the
-    frame is re-synthesised by driving the all-pole LPC envelope with white noise of
-    the residual's energy instead of the residual itself, and overlap-added. The
-    result keeps the vocal-tract envelope (formants, timing, loudness contour) but
-    has no pitch, like whisper. The first formant is not shifted.
-
-    Parameters
-    ----------
-    x : ndarray of shape (n_samples,)
-    sample_rate : int
-    rng : numpy.random.Generator
-    order : int, optional
-        LPC order (default ``2 + sample_rate // 1000``).
-    frame : float, default=0.025
-        Frame length in seconds.
-    level_db : float, optional
-        If given, scale the output to this RMS level (dBFS) over its active part.
-    deemphasise : bool, default=False
-        Undo the analysis pre-emphasis (``1 - 0.97 z^-1``) on the output, so that the
-        output's long-term spectrum follows the input's envelope instead of tilting up
-        by about 6 dB per octave. The corpus's whisper keeps the tilt (``False``).
-
-    Returns
-    -------
-    y : ndarray of shape (n_samples,)
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> t = np.arange(16000) / 16000
-    >>> x = np.sign(np.sin(2 * np.pi * 120 * t)) * 0.1
-    >>> y = whisperise(x, 16000, np.random.default_rng(0))
-    >>> y.shape
-    (16000,)
-    """
-    sr = int(sample_rate)
-    n_pad = 4 * int(order or 2 + sr // 1000)
-
-    def noise(i, n_win):
-        return rng.standard_normal(n_win + n_pad)
-
-    return _lpc_resynthesis(x, sr, noise, order=order, frame=frame, level_db=level_db,
-                            deemphasise=deemphasise)
-
-
-def _lpc_resynthesis(x, sample_rate, excitation, *, order=None, frame=0.025, level_db=None,
-                     deemphasise=False):
-    """Frame-wise LPC analysis of ``x`` and re-synthesis from ``excitation(i, n_win)``.
-
-    Each 25 ms Hann frame (50 % overlap) of the pre-emphasised signal gets its all-pole
-    envelope ``1 / A(z)`` (autocorrelation method); ``excitation(i, n_win)`` returns
-    ``n_win + 4 * order`` samples of unit mean power for frame ``i`` (the first
-    ``4 * order`` warm the filter up), scaled to the frame's residual energy, filtered
-    and overlap-added.
-    """
-    from scipy.linalg import solve_toeplitz
-    from scipy.signal import lfilter
-
-    sr = int(sample_rate)
-    order = int(order or 2 + sr // 1000)
-    n_win = int(round(frame * sr)) // 2 * 2
-    hop = n_win // 2
-    win = np.hanning(n_win + 1)[:-1]  # periodic Hann: 50 % overlap sums to 1
-    xe = lfilter([1.0, -0.97], [1.0], x)
-    n = len(x)
-    n_frames = int(np.ceil(max(n - n_win, 0) / hop)) + 1
-    xp = np.pad(xe, (0, (n_frames - 1) * hop + n_win - n))
-    y = np.zeros_like(xp)
-    floor = 1e-10 * n_win
-    for i in range(n_frames):
-        seg = xp[i * hop : i * hop + n_win] * win
-        r = np.correlate(seg, seg, "full")[n_win - 1 : n_win + order]
-        if r[0] <= floor:
-            continue
-        r = r.copy()
-        r[0] *= 1.0 + 1e-6  # white-noise correction keeps the system well conditioned
-        try:
-            a = solve_toeplitz(r[:order], -r[1 : order + 1])
-        except np.linalg.LinAlgError:
-            continue
-        A = np.concatenate([[1.0], a])
-        err = max(r[0] + np.dot(a, r[1 : order + 1]), 0.0)
-        g = np.sqrt(err / np.sum(win**2))
-        e = excitation(i, n_win) * g
-        out = lfilter([1.0], A, e)[order * 4 :]
-        y[i * hop : i * hop + n_win] += out * win
-    y = y[:n]
-    if deemphasise:
-        y = lfilter([1.0], [1.0, -0.97], y)
-    if level_db is not None:
-        active = np.abs(y) > 1e-3 * max(np.abs(y).max(), 1e-12)
-        rms = np.sqrt(np.mean(y[active] ** 2)) if active.any() else 1.0
-        y = y * (10 ** (level_db / 20.0) / max(rms, 1e-12))
-    return y
-
-
-def vocalise(x, sample_rate, rng, *, f0_range=(90.0, 220.0), breath=0.05, order=None,
-             frame=0.025, deemphasise=True):
-    """The converse of :func:`whisperise`: re-synthesise with a voiced-like source.
-
-    The frame-wise LPC envelope of ``x`` is driven by a glottal pulse train instead of
-    noise: one pulse per period at a fundamental drawn uniformly from ``f0_range`` that
-    drifts smoothly (+-10 %) over the utterance, low-passed (a 2-pole glottal roll-off,
-    about -12 dB/octave above 2 F0), plus ``breath`` of white noise. Whispered speech
-    through a device becomes pitched speech through the same device (the envelope, and
-    with it the device's colouration, is kept).
-
-    Parameters
-    ----------
-    x : ndarray of shape (n_samples,)
-    sample_rate : int
-    rng : numpy.random.Generator
-    f0_range : (float, float), default=(90, 220)
-    breath : float, default=0.05
-        Share of noise power in the excitation.
-    order, frame, deemphasise
-        As :func:`whisperise` (here the pre-emphasis is undone by default).
-
-    Returns
-    -------
-    y : ndarray of shape (n_samples,)
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> x = np.random.default_rng(0).standard_normal(16000) * 0.01
-    >>> vocalise(x, 16000, np.random.default_rng(1)).shape
-    (16000,)
-    """
-    from scipy.signal import lfilter
-
-    sr = int(sample_rate)
-    n = len(x)
-    n_pad = 4 * int(order or 2 + sr // 1000)
-    f0 = rng.uniform(*f0_range)
-    t = np.arange(n + 2 * n_pad + sr) / sr
-    drift = 1 + 0.1 * np.sin(2 * np.pi * rng.uniform(0.2, 0.8) * t + rng.uniform(0, 2 * np.pi))
-    phase = np.cumsum(f0 * drift / sr)
-    pulses = np.diff(np.floor(phase), prepend=0.0)               # 1 at each period start
-    pole = np.exp(-2 * np.pi * 2 * f0 / sr)
-    source = lfilter([1.0], [1.0, -2 * pole, pole * pole], pulses)
-    source -= source.mean()
-    source /= np.sqrt(np.mean(source**2)) + 1e-12
-    noise = rng.standard_normal(len(source))
-    source = np.sqrt(1 - breath) * source + np.sqrt(breath) * noise
-    hop = (int(round(frame * sr)) // 2 * 2) // 2
-
-    def pulse_train(i, n_win):
-        e = source[n_pad + i * hop - n_pad : n_pad + i * hop + n_win]
-        return e / (np.sqrt(np.mean(e * e)) + 1e-12)
-
-    return _lpc_resynthesis(x, sr, pulse_train, order=order, frame=frame,
-                            deemphasise=deemphasise)
-
-
-def _recording_copies(waveforms, sample_rate, resynthesise, level_db, random_state):
-    out = np.empty(len(waveforms), dtype=object)
-    gain = 10 ** (float(level_db) / 20.0)
-    for i, x in enumerate(waveforms):
-        x = np.asarray(x, dtype=np.float64)
-        y = resynthesise(x, sample_rate, np.random.default_rng([int(random_state), i]),
-                         deemphasise=True)
-        rms_in = np.sqrt(np.mean(x * x))
-        rms_out = np.sqrt(np.mean(y * y))
-        out[i] = (y * (gain * rms_in / rms_out if rms_out > 0 else 0.0)).astype(np.float32)
-    return out
-
-
-def whisperise_recordings(waveforms, sample_rate, *, level_db=-12.0, random_state=0):
-    """Whisper-like copies of *recorded* neutral speech, for mode augmentation.
-
-    Each recording is whisperised by :func:`whisperise` (frame-wise LPC envelope driven
-    by noise, pre-emphasis undone). The LPC envelope of a recording is the vocal tract *and* the device's
-    response together, so the copy keeps the device's colouration while the source
-    becomes whisper-like (no pitch, noise excitation). The copy's RMS is the
-    original's plus ``level_db`` (whisper is about 12 dB softer). Noise floor and codec
-    artefacts of the device are not reproduced exactly: this is an approximation used
-    to vary the source during training, never test material.
-
-    Parameters
-    ----------
-    waveforms : sequence of ndarray of shape (n_samples,)
-    sample_rate : int
-    level_db : float, default=-12.0
-    random_state : int, default=0
-        Recording ``i`` uses the noise generator seeded by ``[random_state, i]``.
-
-    Returns
-    -------
-    copies : ndarray of object, shape (n_recordings,)
-        float32 waveforms of the same lengths.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> t = np.arange(8000) / 16000
-    >>> x = (np.sign(np.sin(2 * np.pi * 150 * t)) * 0.1).astype("float32")
-    >>> w = whisperise_recordings([x], 16000)[0]
-    >>> w.shape, round(float(20 * np.log10(np.std(w) / np.std(x))))
-    ((8000,), -12)
-    """
-    return _recording_copies(waveforms, sample_rate, whisperise, level_db, random_state)
-
-
-def vocalise_recordings(waveforms, sample_rate, *, level_db=12.0, random_state=0):
-    """Pitched copies of *recorded* whispered speech (:func:`vocalise`), for mode augmentation.
-
-    The converse of :func:`whisperise_recordings`: the recording's LPC envelope (vocal
-    tract and device colouration) driven by a glottal pulse train, ``level_db`` louder
-    (neutral speech is about 12 dB louder than whisper). Training material only.
-
-    Parameters
-    ----------
-    waveforms : sequence of ndarray of shape (n_samples,)
-    sample_rate : int
-    level_db : float, default=12.0
-    random_state : int, default=0
-
-    Returns
-    -------
-    copies : ndarray of object, shape (n_recordings,)
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> x = np.random.default_rng(0).standard_normal(8000).astype("float32") * 0.01
-    >>> v = vocalise_recordings([x], 16000)[0]
-    >>> v.shape, round(float(20 * np.log10(np.std(v) / np.std(x))))
-    ((8000,), 12)
-    """
-    return _recording_copies(waveforms, sample_rate, vocalise, level_db, random_state)
 
 
 def _trim_silence(x, sr, threshold_db=-35.0):
@@ -321,7 +84,7 @@ def _real_utterance(paths, sample_rate, duration, rng):
     """Concatenate randomly chosen files of one speaker into an utterance >= duration."""
     order = rng.permutation(len(paths))
     parts, total = [], 0.0
-    for k, j in enumerate(order):
+    for j in order:
         x, _ = read_audio_file(paths[j], sample_rate)
         x = _trim_silence(x, sample_rate)
         gap = np.zeros(int(rng.uniform(0.06, 0.18) * sample_rate))
@@ -334,6 +97,7 @@ def _real_utterance(paths, sample_rate, duration, rng):
 
 
 def _set_level(x, level_db):
+    """Scale ``x`` to ``level_db`` dBFS RMS over its active part, peak limited to 0.9."""
     active = np.abs(x) > 1e-3 * max(np.abs(x).max(), 1e-12)
     rms = np.sqrt(np.mean(x[active] ** 2)) if active.any() else 1.0
     y = x * (10 ** (level_db / 20.0) / max(rms, 1e-12))
@@ -342,10 +106,10 @@ def _set_level(x, level_db):
 
 
 def _check_devices(devices, n_devices):
+    """The device chains: the first ``n_devices`` defaults, or the checked ``devices``."""
     if devices is None:
         if n_devices is None:
             n_devices = 6
-        n_devices = _check_int(n_devices, "n_devices")
         if n_devices > len(DEFAULT_DEVICES):
             raise ValueError(
                 f"n_devices={n_devices} but only {len(DEFAULT_DEVICES)} default devices are "
@@ -364,6 +128,173 @@ def _check_devices(devices, n_devices):
     if n_devices is not None and n_devices != len(devices):
         raise ValueError(f"n_devices={n_devices} but {len(devices)} devices were given")
     return devices
+
+
+_CORPUS_CONSTRAINTS = {
+    "n_devices": [_COUNT, None],
+    "n_speakers": [_COUNT, None],
+    "n_utterances": [_COUNT],
+    "modes": [str, "array-like"],
+    "sample_rate": [Interval(Integral, 8000, None, closed="left")],
+    "source": ["path-like", None],
+    "source_pattern": [str],
+    "duration": [Interval(Real, 0.2, 30, closed="both")],
+    "devices": ["array-like", None],
+    "variability": [Interval(Real, 0, 3, closed="both")],
+    "random_state": [_SEED, None],
+    "return_X_y": ["boolean"],
+}
+
+
+class _CorpusPlan(NamedTuple):
+    """The validated settings of one :func:`make_device_corpus` call."""
+
+    sr: int
+    devices: list  # of DeviceSpec
+    n_utterances: int
+    modes: list  # of "neutral"/"whisper", in the caller's order
+    duration: float
+    variability: float
+    seed: int  # root seed of every generator
+
+
+class _Speakers(NamedTuple):
+    """The corpus's speakers and what the Bunch and DESCR say about them."""
+
+    params: dict  # {name: SpeakerParams} (synthesiser) or {name: [paths]} (real source)
+    info: dict  # the Bunch's ``speaker_info``
+    description: str  # the source, for DESCR
+    real: bool  # True for a folder of real speech
+
+
+class _Clean(NamedTuple):
+    """One clean (device-free) utterance."""
+
+    speaker: str
+    index: int
+    mode: str
+    x: np.ndarray
+
+
+class _Recordings(NamedTuple):
+    """The corpus's recordings, ordered by device, then speaker, utterance and mode."""
+
+    data: np.ndarray  # object array of float32 waveforms
+    target: list
+    groups: list
+    mode: list
+    utterance: list
+
+
+def _check_modes(modes):
+    """``modes`` as a list of distinct normalised mode names, in the given order."""
+    if isinstance(modes, str):
+        modes = (modes,)
+    modes = list(dict.fromkeys(normalise_mode(m, "modes") for m in modes))
+    if not modes:
+        raise ValueError("modes is empty; use ('neutral',), ('whisper',) or both")
+    return modes
+
+
+def _synthetic_speakers(n_speakers, seed):
+    """``n_speakers`` (default 9) synthesiser speakers, alternately male and female."""
+    n_speakers = 9 if n_speakers is None else int(n_speakers)
+    spk_rng = np.random.default_rng([seed, 1])
+    speakers = {
+        f"spk{i + 1:02d}": draw_speaker(spk_rng, female=bool(i % 2)) for i in range(n_speakers)
+    }
+    return _Speakers(
+        params=speakers,
+        info={k: v.as_dict() for k, v in speakers.items()},
+        description="built-in source-filter speech synthesiser",
+        real=False,
+    )
+
+
+def _real_speakers(source, source_pattern, n_speakers):
+    """The first ``n_speakers`` (default all) speakers of a real-speech folder."""
+    by_speaker = _source_speakers(source, source_pattern)
+    names = sorted(by_speaker, key=natural_key)
+    n_speakers = len(names) if n_speakers is None else int(n_speakers)
+    if n_speakers > len(names):
+        raise ValueError(
+            f"n_speakers={n_speakers} but the speech source {os.fspath(source)!r} has only "
+            f"{len(names)} speakers ({', '.join(names)})"
+        )
+    speakers = {s: by_speaker[s] for s in names[:n_speakers]}
+    return _Speakers(
+        params=speakers,
+        info={s: {"n_files": len(v)} for s, v in speakers.items()},
+        description=f"real speech from {os.fspath(source)!r} (whisper by LPC whisperisation)",
+        real=True,
+    )
+
+
+def _clean_utterances(plan, speakers):
+    """The clean utterances, one per (speaker, utterance, mode), in that order.
+
+    Every utterance has its own generators seeded from ``plan.seed``: ``[seed, 2, si, u]``
+    (real source: the files drawn), ``[seed, 3, si, u]`` (real source: level offset) and
+    ``[seed, 4, si, u, mi]`` (synthesis or whisperisation of mode ``mi``).
+    """
+    sr, seed = plan.sr, plan.seed
+    clean = []
+    for si, (spk, params) in enumerate(speakers.params.items()):
+        for u in range(plan.n_utterances):
+            if speakers.real:
+                base = _real_utterance(params, sr, plan.duration, np.random.default_rng([seed, 2, si, u]))
+                level = np.random.default_rng([seed, 3, si, u]).normal(0.0, 1.5)
+            for mode in plan.modes:
+                mi = 0 if mode == "neutral" else 1
+                rng = np.random.default_rng([seed, 4, si, u, mi])
+                if not speakers.real:
+                    x = synthesise_utterance(params, u, mode, sr, plan.duration, rng)
+                elif mode == "neutral":
+                    x = _set_level(base, _NEUTRAL_DBFS + level)
+                else:
+                    x = _set_level(whisperise(base, sr, rng), _WHISPER_DBFS + level)
+                clean.append(_Clean(spk, u, mode, x))
+    return clean
+
+
+def _record(plan, clean):
+    """Every clean utterance through every device chain (generator ``[seed, 5, di, ci]``)."""
+    data, target, groups, mode_arr, utt = [], [], [], [], []
+    for di, spec in enumerate(plan.devices):
+        for ci, (spk, u, mode, x) in enumerate(clean):
+            rng = np.random.default_rng([plan.seed, 5, di, ci])
+            y = apply_device(x, spec, plan.sr, rng, variability=plan.variability).astype(np.float32)
+            data.append(y)
+            target.append(spec.name)
+            groups.append(spk)
+            mode_arr.append(mode)
+            utt.append(f"{spk}_u{u + 1:02d}_{mode}")
+    X = np.empty(len(data), dtype=object)
+    X[:] = data
+    return _Recordings(X, target, groups, mode_arr, utt)
+
+
+def _corpus_descr(plan, speakers, recordings, random_state):
+    """The Bunch's DESCR."""
+    lengths = np.array([len(x) for x in recordings.data]) / plan.sr
+    return "\n".join(
+        [
+            "Parallel multi-device speech corpus made by devicepool.datasets.make_device_corpus",
+            "",
+            f"Source: {speakers.description}. Every utterance is recorded by every device; each device",
+            "is a seeded chain: measured microphone impulse response (MicIRP collection,",
+            "micirp.blogspot.com & Xaudia.com), band limits, noise floor, gain/clipping and a",
+            "real libsndfile codec round trip.",
+            "",
+            f"- devices ({len(plan.devices)}): " + ", ".join(d.name for d in plan.devices),
+            f"- speakers: {len(speakers.params)}, utterances per speaker and mode: {plan.n_utterances}",
+            f"- modes: {', '.join(plan.modes)}",
+            f"- recordings: {len(recordings.data)} ({lengths.min():.2f}-{lengths.max():.2f} s, "
+            f"mean {lengths.mean():.2f} s) at {plan.sr} Hz",
+            f"- variability: {plan.variability}, random_state: {random_state}",
+        ]
+        + [f"  * {d.name}: {d.description}" for d in plan.devices]
+    )
 
 
 def make_device_corpus(
@@ -466,107 +397,39 @@ def make_device_corpus(
     >>> b.utterance[:2].tolist(), b.data[0].dtype
     (['spk01_u01_neutral', 'spk01_u01_whisper'], dtype('float32'))
     """
-    sr = check_sample_rate(sample_rate)
-    if sr < 8000:
-        raise ValueError(f"sample_rate must be >= 8000 Hz, got {sr}")
-    device_specs = _check_devices(devices, n_devices)
-    n_utterances = _check_int(n_utterances, "n_utterances")
-    if isinstance(modes, str):
-        modes = (modes,)
-    modes = list(dict.fromkeys(normalise_mode(m, "modes") for m in modes))
-    if not modes:
-        raise ValueError("modes is empty; use ('neutral',), ('whisper',) or both")
-    if isinstance(duration, bool) or not isinstance(duration, Real) or not 0.2 <= duration <= 30:
-        raise ValueError(f"duration must be a number of seconds in [0.2, 30], got {duration!r}")
-    if isinstance(variability, bool) or not isinstance(variability, Real) or not 0 <= variability <= 3:
-        raise ValueError(f"variability must be a number in [0, 3], got {variability!r}")
-    seed = _seed(random_state)
-
-    # Speakers.
-    if source is None:
-        n_speakers = 9 if n_speakers is None else _check_int(n_speakers, "n_speakers")
-        spk_rng = np.random.default_rng([seed, 1])
-        speakers = {
-            f"spk{i + 1:02d}": draw_speaker(spk_rng, female=bool(i % 2)) for i in range(n_speakers)
-        }
-        speaker_info = {k: v.as_dict() for k, v in speakers.items()}
-        src_desc = "built-in source-filter speech synthesiser"
-    else:
-        by_speaker = _source_speakers(source, source_pattern)
-        names = sorted(by_speaker, key=natural_key)
-        if n_speakers is None:
-            n_speakers = len(names)
-        n_speakers = _check_int(n_speakers, "n_speakers")
-        if n_speakers > len(names):
-            raise ValueError(
-                f"n_speakers={n_speakers} but the speech source {os.fspath(source)!r} has only "
-                f"{len(names)} speakers ({', '.join(names)})"
-            )
-        speakers = {s: by_speaker[s] for s in names[:n_speakers]}
-        speaker_info = {s: {"n_files": len(v)} for s, v in speakers.items()}
-        src_desc = f"real speech from {os.fspath(source)!r} (whisper by LPC whisperisation)"
-
-    # Clean utterances (one per speaker, utterance, mode).
-    clean = []  # (speaker, u, mode, waveform)
-    for si, (spk, params) in enumerate(speakers.items()):
-        for u in range(n_utterances):
-            if source is not None:
-                base = _real_utterance(params, sr, duration, np.random.default_rng([seed, 2, si, u]))
-                level = np.random.default_rng([seed, 3, si, u]).normal(0.0, 1.5)
-            for mode in modes:
-                mi = 0 if mode == "neutral" else 1
-                rng = np.random.default_rng([seed, 4, si, u, mi])
-                if source is None:
-                    x = synthesise_utterance(params, u, mode, sr, duration, rng)
-                elif mode == "neutral":
-                    x = _set_level(base, _NEUTRAL_DBFS + level)
-                else:
-                    x = _set_level(whisperise(base, sr, rng), _WHISPER_DBFS + level)
-                clean.append((spk, u, mode, x))
-
-    data, target, groups, mode_arr, utt = [], [], [], [], []
-    for di, spec in enumerate(device_specs):
-        for ci, (spk, u, mode, x) in enumerate(clean):
-            rng = np.random.default_rng([seed, 5, di, ci])
-            y = apply_device(x, spec, sr, rng, variability=variability).astype(np.float32)
-            data.append(y)
-            target.append(spec.name)
-            groups.append(spk)
-            mode_arr.append(mode)
-            utt.append(f"{spk}_u{u + 1:02d}_{mode}")
-    X = np.empty(len(data), dtype=object)
-    X[:] = data
-
-    lengths = np.array([len(x) for x in data]) / sr
-    descr = "\n".join(
-        [
-            "Parallel multi-device speech corpus made by devicepool.datasets.make_device_corpus",
-            "",
-            f"Source: {src_desc}. Every utterance is recorded by every device; each device",
-            "is a seeded chain: measured microphone impulse response (MicIRP collection,",
-            "micirp.blogspot.com & Xaudia.com), band limits, noise floor, gain/clipping and a",
-            "real libsndfile codec round trip.",
-            "",
-            f"- devices ({len(device_specs)}): " + ", ".join(d.name for d in device_specs),
-            f"- speakers: {len(speakers)}, utterances per speaker and mode: {n_utterances}",
-            f"- modes: {', '.join(modes)}",
-            f"- recordings: {len(data)} ({lengths.min():.2f}-{lengths.max():.2f} s, "
-            f"mean {lengths.mean():.2f} s) at {sr} Hz",
-            f"- variability: {variability}, random_state: {random_state}",
-        ]
-        + [f"  * {d.name}: {d.description}" for d in device_specs]
+    sr = check_sample_rate(sample_rate, owner="make_device_corpus")
+    validate_params(
+        dict(n_devices=n_devices, n_speakers=n_speakers, n_utterances=n_utterances,
+             modes=modes, sample_rate=sr, source=source, source_pattern=source_pattern,
+             duration=duration, devices=devices, variability=variability,
+             random_state=random_state, return_X_y=return_X_y),
+        _CORPUS_CONSTRAINTS, owner="make_device_corpus",
     )
+    plan = _CorpusPlan(
+        sr=sr,
+        devices=_check_devices(devices, n_devices),
+        n_utterances=int(n_utterances),
+        modes=_check_modes(modes),
+        duration=duration,
+        variability=variability,
+        seed=_seed(random_state),
+    )
+    if source is None:
+        speakers = _synthetic_speakers(n_speakers, plan.seed)
+    else:
+        speakers = _real_speakers(source, source_pattern, n_speakers)
+    recordings = _record(plan, _clean_utterances(plan, speakers))
     return finish_bunch(
-        data=X,
-        target=target,
-        groups=groups,
-        mode=mode_arr,
-        utterance=utt,
+        data=recordings.data,
+        target=recordings.target,
+        groups=recordings.groups,
+        mode=recordings.mode,
+        utterance=recordings.utterance,
         sample_rate=sr,
-        descr=descr,
+        descr=_corpus_descr(plan, speakers, recordings, random_state),
         return_X_y=return_X_y,
         extra={
-            "device_info": [d.as_dict() for d in device_specs],
-            "speaker_info": speaker_info,
+            "device_info": [d.as_dict() for d in plan.devices],
+            "speaker_info": speakers.info,
         },
     )

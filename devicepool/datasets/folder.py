@@ -6,9 +6,13 @@ import os
 import re
 import warnings
 from collections import Counter, defaultdict
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
+from .._validation import validate_params, where
+from ..audio import SAMPLE_RATE, check_sample_rate
 from ._base import (
     check_root,
     finish_bunch,
@@ -24,6 +28,22 @@ _FIELD = re.compile(r"\{([^{}]*)\}")
 _RESERVED = {
     "data", "target", "groups", "sample_rate", "DESCR", "devices", "target_names",
     "file_sample_rate", "utterance_label",
+}
+
+
+#: The declared constraints of :func:`load_audio_folder`'s parameters (also used by the
+#: corpus loaders built on it).
+_FOLDER_CONSTRAINTS = {
+    "root": ["path-like"],
+    "pattern": [str],
+    "devices": [str, "array-like", None],
+    "modes": [str, "array-like", None],
+    "default_mode": [str],
+    "strict": ["boolean"],
+    "check_files": ["boolean"],
+    "sample_rate": [SAMPLE_RATE, None],
+    "return_X_y": ["boolean"],
+    "name": [str],
 }
 
 
@@ -127,6 +147,190 @@ def _walk(root):
 def _show(paths, root, k=3):
     shown = ", ".join(repr(os.path.join(root, p)) for p in paths[:k])
     return shown + (f" and {len(paths) - k} more" if len(paths) > k else "")
+
+
+class _Query(NamedTuple):
+    """The validated arguments of one :func:`load_audio_folder` call."""
+
+    root: Path
+    pattern: str
+    regex: re.Pattern
+    fields: list  # field names in pattern order
+    devices: list | None  # devices to keep (None: all)
+    modes: set | None  # normalised modes to keep (None: all)
+    default_mode: str
+    name: str  # corpus name for messages and DESCR
+
+
+class _Row(NamedTuple):
+    """One selected file: its pattern fields, normalised mode, utterance id and path."""
+
+    fields: dict
+    mode: str
+    utterance: str
+    rel: str  # path relative to the root, "/"-separated
+
+
+def _as_str_list(values):
+    """A str or a sequence of them, as a list (None stays None)."""
+    if values is None:
+        return None
+    return [values] if isinstance(values, str) else list(values)
+
+
+def _make_query(root, pattern, devices, modes, default_mode, name):
+    """Check the root and the pattern, normalise the selections."""
+    root = check_root(root, f"{name} root")
+    regex, fields = compile_pattern(pattern)
+    default_mode = normalise_mode(default_mode, "default_mode")
+    if modes is not None:
+        modes = {normalise_mode(m, "modes") for m in _as_str_list(modes)}
+    if devices is not None:
+        devices = [str(d) for d in _as_str_list(devices)]
+    return _Query(root, pattern, regex, fields, devices, modes, default_mode, name)
+
+
+def _match_files(q, strict):
+    """``(rel, fields)`` of every file below the root that matches the pattern."""
+    root, pattern = q.root, q.pattern
+    files = _walk(root)
+    if not files:
+        raise ValueError(f"{q.name} root {str(root)!r} is empty (no audio files)")
+    records, unmatched = [], []
+    for rel in files:
+        m = q.regex.fullmatch(rel)
+        if m is None:
+            unmatched.append(rel)
+            continue
+        records.append((rel, m.groupdict()))
+    if unmatched and strict:
+        raise ValueError(
+            f"{len(unmatched)} file(s) in {str(root)!r} do not match the pattern "
+            f"{pattern!r}: {_show(unmatched, root)}; fix the pattern, move the files "
+            "away, or pass strict=False to skip them"
+        )
+    if not records:
+        raise ValueError(
+            f"no file in {str(root)!r} matches the pattern {pattern!r} "
+            f"(e.g. {_show(files, root, 2)})"
+        )
+    return records
+
+
+def _check_device_folders(q, records):
+    """With a pattern starting ``{device}/``, every (selected) sub-folder must hold a match."""
+    first = q.pattern.split("/")[0]
+    if not (first == "{device}" and "/" in q.pattern):
+        return
+    found = {fd["device"] for _, fd in records}
+    for entry in sorted(os.listdir(q.root)):
+        full = os.path.join(q.root, entry)
+        if entry.startswith(".") or not os.path.isdir(full):
+            continue
+        if q.devices is not None and entry not in q.devices:
+            continue
+        if entry not in found:
+            raise ValueError(
+                f"device folder {full!r} holds no file matching the pattern {q.pattern!r}"
+            )
+
+
+def _select_rows(q, records):
+    """The records of the selected devices and modes with their utterance ids, sorted."""
+    rows = []
+    for rel, fd in records:
+        at = where(path=os.path.join(q.root, rel))
+        mode = normalise_mode(fd["mode"], at) if "mode" in fd else q.default_mode
+        if q.devices is not None and fd["device"] not in q.devices:
+            continue
+        if q.modes is not None and mode not in q.modes:
+            continue
+        # Utterance id: speaker first, then the other fields, then the mode.
+        id_parts = [fd[f] for f in q.fields if f == "speaker"]
+        id_parts += [fd[f] for f in q.fields if f not in ("device", "speaker", "mode")]
+        id_parts += [mode] if "mode" in q.fields else []
+        rows.append(_Row(fd, mode, "_".join(id_parts), rel))
+    if q.devices is not None:
+        have = {r.fields["device"] for r in rows}
+        missing = [d for d in q.devices if d not in have]
+        if missing:
+            raise ValueError(
+                f"device(s) {missing} have no file in {str(q.root)!r} matching the pattern "
+                f"{q.pattern!r}" + (f" and modes {sorted(q.modes)}" if q.modes else "")
+            )
+    if not rows:
+        raise ValueError(
+            f"no file in {str(q.root)!r} is left after selecting modes {sorted(q.modes)}"
+        )
+    rows.sort(key=lambda r: (natural_key(r.fields["device"]), natural_key(r.utterance), r.rel))
+    return rows
+
+
+def _extra_fields(q, rows):
+    """One str array per field besides device, speaker and mode.
+
+    The ``{utterance}`` field is stored as ``utterance_label``: ``bunch.utterance`` is the
+    cross-device id built from all fields.
+    """
+    return {
+        ("utterance_label" if f == "utterance" else f): np.asarray(
+            [r.fields[f] for r in rows], dtype=str
+        )
+        for f in q.fields
+        if f not in ("device", "speaker", "mode")
+    }
+
+
+def _file_rates(paths, sample_rate):
+    """Every file's own rate, and the corpus rate (``sample_rate``, or the files' one)."""
+    rates = np.array([probe_audio(p)[0] for p in paths], dtype=int)
+    if sample_rate is not None:
+        return rates, sample_rate
+    distinct = np.unique(rates)
+    if len(distinct) > 1:
+        a = paths[int(np.flatnonzero(rates == distinct[0])[0])]
+        b = paths[int(np.flatnonzero(rates == distinct[1])[0])]
+        raise ValueError(
+            f"files have different sample rates ({distinct.tolist()} Hz, e.g. "
+            f"{a!r} at {distinct[0]} Hz and {b!r} at {distinct[1]} Hz); pass "
+            "sample_rate=... to choose the rate they are read at"
+        )
+    return rates, int(distinct[0])
+
+
+def _warn_if_not_parallel(q, target, utterance, stacklevel):
+    """Warn when the devices do not all hold the same utterance ids."""
+    by_device = defaultdict(set)
+    for t, u in zip(target, utterance):
+        by_device[t].add(u)
+    union = set().union(*by_device.values())
+    short = {d: len(union - s) for d, s in by_device.items() if s != union}
+    if short and len(by_device) > 1:
+        lacks = (f"device {d!r} lacks {n} of {len(union)} utterance ids" for d, n in sorted(short.items()))
+        warnings.warn(
+            f"{q.name} {str(q.root)!r} is not fully parallel: " + ", ".join(lacks),
+            UserWarning,
+            stacklevel=stacklevel + 1,
+        )
+
+
+def _folder_descr(q, target, groups, mode, rate):
+    """The Bunch's DESCR."""
+    per_device = Counter(target)
+    return "\n".join(
+        [
+            f"{q.name} loaded from {str(q.root)!r}",
+            "",
+            f"Pattern: {q.pattern!r}; one file per (device, utterance). `data` holds file",
+            "paths; read them with devicepool.audio.read_audio_file or pass them straight",
+            "to devicepool.features.FilterBank.",
+            "",
+            *summary_lines(target, groups, mode),
+            "- files per device: "
+            + ", ".join(f"{d}: {per_device[d]}" for d in sorted(per_device, key=natural_key)),
+            f"- sample rate: {rate} Hz",
+        ]
+    )
 
 
 def load_audio_folder(
@@ -233,143 +437,29 @@ def load_audio_folder(
     >>> b.target.tolist(), b.groups.tolist(), b.utterance.tolist()
     (['phoneA', 'phoneA', 'phoneB', 'phoneB'], ['s1', 's2', 's1', 's2'], ['s1_u1', 's2_u1', 's1_u1', 's2_u1'])
     """
-    root = check_root(root, f"{name} root")
-    regex, fields = compile_pattern(pattern)
-    default_mode = normalise_mode(default_mode, "default_mode")
-    if modes is not None:
-        if isinstance(modes, str):
-            modes = [modes]
-        modes = {normalise_mode(m, "modes") for m in modes}
-    if devices is not None:
-        if isinstance(devices, str):
-            devices = [devices]
-        devices = [str(d) for d in devices]
+    if sample_rate is not None:
+        sample_rate = check_sample_rate(sample_rate, owner="load_audio_folder")
+    validate_params(
+        dict(root=root, pattern=pattern, devices=devices, modes=modes,
+             default_mode=default_mode, strict=strict, check_files=check_files,
+             sample_rate=sample_rate, return_X_y=return_X_y, name=name),
+        _FOLDER_CONSTRAINTS, owner="load_audio_folder",
+    )
+    q = _make_query(root, pattern, devices, modes, default_mode, name)
+    records = _match_files(q, strict)
+    _check_device_folders(q, records)
+    rows = _select_rows(q, records)
 
-    files = _walk(root)
-    if not files:
-        raise ValueError(f"{name} root {str(root)!r} is empty (no audio files)")
-
-    records, unmatched = [], []
-    for rel in files:
-        m = regex.fullmatch(rel)
-        if m is None:
-            unmatched.append(rel)
-            continue
-        records.append((rel, m.groupdict()))
-    if unmatched and strict:
-        raise ValueError(
-            f"{len(unmatched)} file(s) in {str(root)!r} do not match the pattern "
-            f"{pattern!r}: {_show(unmatched, root)}; fix the pattern, move the files "
-            "away, or pass strict=False to skip them"
-        )
-    if not records:
-        raise ValueError(
-            f"no file in {str(root)!r} matches the pattern {pattern!r} "
-            f"(e.g. {_show(files, root, 2)})"
-        )
-
-    # A first path component "{device}" means every sub-folder is a device.
-    first = pattern.split("/")[0]
-    if first == "{device}" and "/" in pattern:
-        found = {fd["device"] for _, fd in records}
-        for entry in sorted(os.listdir(root)):
-            full = os.path.join(root, entry)
-            if entry.startswith(".") or not os.path.isdir(full):
-                continue
-            if devices is not None and entry not in devices:
-                continue
-            if entry not in found:
-                raise ValueError(
-                    f"device folder {full!r} holds no file matching the pattern {pattern!r}"
-                )
-
-    rows = []
-    for rel, fd in records:
-        where = f"file {os.path.join(root, rel)!r}"
-        mode = normalise_mode(fd["mode"], where) if "mode" in fd else default_mode
-        if devices is not None and fd["device"] not in devices:
-            continue
-        if modes is not None and mode not in modes:
-            continue
-        # Utterance id: speaker first, then the other fields, then the mode.
-        id_parts = [fd[f] for f in fields if f == "speaker"]
-        id_parts += [fd[f] for f in fields if f not in ("device", "speaker", "mode")]
-        id_parts += [mode] if "mode" in fields else []
-        rows.append((fd, mode, "_".join(id_parts), rel))
-    if devices is not None:
-        have = {fd["device"] for fd, *_ in rows}
-        missing = [d for d in devices if d not in have]
-        if missing:
-            raise ValueError(
-                f"device(s) {missing} have no file in {str(root)!r} matching the pattern "
-                f"{pattern!r}" + (f" and modes {sorted(modes)}" if modes else "")
-            )
-    if not rows:
-        raise ValueError(
-            f"no file in {str(root)!r} is left after selecting modes {sorted(modes)}"
-        )
-    rows.sort(key=lambda r: (natural_key(r[0]["device"]), natural_key(r[2]), r[3]))
-
-    paths = [os.path.join(root, r[3]) for r in rows]
-    target = [r[0]["device"] for r in rows]
-    utterance = [r[2] for r in rows]
-    mode = [r[1] for r in rows]
-    groups = [r[0]["speaker"] for r in rows] if "speaker" in fields else list(utterance)
-    # The {utterance} field is stored as "utterance_label": bunch.utterance is the
-    # cross-device id built from all fields.
-    extra = {
-        ("utterance_label" if f == "utterance" else f): np.asarray(
-            [r[0][f] for r in rows], dtype=str
-        )
-        for f in fields
-        if f not in ("device", "speaker", "mode")
-    }
-
+    paths = [os.path.join(q.root, r.rel) for r in rows]
+    target = [r.fields["device"] for r in rows]
+    utterance = [r.utterance for r in rows]
+    mode = [r.mode for r in rows]
+    groups = [r.fields["speaker"] for r in rows] if "speaker" in q.fields else list(utterance)
+    extra = _extra_fields(q, rows)
     rate = sample_rate
     if check_files:
-        rates = np.array([probe_audio(p)[0] for p in paths], dtype=int)
-        extra["file_sample_rate"] = rates
-        if rate is None:
-            distinct = np.unique(rates)
-            if len(distinct) > 1:
-                a = paths[int(np.flatnonzero(rates == distinct[0])[0])]
-                b = paths[int(np.flatnonzero(rates == distinct[1])[0])]
-                raise ValueError(
-                    f"files have different sample rates ({distinct.tolist()} Hz, e.g. "
-                    f"{a!r} at {distinct[0]} Hz and {b!r} at {distinct[1]} Hz); pass "
-                    "sample_rate=... to choose the rate they are read at"
-                )
-            rate = int(distinct[0])
-
-    # Parallel check: every device should hold the same utterance ids.
-    by_device = defaultdict(set)
-    for t, u in zip(target, utterance):
-        by_device[t].add(u)
-    union = set().union(*by_device.values())
-    short = {d: len(union - s) for d, s in by_device.items() if s != union}
-    if short and len(by_device) > 1:
-        warnings.warn(
-            f"{name} {str(root)!r} is not fully parallel: "
-            + ", ".join(f"device {d!r} lacks {n} of {len(union)} utterance ids" for d, n in sorted(short.items())),
-            UserWarning,
-            stacklevel=2,
-        )
-
-    per_device = Counter(target)
-    descr = "\n".join(
-        [
-            f"{name} loaded from {str(root)!r}",
-            "",
-            f"Pattern: {pattern!r}; one file per (device, utterance). `data` holds file",
-            "paths; read them with devicepool.audio.read_audio_file or pass them straight",
-            "to devicepool.features.FilterBank.",
-            "",
-            *summary_lines(target, groups, mode),
-            "- files per device: "
-            + ", ".join(f"{d}: {per_device[d]}" for d in sorted(per_device, key=natural_key)),
-            f"- sample rate: {rate} Hz",
-        ]
-    )
+        extra["file_sample_rate"], rate = _file_rates(paths, sample_rate)
+    _warn_if_not_parallel(q, target, utterance, stacklevel=2)
     return finish_bunch(
         data=np.asarray(paths, dtype=object),
         target=target,
@@ -377,7 +467,7 @@ def load_audio_folder(
         mode=mode,
         utterance=utterance,
         sample_rate=rate,
-        descr=descr,
+        descr=_folder_descr(q, target, groups, mode, rate),
         return_X_y=return_X_y,
         extra=extra,
     )

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import warnings
+from numbers import Integral, Real
+from typing import NamedTuple
 
 import numpy as np
 
-from ..audio import check_sample_rate, read_audio_file
+from .._validation import Interval, Options, validate_params, where
+from ..audio import SAMPLE_RATE, check_sample_rate, read_audio_file
 from ._base import finish_bunch, summary_lines
 from .folder import load_audio_folder
 
@@ -129,6 +132,125 @@ def split_utterances(
     return segments
 
 
+_MOBIPHONE_CONSTRAINTS = {
+    "root": ["path-like"],
+    "n_utterances_per_file": [Interval(Integral, 1, None, closed="left"), None],
+    "split": ["boolean"],
+    "sample_rate": [SAMPLE_RATE],
+    "phones": [str, "array-like", None],
+    "threshold_db": [Interval(Real, None, None, closed="neither"), None],
+    "min_silence": [Interval(Real, 0, None, closed="left")],
+    "margin": [Interval(Real, 0, None, closed="left")],
+    "strict": ["boolean"],
+    "dtype": [Options(np.dtype, {np.dtype(t) for t in (np.float32, np.float64, np.int16)})],
+    "return_X_y": ["boolean"],
+}
+
+
+class _Segmenting(NamedTuple):
+    """How :func:`load_mobiphone` splits each file (see :func:`split_utterances`)."""
+
+    n_utterances: int | None  # expected per file (None: split at every long pause)
+    threshold_db: float | None
+    min_silence: float
+    margin: float
+
+
+class _Split(NamedTuple):
+    """The utterances of the split files and where each one comes from."""
+
+    data: np.ndarray  # object array of waveforms
+    target: list
+    groups: list
+    utterance: list
+    source_file: list
+    segment: list  # (start, stop) sample indices in the source file
+
+
+def _warn_speakers_differ(files, stacklevel):
+    """Warn when the phones do not all hold the same speakers."""
+    speakers_per_phone = {}
+    for t, g in zip(files.target, files.groups):
+        speakers_per_phone.setdefault(t, set()).add(g)
+    all_speakers = set(files.groups)
+    lacking = {p: sorted(all_speakers - s) for p, s in speakers_per_phone.items() if s != all_speakers}
+    if lacking:
+        warnings.warn(
+            "MOBIPHONE speakers differ across phones: "
+            + "; ".join(f"{p!r} lacks {v}" for p, v in sorted(lacking.items())),
+            UserWarning,
+            stacklevel=stacklevel + 1,
+        )
+
+
+def _file_segments(x, path, sr, seg, stacklevel):
+    """The utterance segments of one file; warn when their number is not the expected one."""
+    segments = split_utterances(
+        x, sr, seg.n_utterances, threshold_db=seg.threshold_db,
+        min_silence=seg.min_silence, margin=seg.margin,
+    )
+    if not segments:
+        raise ValueError(f"{where(path=path)}: no speech found (all frames below the threshold)")
+    if seg.n_utterances is not None and len(segments) != seg.n_utterances:
+        warnings.warn(
+            f"{where(path=path)}: split into {len(segments)} utterances, expected "
+            f"{seg.n_utterances} (check its pauses, or adjust min_silence/threshold_db)",
+            UserWarning,
+            stacklevel=stacklevel + 1,
+        )
+    return segments
+
+
+def _as_dtype(w, dtype):
+    """Samples in ``dtype``; int16 scales [-1, 1) to the full integer range."""
+    if dtype == np.int16:
+        return np.clip(np.round(w * 32768.0), -32768, 32767).astype(np.int16)
+    return w.astype(dtype)
+
+
+def _split_files(files, sr, dtype, seg, stacklevel):
+    """Read every file of ``files`` at ``sr`` and split it into its utterances."""
+    out = _Split([], [], [], [], [], [])
+    for path, phone, speaker in zip(files.data, files.target, files.groups):
+        x, _ = read_audio_file(path, sr)
+        for k, (a, b) in enumerate(_file_segments(x, path, sr, seg, stacklevel + 1)):
+            out.data.append(_as_dtype(x[a:b], dtype))
+            out.target.append(phone)
+            out.groups.append(speaker)
+            out.utterance.append(f"{speaker}_u{k + 1:02d}")
+            out.source_file.append(path)
+            out.segment.append((a, b))
+    X = np.empty(len(out.data), dtype=object)
+    X[:] = out.data
+    return out._replace(data=X)
+
+
+def _mobiphone_header(root):
+    """The first lines of the DESCR."""
+    return [
+        f"MOBIPHONE loaded from {os.fspath(root)!r}",
+        "",
+        "21 mobile phones recording 24 TIMIT speakers x 10 utterances (16 kHz). Each",
+        "<phone>/<speaker>.wav file is one speaker's utterances back to back.",
+    ]
+
+
+def _split_descr(root, split, seg, sr):
+    """The DESCR of the split corpus."""
+    lengths = np.array([len(w) for w in split.data]) / sr
+    return "\n".join(
+        _mobiphone_header(root)
+        + [
+            f"Split by silence (n_utterances_per_file={seg.n_utterances}, "
+            f"min_silence={seg.min_silence} s, margin={seg.margin} s); data are waveforms.",
+            "",
+        ]
+        + summary_lines(split.target, split.groups, ["neutral"] * len(split.target))
+        + [f"- utterance length: {lengths.min():.2f}-{lengths.max():.2f} s, mean {lengths.mean():.2f} s",
+           f"- sample rate: {sr} Hz"]
+    )
+
+
 def load_mobiphone(
     root,
     *,
@@ -219,90 +341,34 @@ def load_mobiphone(
     >>> b.utterance.tolist(), b.target.tolist()
     (['speaker1_u01', 'speaker1_u02'], ['LG GS290', 'LG GS290'])
     """
-    sr = check_sample_rate(sample_rate)
-    if n_utterances_per_file is not None:
-        if isinstance(n_utterances_per_file, bool) or not isinstance(n_utterances_per_file, (int, np.integer)):
-            raise TypeError(f"n_utterances_per_file must be an int or None, got {n_utterances_per_file!r}")
-        if n_utterances_per_file < 1:
-            raise ValueError(f"n_utterances_per_file must be >= 1, got {n_utterances_per_file}")
+    sr = check_sample_rate(sample_rate, owner="load_mobiphone")
     dtype = np.dtype(dtype)
-    if dtype not in (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int16)):
-        raise ValueError(f"dtype must be float32, float64 or int16, got {dtype}")
+    validate_params(
+        dict(root=root, n_utterances_per_file=n_utterances_per_file, split=split,
+             sample_rate=sr, phones=phones, threshold_db=threshold_db,
+             min_silence=min_silence, margin=margin, strict=strict, dtype=dtype,
+             return_X_y=return_X_y),
+        _MOBIPHONE_CONSTRAINTS, owner="load_mobiphone",
+    )
     files = load_audio_folder(
         root, "{device}/{speaker}.wav", devices=phones, strict=strict, sample_rate=sr,
         name="MOBIPHONE",
     )
-    speakers_per_phone = {}
-    for t, g in zip(files.target, files.groups):
-        speakers_per_phone.setdefault(t, set()).add(g)
-    all_speakers = set(files.groups)
-    lacking = {p: sorted(all_speakers - s) for p, s in speakers_per_phone.items() if s != all_speakers}
-    if lacking:
-        warnings.warn(
-            "MOBIPHONE speakers differ across phones: "
-            + "; ".join(f"{p!r} lacks {v}" for p, v in sorted(lacking.items())),
-            UserWarning,
-            stacklevel=2,
-        )
-    header = [
-        f"MOBIPHONE loaded from {os.fspath(root)!r}",
-        "",
-        "21 mobile phones recording 24 TIMIT speakers x 10 utterances (16 kHz). Each",
-        "<phone>/<speaker>.wav file is one speaker's utterances back to back.",
-    ]
+    _warn_speakers_differ(files, stacklevel=2)
     if not split:
-        descr = "\n".join(header + ["", "Not split: one path per (phone, speaker) file."]
+        descr = "\n".join(_mobiphone_header(root) + ["", "Not split: one path per (phone, speaker) file."]
                           + summary_lines(files.target, files.groups, files.mode))
         return finish_bunch(
             data=files.data, target=files.target, groups=files.groups, mode=files.mode,
             utterance=files.utterance, sample_rate=sr, descr=descr, return_X_y=return_X_y,
             extra={"source_file": np.asarray(files.data, dtype=str)},
         )
-
-    data, target, groups, utt, src, seg = [], [], [], [], [], []
-    for path, phone, speaker in zip(files.data, files.target, files.groups):
-        x, _ = read_audio_file(path, sr)
-        segments = split_utterances(
-            x, sr, n_utterances_per_file, threshold_db=threshold_db,
-            min_silence=min_silence, margin=margin,
-        )
-        if not segments:
-            raise ValueError(f"file {path!r}: no speech found (all frames below the threshold)")
-        if n_utterances_per_file is not None and len(segments) != n_utterances_per_file:
-            warnings.warn(
-                f"file {path!r}: split into {len(segments)} utterances, expected "
-                f"{n_utterances_per_file} (check its pauses, or adjust min_silence/threshold_db)",
-                UserWarning,
-                stacklevel=2,
-            )
-        for k, (a, b) in enumerate(segments):
-            w = x[a:b]
-            if dtype == np.int16:
-                w = np.clip(np.round(w * 32768.0), -32768, 32767).astype(np.int16)
-            else:
-                w = w.astype(dtype)
-            data.append(w)
-            target.append(phone)
-            groups.append(speaker)
-            utt.append(f"{speaker}_u{k + 1:02d}")
-            src.append(path)
-            seg.append((a, b))
-    X = np.empty(len(data), dtype=object)
-    X[:] = data
-    lengths = np.array([len(w) for w in data]) / sr
-    descr = "\n".join(
-        header
-        + [
-            f"Split by silence (n_utterances_per_file={n_utterances_per_file}, "
-            f"min_silence={min_silence} s, margin={margin} s); data are waveforms.",
-            "",
-        ]
-        + summary_lines(target, groups, ["neutral"] * len(target))
-        + [f"- utterance length: {lengths.min():.2f}-{lengths.max():.2f} s, mean {lengths.mean():.2f} s",
-           f"- sample rate: {sr} Hz"]
-    )
+    seg = _Segmenting(n_utterances_per_file, threshold_db, min_silence, margin)
+    out = _split_files(files, sr, dtype, seg, stacklevel=2)
     return finish_bunch(
-        data=X, target=target, groups=groups, mode=["neutral"] * len(target), utterance=utt,
-        sample_rate=sr, descr=descr, return_X_y=return_X_y,
-        extra={"source_file": np.asarray(src, dtype=str), "segment": np.asarray(seg, dtype=np.int64).reshape(-1, 2)},
+        data=out.data, target=out.target, groups=out.groups, mode=["neutral"] * len(out.target),
+        utterance=out.utterance, sample_rate=sr, descr=_split_descr(root, out, seg, sr),
+        return_X_y=return_X_y,
+        extra={"source_file": np.asarray(out.source_file, dtype=str),
+               "segment": np.asarray(out.segment, dtype=np.int64).reshape(-1, 2)},
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from .folder import load_audio_folder
+from .._validation import validate_params
+from ..audio import check_sample_rate
+from .folder import _FOLDER_CONSTRAINTS, load_audio_folder
 
 __all__ = ["load_wspire", "WSPIRE_DEVICES", "WSPIRE_PATTERN"]
 
@@ -95,6 +97,13 @@ def load_wspire(
     >>> b.devices, b.mode.tolist()
     (['Zoom H6', 'iPhone 7'], ['neutral', 'whisper', 'neutral', 'whisper'])
     """
+    if sample_rate is not None:
+        sample_rate = check_sample_rate(sample_rate, owner="load_wspire")
+    validate_params(
+        dict(root=root, pattern=pattern, devices=devices, modes=modes, strict=strict,
+             check_files=check_files, sample_rate=sample_rate, return_X_y=return_X_y),
+        _FOLDER_CONSTRAINTS, owner="load_wspire",
+    )
     bunch = load_audio_folder(
         root,
         pattern,
