@@ -2,8 +2,10 @@
 
 An *utterance* is either
 
-* a 1-D array-like of samples (float dtypes are taken as they are; integer dtypes are
-  scaled to [-1, 1) by ``2 ** (bits - 1)``, unsigned integers are centred first), or
+* a 1-D array-like of samples (float dtypes are taken as they are; 8- to 32-bit integer
+  dtypes are PCM, scaled to [-1, 1) by ``2 ** (bits - 1)``, unsigned integers centred
+  first; 64-bit integers are refused: ``np.asarray`` makes them of any list of Python
+  ints, and as PCM they would be digital silence), or
 * a path (``str`` or :class:`os.PathLike`) to any file :mod:`soundfile` reads (WAV,
   FLAC, OGG/Vorbis/Opus, MP3, ... with 16/24/32-bit or float samples). Multi-channel
   files are averaged to mono; a file at another rate is resampled to the requested
@@ -18,6 +20,8 @@ Every error names the utterance index (and the path for files) and the rule brok
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from fractions import Fraction
 from numbers import Integral
 
@@ -128,6 +132,20 @@ def _scale_integers(x):
     return x.astype(np.float64) / half
 
 
+_DATA_SIZE = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+
+
+def _warn_if_truncated(info, at, n_frames, rate):
+    """Warn when libsndfile reports a data chunk shorter than its header says (a
+    truncated or partly written file: only the samples present are read)."""
+    m = _DATA_SIZE.search(info or "")
+    if m and int(m.group(2)) < int(m.group(1)):
+        warnings.warn(
+            f"{at}: truncated audio file: the header announces {m.group(1)} bytes of "
+            f"samples but {m.group(2)} are present; read {n_frames} frames "
+            f"({n_frames / rate:.2f} s)", UserWarning, stacklevel=4)
+
+
 def read_audio_file(path, sample_rate=None, *, index=None, dtype=np.float64):
     """Read an audio file as a mono waveform, resampled to ``sample_rate``.
 
@@ -173,9 +191,12 @@ def read_audio_file(path, sample_rate=None, *, index=None, dtype=np.float64):
     if os.path.isdir(path):
         raise ValueError(f"{at}: is a directory, not an audio file")
     try:
-        data, rate = sf.read(os.fspath(path), dtype="float64", always_2d=True)
+        with sf.SoundFile(os.fspath(path)) as fh:
+            data = fh.read(dtype="float64", always_2d=True)
+            rate, info = fh.samplerate, fh.extra_info
     except Exception as exc:  # libsndfile raises its own error types
         raise ValueError(f"{at}: unreadable or corrupt audio file ({exc})") from None
+    _warn_if_truncated(info, at, len(data), rate)
     x = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     if sample_rate is not None and int(rate) != int(sample_rate):
         x = resample(x, int(rate), int(sample_rate))
@@ -267,6 +288,13 @@ def as_waveform(item, sample_rate, *, index=None, dtype=np.float64):
             raise ValueError(
                 f"{at}: samples must be 1-D (mono), got shape {x.shape}; average "
                 "the channels first, e.g. x.mean(axis=1)"
+            )
+        if x.dtype.kind in "iu" and x.dtype.itemsize > 4:
+            raise TypeError(
+                f"{at}: {x.dtype} samples are ambiguous (np.asarray of a list of Python "
+                "ints gives int64, which would scale to digital silence); pass float "
+                "samples in [-1, 1] or integer PCM as int16 or int32, e.g. "
+                "x.astype(np.int16)"
             )
         if x.dtype.kind in "iu":
             x = _scale_integers(x)

@@ -194,3 +194,29 @@ def test_errors_are_raised_before_anything_is_returned():
     # fit checks in-memory utterances too, without computing features
     with pytest.raises(ValueError, match="utterance 1: contains NaN"):
         fb.fit([np.ones(800), np.full(800, np.nan)])
+
+
+@pytest.mark.parametrize("item", [np.array([0, 1000, -1000], dtype=np.int64),
+                                  np.array([0, 5], dtype=np.uint64), [0, 1000, -1000]])
+def test_64_bit_integer_samples_are_refused_not_silenced(item):
+    # np.asarray of a list of Python ints is int64: as PCM it would be digital silence
+    with pytest.raises(TypeError, match=r"utterance 2: (int64|uint64) samples are ambiguous.*int16"):
+        as_waveform(item, 16000, index=2)
+    with pytest.raises(TypeError, match=r"utterance 1: .*int16 or int32"):
+        FilterBank().transform([np.zeros(800, np.float32), item])
+
+
+def test_truncated_wav_warns_with_its_path_and_reads_what_is_there(tmp_path):
+    full = tmp_path / "full.wav"
+    sf.write(full, np.random.default_rng(0).normal(0, 0.1, 16000), 16000, subtype="PCM_16")
+    data = full.read_bytes()
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.warns(UserWarning, match=r"utterance 4 \(file '.*cut\.wav'\): truncated audio file.*7989 frames"):
+        x, rate = read_audio_file(cut, index=4)
+    assert rate == 16000 and len(x) == 7989
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an intact file reads without a warning
+        read_audio_file(full)

@@ -254,3 +254,13 @@ def test_any_finite_waveform_gives_finite_features_of_the_right_shape(x):
     assert out.shape == (1 + (len(x) - 400) // 160, 24)
     assert out.dtype == np.float32
     assert np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("make", [FilterBank, DFTMagnitude])
+def test_a_file_too_short_is_named_by_its_path(tmp_path, make):
+    import soundfile as sf
+
+    path = tmp_path / "short.wav"
+    sf.write(path, np.zeros(100), 16000)
+    with pytest.raises(ValueError, match=r"utterance 1 \(file '.*short\.wav'\): 100 samples is shorter"):
+        make().transform([np.zeros(16000), str(path)])

@@ -275,7 +275,7 @@ def test_defaults_separate_devices_of_an_unseen_speaker(small_corpus_features):
 def test_defaults_on_the_default_corpus_fold(Cls):
     """Full library defaults, default corpus, neutral, one speaker fold of the protocol."""
     from devicepool import FilterBank, make_device_corpus
-    from devicepool.experiments import make_folds
+    from devicepool.protocol import make_folds
 
     c = make_device_corpus(random_state=0, modes=("neutral",))
     F = FilterBank().fit_transform(c.data)
@@ -322,3 +322,55 @@ def test_masked_batch_norm_without_padding_is_plain_batch_norm():
     slow = MaskedBatchNorm2d(3).train()
     y_slow = slow(x, partial)
     assert not torch.allclose(y_slow, y_fast)  # the padded frame is left out of the moments
+
+
+# ---------------------------------------------------------------- memory budget
+
+def test_bucket_iterator_bounds_the_padded_frames_of_a_batch():
+    from devicepool.estimators import BucketIterator
+
+    lengths = [10] * 8 + [1000] + [30] * 5
+    ds = UtteranceDataset([np.zeros((n, 3), np.float32) for n in lengths], np.zeros(len(lengths)))
+    for shuffle in (False, True):
+        it = BucketIterator(ds, batch_size=4, shuffle=shuffle, max_frames=100)
+        seen = []
+        for batch, _ in it:
+            B, T = batch["x"].shape[:2]
+            assert B * T <= 100 or B == 1  # an item longer than the budget goes alone
+            seen += batch["lengths"].tolist()
+        assert sorted(seen) == sorted(lengths)  # nothing lost, nothing repeated
+    # with a crop applied by the collate function, the cap counts, not the raw length
+    it = BucketIterator(ds, batch_size=4, max_frames=100, length_cap=25,
+                        collate_fn=CropCollate(25))
+    assert all(b["x"].shape[0] * b["x"].shape[1] <= 100 for b, _ in it)
+
+
+def test_training_batches_stay_within_the_frame_budget_whatever_the_lengths():
+    from skorch.callbacks import Callback
+
+    X, y = make_utterances(16, n_classes=2)
+    X[3] = np.concatenate([X[3]] * 40)  # one utterance 40x longer than the others
+    shapes = []
+
+    class Shapes(Callback):
+        def on_batch_begin(self, net, batch=None, training=None, **kwargs):
+            shapes.append((training, tuple(batch[0]["x"].shape[:2])))
+
+    clf = DACNNClassifier(crop_frames=None, max_batch_frames=200, batch_size=8, max_epochs=2,
+                          train_split=None, random_state=0, callbacks=[Shapes()])
+    with pytest.warns(UserWarning, match=r"1 training item\(s\) are longer than max_batch_frames=200"):
+        clf.fit(X, y)
+    assert shapes and all(B * T <= 200 for training, (B, T) in shapes if training)
+    assert max(T for _, (_, T) in shapes) == 200  # the long one: random windows of 200
+    # prediction uses the same budget: the long utterance goes alone, whole
+    out = clf.predict_outputs(X)
+    assert len(out.attention.time[3]) == int(np.ceil(len(X[3]) / 4))
+
+
+def test_default_recipe_is_untouched_by_the_budget():
+    # crops of 100 frames x 32 items = 3200 padded frames: far below the default budget,
+    # so the budget never cuts a batch or changes a random draw
+    X, y = make_utterances(40)
+    a = SACNNClassifier(max_epochs=2, random_state=0).fit(X, y)
+    b = SACNNClassifier(max_epochs=2, random_state=0, max_batch_frames=None).fit(X, y)
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))

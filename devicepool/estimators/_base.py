@@ -17,7 +17,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNetClassifier
 from skorch.callbacks import EpochTimer, PassthroughScoring, PrintLog
-from torch.utils.data import Subset
+from torch.utils.data import Dataset, Subset
 
 from .._validation import Interval, StrOptions, check_feature_set, validate_params
 from ..models import check_module
@@ -34,6 +34,7 @@ from ._data import (
     CropCollate,
     UtteranceDataset,
     _auto_split,
+    _dataset_lengths,
     collate_utterances,
 )
 from ._inference import UtteranceOutputs, run_network
@@ -58,6 +59,7 @@ class _UtteranceClassifier(NeuralNetClassifier):
         "train_split": [StrOptions({"auto"}), None, "callable"],
         "valid_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
         "patience": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "max_batch_frames": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "progress": ["boolean"],
         "random_state": ["random_state"],
     }
@@ -73,6 +75,7 @@ class _UtteranceClassifier(NeuralNetClassifier):
         max_steps=400,
         batch_size=32,
         crop_frames=100,
+        max_batch_frames=16384,
         lr_schedule="onecycle",
         train_split="auto",
         valid_fraction=0.2,
@@ -94,6 +97,7 @@ class _UtteranceClassifier(NeuralNetClassifier):
         )
         self.max_steps = max_steps
         self.crop_frames = crop_frames
+        self.max_batch_frames = max_batch_frames
         self.lr_schedule = lr_schedule
         self.valid_fraction = valid_fraction
         self.patience = patience
@@ -156,6 +160,15 @@ class _UtteranceClassifier(NeuralNetClassifier):
         self.module_ = module.to(self.device)
         return self
 
+    def _length_cap(self, lengths):
+        """Frames a training item is cut to (a random window), or None: ``crop_frames``,
+        or ``max_batch_frames`` when an item is longer than that budget."""
+        cap, budget = self.crop_frames, self.max_batch_frames
+        if budget is not None and len(lengths) and int(np.max(lengths)) > budget and \
+                (cap is None or cap > budget):
+            cap = budget
+        return cap
+
     def get_iterator(self, dataset, training=False):
         prefix = "iterator_train" if training else "iterator_valid"
         kwargs = self.get_params_for(prefix)
@@ -163,12 +176,15 @@ class _UtteranceClassifier(NeuralNetClassifier):
         kwargs.setdefault("batch_size", self.batch_size)
         if kwargs["batch_size"] == -1:
             kwargs["batch_size"] = len(dataset)
-        if training and self.crop_frames is not None:
-            kwargs["collate_fn"] = CropCollate(self.crop_frames,
-                                               kwargs.get("collate_fn", collate_utterances))
+        cap = self._length_cap(_dataset_lengths(dataset)) if training else None
+        if cap is not None:
+            kwargs["collate_fn"] = CropCollate(cap, kwargs.get("collate_fn", collate_utterances))
         kwargs.setdefault("collate_fn", collate_utterances)
         if training:
             kwargs.setdefault("shuffle", True)
+        if isinstance(iterator, type) and issubclass(iterator, BucketIterator):
+            kwargs.setdefault("max_frames", self.max_batch_frames)
+            kwargs.setdefault("length_cap", cap)
         return iterator(dataset, **kwargs)
 
     def get_split_datasets(self, X, y=None, **fit_params):
@@ -313,6 +329,7 @@ class _UtteranceClassifier(NeuralNetClassifier):
 
     def _train(self, dataset, **fit_params):
         self._planned_split = self.get_split_datasets(dataset, dataset.y)
+        self._warn_budget_crops(self._planned_split[0])
         try:
             self.train_plan_ = self._plan(*self._planned_split)
             NeuralNetClassifier.partial_fit(self, dataset, dataset.y,
@@ -321,6 +338,17 @@ class _UtteranceClassifier(NeuralNetClassifier):
             raise KeyboardInterrupt from None  # a user's Ctrl-C aborts fit
         finally:
             del self._planned_split
+
+    def _warn_budget_crops(self, train):
+        lengths = _dataset_lengths(train)
+        cap = self._length_cap(lengths)
+        if cap is not None and cap != self.crop_frames:
+            n_long = int(np.sum(lengths > cap))
+            warnings.warn(
+                f"{n_long} training item(s) are longer than max_batch_frames={cap} frames; "
+                f"each epoch trains on a random window of {cap} frames of them, to bound "
+                "the memory of a batch (set crop_frames, or raise max_batch_frames)",
+                UserWarning, stacklevel=4)
 
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
         try:
@@ -348,6 +376,9 @@ class _UtteranceClassifier(NeuralNetClassifier):
         n_train = len(train)
         bs = n_train if self.batch_size == -1 else min(int(self.batch_size), max(n_train, 1))
         per_epoch = max(1, math.ceil(n_train / bs))
+        if isinstance(train, Dataset) and isinstance(self.iterator_train, type) and \
+                issubclass(self.iterator_train, BucketIterator):
+            per_epoch = max(per_epoch, len(self.get_iterator(train, training=True)))  # budget cuts
         epochs = int(self.max_epochs)
         if self.max_steps is not None:
             epochs = min(epochs, max(1, math.ceil(int(self.max_steps) / per_epoch)))
@@ -377,7 +408,7 @@ class _UtteranceClassifier(NeuralNetClassifier):
         Xs = self._check_X(X, reset=False)
         bs = self.batch_size if self.batch_size != -1 else len(Xs)
         return run_network(self.module_, Xs, batch_size=bs, device=self.device,
-                           attention=attention)
+                           attention=attention, max_frames=self.max_batch_frames)
 
     def predict_outputs(self, X):
         """Logits, embeddings and attention weights from one forward pass.

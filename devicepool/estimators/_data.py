@@ -110,20 +110,48 @@ class BucketIterator:
     padding) while the epoch stays random. With ``shuffle=False`` items are sorted by
     length. Randomness comes from torch's global generator (the classifiers seed it
     inside a forked RNG state when ``random_state`` is set).
+
+    With ``max_frames``, a batch whose padded size (items x longest item, each item
+    counted at most ``length_cap`` frames, the crop the collate function applies) would
+    exceed ``max_frames`` is cut into smaller ones, so the memory of a batch is bounded
+    whatever the lengths; an item longer than ``max_frames`` goes alone.
     """
 
     def __init__(self, dataset, batch_size=32, shuffle=False, pool_batches=16,
-                 collate_fn=collate_utterances, drop_last=False):
+                 collate_fn=collate_utterances, drop_last=False, max_frames=None,
+                 length_cap=None):
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
         self.pool_batches = int(pool_batches)
         self.collate_fn = collate_fn
         self.drop_last = drop_last
+        self.max_frames = max_frames
+        self.length_cap = length_cap
 
     def __len__(self):
+        if self.max_frames is not None:  # the sorted batching's count (shuffled: about)
+            lengths = _dataset_lengths(self.dataset)
+            order = np.argsort(lengths, kind="stable")
+            bs = self.batch_size
+            return len(self._bounded([order[i:i + bs] for i in range(0, len(order), bs)], lengths))
         n = len(self.dataset)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def _bounded(self, batches, lengths):
+        """Cut length-sorted batches so that none exceeds ``max_frames`` padded frames."""
+        if self.max_frames is None:
+            return batches
+        eff = lengths if self.length_cap is None else np.minimum(lengths, self.length_cap)
+        out = []
+        for b in batches:
+            start = 0
+            for stop in range(1, len(b) + 1):
+                if stop - start > 1 and (stop - start) * eff[b[stop - 1]] > self.max_frames:
+                    out.append(b[start:stop - 1])
+                    start = stop - 1
+            out.append(b[start:])
+        return out
 
     def _batches(self):
         lengths = _dataset_lengths(self.dataset)
@@ -140,6 +168,7 @@ class BucketIterator:
                 chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
                 batches += [chunk[i:i + bs] for i in range(0, len(chunk), bs)]
             batches = [batches[i] for i in torch.randperm(len(batches)).tolist()]
+        batches = self._bounded(batches, lengths)
         if self.drop_last:
             batches = [b for b in batches if len(b) == bs]
         return batches
@@ -203,17 +232,16 @@ def _auto_split(dataset, fraction, seed):
 
 
 
-def inference_batches(lengths, batch_size, frame_budget=512):
+def inference_batches(lengths, batch_size, max_frames=None):
     """Index batches for prediction: sorted by length, at most ``batch_size`` items and
-    at most ``batch_size * frame_budget`` padded frames each (a long utterance goes
-    alone), so memory is bounded whatever the lengths.
+    at most ``max_frames`` padded frames each (default ``batch_size * 512``; an
+    utterance longer than that goes alone), so memory is bounded whatever the lengths.
 
     Parameters
     ----------
     lengths : ndarray of int, shape (n_utterances,)
     batch_size : int
-    frame_budget : int, default=512
-        Padded frames per item allowed on average.
+    max_frames : int, optional
 
     Yields
     ------
@@ -223,7 +251,7 @@ def inference_batches(lengths, batch_size, frame_budget=512):
     lengths = np.asarray(lengths)
     order = np.argsort(lengths, kind="stable")
     bs = max(1, int(batch_size))
-    budget = bs * int(frame_budget)
+    budget = bs * 512 if max_frames is None else int(max_frames)
     start = 0
     while start < len(order):
         stop = start + 1

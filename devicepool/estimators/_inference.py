@@ -47,11 +47,12 @@ def _unbatch_attention(att, idx, lengths, rows):
     return r
 
 
-def run_network(module, Xs, *, batch_size, device="cpu", attention=True):
+def run_network(module, Xs, *, batch_size, device="cpu", attention=True, max_frames=None):
     """Run ``module`` (module contract) over checked feature arrays ``Xs`` in eval mode.
 
     Batches come from :func:`~devicepool.estimators._data.inference_batches` (sorted by
-    length, padded frames bounded); each batch is one forward pass giving logits,
+    length, at most ``max_frames`` padded frames (default ``batch_size * 512``), an
+    utterance longer than that alone); each batch is one forward pass giving logits,
     embedding and (with ``attention``, when the module has it) attention weights.
 
     Returns
@@ -65,7 +66,7 @@ def run_network(module, Xs, *, batch_size, device="cpu", attention=True):
     reduction = 1
     try:
         with torch.no_grad():
-            for idx in inference_batches(lengths, batch_size):
+            for idx in inference_batches(lengths, batch_size, max_frames):
                 batch, _ = collate_utterances([(Xs[i], 0) for i in idx])
                 out = module_outputs(module, batch["x"].to(device),
                                      batch["lengths"].to(device), attention=attention)

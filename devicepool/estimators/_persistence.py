@@ -11,11 +11,15 @@ paper's readings, which it was trained with.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "save_classifier", "load_classifier"]
+from .._validation import where
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "save_classifier", "load_classifier", "read_weights_only"]
 
 FORMAT = "devicepool.estimator"
 FORMAT_VERSION = 2
@@ -85,5 +89,24 @@ def classifier_from_payload(cls, payload, *, source="payload", device="cpu", **o
 
 def load_classifier(cls, path, device="cpu", **overrides):
     """Read a file of :func:`save_classifier` (``weights_only`` loading) into ``cls``."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    return classifier_from_payload(cls, payload, source=str(path), device=device, **overrides)
+    payload = read_weights_only(path)
+    return classifier_from_payload(cls, payload, source=where(path=path), device=device,
+                                   **overrides)
+
+
+def read_weights_only(path):
+    """``torch.load(path, weights_only=True)`` on the CPU, with one clear error for a
+    missing, corrupt or foreign file (naming it; torch's own message suggests loading
+    with ``weights_only=False``, which would run code from the file: never do that
+    with a file you did not write)."""
+    at = where(path=path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{at}: no such model file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
+        kind = ("it holds objects other than weights and plain values (refused: loading "
+                "them would run code from the file)" if "Weights only load failed" in str(exc)
+                else f"{type(exc).__name__}")
+        raise ValueError(f"{at}: not a readable devicepool model file: corrupt, truncated "
+                         f"or of another kind ({kind})") from None

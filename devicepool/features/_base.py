@@ -7,7 +7,7 @@ import os
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from .._validation import validate_params
+from .._validation import validate_params, where
 from ..audio import as_waveform, check_sample_rate, check_utterance_set
 
 __all__ = ["UtteranceTransformer", "as_object_array"]
@@ -27,7 +27,7 @@ class UtteranceTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_key
     Subclasses declare ``_parameter_constraints`` (checked by :meth:`_validate_params`,
     scikit-learn's style), implement ``_config()`` (validate the parameters, then the
     rules that relate several of them, and return what the kernel needs),
-    ``_check_length(waveform, index, config)`` (raise ``ValueError`` naming the
+    ``_check_length(waveform, at, config)`` (raise ``ValueError`` naming the
     utterance when it is too short) and the static kernel ``_kernel(waveform, config)``,
     or ``_transform_chunk`` to process several utterances at once.
     """
@@ -69,7 +69,7 @@ class UtteranceTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_key
             sample_rate = check_sample_rate(self.sample_rate, owner=type(self).__name__)
             for i, item in enumerate(check_utterance_set(X)):
                 if not isinstance(item, (str, os.PathLike)):
-                    self._check_length(as_waveform(item, sample_rate, index=i), i, config)
+                    self._check_length(as_waveform(item, sample_rate, index=i), where(i), config)
         return self
 
     def fit_transform(self, X, y=None, **fit_params):
@@ -115,7 +115,8 @@ class UtteranceTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_key
         """Yield ``items`` (utterance indices from ``offset``) as checked waveforms."""
         for index, item in enumerate(items, start=offset):
             waveform = as_waveform(item, sample_rate, index=index)
-            cls._check_length(waveform, index, config)
+            path = item if isinstance(item, (str, os.PathLike)) else None
+            cls._check_length(waveform, where(index, path), config)
             yield waveform
 
     @classmethod

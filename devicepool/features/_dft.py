@@ -7,7 +7,7 @@ from numbers import Integral, Real
 import numpy as np
 import scipy.fft
 
-from .._validation import Interval, where
+from .._validation import Interval
 from ..audio import SAMPLE_RATE
 from ._base import UtteranceTransformer
 
@@ -122,11 +122,11 @@ class DFTMagnitude(UtteranceTransformer):
         return seg, max(1, int(np.ceil(frac * seg)))
 
     @staticmethod
-    def _check_length(waveform, index, config):
+    def _check_length(waveform, at, config):
         seg, min_length = config
         if waveform.shape[0] < min_length:
             raise ValueError(
-                f"{where(index)}: {waveform.shape[0]} samples is shorter than the "
+                f"{at}: {waveform.shape[0]} samples is shorter than the "
                 f"shortest usable segment ({min_length} of {seg} samples)"
             )
 

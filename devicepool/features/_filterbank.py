@@ -9,7 +9,7 @@ import numpy as np
 import scipy.fft
 from scipy.signal import get_window
 
-from .._validation import Interval, validate_params, where
+from .._validation import Interval, validate_params
 from ..audio import SAMPLE_RATE
 from ._base import UtteranceTransformer
 from ._framing import frame_signal, mel_band_edges, mel_filterbank, n_frames_for, next_pow2
@@ -319,10 +319,10 @@ class FilterBank(UtteranceTransformer):
         )
 
     @staticmethod
-    def _check_length(waveform, index, config):
+    def _check_length(waveform, at, config):
         if waveform.shape[0] < config.frame_length:
             raise ValueError(
-                f"{where(index)}: {waveform.shape[0]} samples is shorter than one frame "
+                f"{at}: {waveform.shape[0]} samples is shorter than one frame "
                 f"({config.frame_length} samples)"
             )
 
