@@ -1,7 +1,7 @@
 """Classical reference systems for the accuracy benchmark (utterance sets of log filterbanks).
 
 Each factory returns an unfitted scikit-learn classifier that reads an utterance set of
-``FilterBank`` features ``(n_frames, 24)``, so :func:`devicepool.experiments.register_model`
+``FilterBank`` features ``(n_frames, 24)``, so :func:`devicepool.protocol.register_model`
 runs it on exactly the protocol's folds, beside the networks:
 
 * ``logreg_meanstd``: per-band mean and standard deviation over time (48 values), scaled,
@@ -106,7 +106,7 @@ REFERENCES = {
 
 def register_references():
     """Register the three references with the protocol (feature: FilterBank)."""
-    from devicepool.experiments import register_model
+    from devicepool.protocol import register_model
 
     for name, (label, factory) in REFERENCES.items():
         register_model(name, factory, feature="fbank", label=label)

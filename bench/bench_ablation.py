@@ -2,7 +2,7 @@
 
 One configuration per call: a classifier with library defaults plus the given overrides,
 trained on the default embedded corpus (``make_device_corpus(random_state=0)``) in one
-condition, speaker-disjoint 3-fold (``devicepool.experiments.make_folds``), utterance
+condition, speaker-disjoint 3-fold (``devicepool.protocol.make_folds``), utterance
 accuracy per fold, mean ± std; the other speaking mode of the same held-out speakers is
 the cross-mode test (N/W for a neutral fit, W/N for a whisper one). Classifier
 ``random_state=0``, one torch thread. Fit times are per fold and only comparable between
@@ -30,7 +30,7 @@ from _common import SHARED  # noqa: F401  (puts the checkout on sys.path)
 from devicepool import FilterBank, make_device_corpus
 from devicepool import estimators as E
 from devicepool.datasets import vocalise_recordings, whisperise_recordings
-from devicepool.experiments import CONDITIONS, make_folds
+from devicepool.protocol import CONDITIONS, make_folds
 
 CLASSES = {"da": E.DACNNClassifier, "sa": E.SACNNClassifier}
 

@@ -1,6 +1,6 @@
 """Benchmark 5: accuracy of every model with library defaults, beside classical references.
 
-Protocol (``devicepool.experiments.run_protocol``): speaker-disjoint 3-fold GroupKFold by
+Protocol (``devicepool.protocol.run_protocol``): speaker-disjoint 3-fold GroupKFold by
 speaker, utterance-level accuracy, mean ± std over the folds (population std), conditions
 N, W, N/W, W/N (one fit per training mode and fold serves the matched and the mismatched
 test). Every model uses its **library defaults** (no overrides) unless ``--params`` says
@@ -56,7 +56,7 @@ def corpus_for(name, seed):
 
 def table(result, models):
     """Markdown: mean ± std (%) per condition and the mean fit time per fold (s)."""
-    from devicepool.experiments import CONDITIONS
+    from devicepool.protocol import CONDITIONS
 
     conds = [c for c in CONDITIONS if c in result.conditions]
     fit_s = {}
@@ -91,8 +91,7 @@ def main(argv=None):
     p.add_argument("--tag", default="", help="suffix of the result file (ablations)")
     args = p.parse_args(argv)
 
-    from devicepool import experiments
-    from devicepool.experiments import combine_results, register_model, run_protocol
+    from devicepool.protocol import combine_results, get_model, register_model, run_protocol
 
     register_references()
     desc = machine_description()
@@ -103,7 +102,7 @@ def main(argv=None):
     params = json.loads(args.params)
     aug = [f"{m}+modeaug" for m in args.mode_augmentation.split(",") if m]
     for name, base in zip(aug, [m for m in args.mode_augmentation.split(",") if m]):
-        spec = experiments._MODELS[base]
+        spec = get_model(base)
         register_model(name, spec.factory, feature=spec.feature, label=f"{spec.label} + mode augmentation")
     runs = {}
     for name in args.corpus.split(","):

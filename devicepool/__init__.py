@@ -29,8 +29,8 @@ _LAZY = {
     "load_wspire": "devicepool.datasets",
     "load_audio_folder": "devicepool.datasets",
     "make_device_corpus": "devicepool.datasets",
-    # experiments
-    "run_protocol": "devicepool.experiments",
+    # protocol
+    "run_protocol": "devicepool.protocol",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

@@ -5,18 +5,25 @@
     the embedded corpus, written to ``./devicepool-demo/``.
 ``devicepool evaluate --corpus {mobiphone,wspire,folder,demo} --root PATH``
     The protocol on a real corpus; rerunning the same command resumes.
+    ``--scheduler ADDRESS`` runs the fits on a dask.distributed cluster.
 ``devicepool train --corpus ... --root ... --model da_cnn -o model.joblib``
     Fits a features + classifier pipeline on a whole corpus and saves it with joblib.
 ``devicepool predict model.joblib FILE...``
     Device, its probability and the runner-up per file (``--json`` for machines).
 
-Errors in what the user gave (a missing root, an unknown model, an unreadable file) are
-reported on one line without a traceback, exit status 2 (1 for other failures).
+Model names come from :mod:`devicepool.protocol`'s registry: a model registered with
+:func:`devicepool.protocol.register_model` before :func:`main` runs can be evaluated and
+trained like the built-in three.
+
+Errors in what the user gave (a missing root, an unknown model, an unreadable file, an
+unreachable scheduler) are reported on one line without a traceback, exit status 2 (1 for
+other failures).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -24,7 +31,6 @@ import time
 
 __all__ = ["main", "DEMO_SETTINGS", "build_parser"]
 
-MODEL_NAMES = ("dft_cnn", "sa_cnn", "da_cnn")
 CORPORA = ("mobiphone", "wspire", "folder", "demo")
 
 #: Sizes and training budgets of ``devicepool demo``. Ex-2 is the default embedded corpus
@@ -67,10 +73,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _models_arg(text):
+    from devicepool.protocol import registered_models
+
     names = [n.strip() for n in text.replace(",", " ").split() if n.strip()]
     for n in names:
-        if n not in MODEL_NAMES:
-            raise argparse.ArgumentTypeError(f"unknown model {n!r} (choose from {', '.join(MODEL_NAMES)})")
+        if n not in registered_models():
+            raise argparse.ArgumentTypeError(
+                f"unknown model {n!r} (choose from {', '.join(registered_models())})")
     if not names:
         raise argparse.ArgumentTypeError("no model named")
     return names
@@ -89,7 +98,9 @@ def _positive_int(text):
 def build_parser():
     """The argparse parser of the ``devicepool`` command."""
     from devicepool import __version__
+    from devicepool.protocol import registered_models
 
+    models = registered_models()
     p = _Parser(prog="devicepool", description="Recording-device classification from speech "
                 "(SA-CNN, DA-CNN, DFT-CNN): the paper's protocol, training and prediction.")
     p.add_argument("--version", action="version", version=f"devicepool {__version__}")
@@ -121,13 +132,17 @@ def build_parser():
 
     e = sub.add_parser("evaluate", help="the protocol on a corpus (resumable)")
     corpus_args(e)
-    e.add_argument("--models", type=_models_arg, default=list(MODEL_NAMES),
-                   help="comma-separated models (default: dft_cnn,sa_cnn,da_cnn)")
+    e.add_argument("--models", type=_models_arg, default=list(models),
+                   help=f"comma-separated models (default: all registered, {','.join(models)})")
     e.add_argument("--conditions", default=None,
                    help="comma-separated among MOBI,N,W,N/W,W/N (default: all the corpus serves)")
     e.add_argument("--n-splits", type=_positive_int, default=3, help="speaker folds (default 3)")
     e.add_argument("--out", default="devicepool-results", help="output folder (default ./devicepool-results)")
-    e.add_argument("--n-jobs", type=_positive_int, default=None, help="parallel fits")
+    e.add_argument("--n-jobs", type=_positive_int, default=None,
+                   help="parallel fits (with --scheduler: default all the cluster's worker threads)")
+    e.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="run the fits on the dask.distributed cluster of this scheduler, e.g. "
+                        "tcp://10.0.0.5:8786 (needs devicepool[distributed]; see docs/cluster.md)")
     e.add_argument("--fresh", action="store_true", help="ignore finished results in --out")
     e.add_argument("--mode-augmentation", action="store_true",
                    help="also train neutral fits on whisperised copies of their recordings "
@@ -136,7 +151,7 @@ def build_parser():
 
     t = sub.add_parser("train", help="fit features + classifier on a whole corpus and save it")
     corpus_args(t)
-    t.add_argument("--model", default="da_cnn", choices=MODEL_NAMES, help="model (default da_cnn)")
+    t.add_argument("--model", default="da_cnn", choices=models, help="model (default da_cnn)")
     t.add_argument("--mode", choices=("all", "neutral", "whisper"), default="all",
                    help="train on this speaking mode only (default all)")
     t.add_argument("-o", "--output", required=True, help="where to save the model (joblib)")
@@ -192,7 +207,7 @@ def _model_overrides(args, models):
 
 
 def _parse_conditions(text):
-    from devicepool.experiments import CONDITIONS
+    from devicepool.protocol import CONDITIONS
 
     if text is None:
         return None
@@ -208,7 +223,7 @@ def _parse_conditions(text):
 
 def cmd_demo(args):
     from devicepool.datasets import make_device_corpus
-    from devicepool.experiments import combine_results, run_protocol, write_report
+    from devicepool.protocol import combine_results, run_protocol, write_report
 
     settings = DEMO_SETTINGS["quick" if args.quick else "full"]
     progress = not args.quiet
@@ -221,7 +236,7 @@ def cmd_demo(args):
                    f"{spec['n_speakers']} speakers, {spec['n_utterances']} utterances each)")
         corpus = make_device_corpus(random_state=args.seed + (0 if key == "ex2" else 1), **spec)
         parts.append(run_protocol(
-            corpus, models=MODEL_NAMES, n_splits=3, out_dir=os.path.join(args.out, key),
+            corpus, models=list(settings["model_params"]), n_splits=3, out_dir=os.path.join(args.out, key),
             random_state=args.seed, model_params=settings["model_params"], progress=progress,
             n_jobs=args.n_jobs if args.n_jobs is not None else settings.get("n_jobs"), report=False))
     result = combine_results(*parts)
@@ -238,16 +253,38 @@ def cmd_demo(args):
     return 0
 
 
+@contextlib.contextmanager
+def _dask_cluster(args):
+    """joblib's dask backend on a client of ``args.scheduler``; yields the fits' n_jobs."""
+    try:
+        import joblib
+        from distributed import Client
+    except ImportError:
+        raise UsageError("--scheduler needs dask.distributed: pip install 'devicepool[distributed]'") from None
+    try:
+        client = Client(args.scheduler)
+    except (OSError, TimeoutError, ValueError, TypeError) as exc:
+        raise UsageError(f"cannot reach the dask scheduler at {args.scheduler!r}: {exc}") from None
+    with client, joblib.parallel_backend("dask"):
+        n_threads = sum(client.nthreads().values())
+        _say(args, f"devicepool evaluate: fits on the dask cluster at {args.scheduler} "
+                   f"({len(client.nthreads())} workers, {n_threads} threads)")
+        yield args.n_jobs if args.n_jobs is not None else -1
+
+
 def cmd_evaluate(args):
-    from devicepool.experiments import run_protocol
+    from devicepool.protocol import run_protocol
 
     corpus = _load_corpus(args)
-    result = run_protocol(
-        corpus, models=args.models, conditions=_parse_conditions(args.conditions),
-        n_splits=args.n_splits, out_dir=args.out, random_state=args.seed,
-        model_params=_model_overrides(args, args.models), progress=not args.quiet,
-        n_jobs=args.n_jobs, resume=not args.fresh, mode_augmentation=args.mode_augmentation,
-        title=f"devicepool evaluate: {args.corpus} corpus")
+    conditions = _parse_conditions(args.conditions)
+    backend = _dask_cluster(args) if args.scheduler else contextlib.nullcontext(args.n_jobs)
+    with backend as n_jobs:
+        result = run_protocol(
+            corpus, models=args.models, conditions=conditions,
+            n_splits=args.n_splits, out_dir=args.out, random_state=args.seed,
+            model_params=_model_overrides(args, args.models), progress=not args.quiet,
+            n_jobs=n_jobs, resume=not args.fresh, mode_augmentation=args.mode_augmentation,
+            title=f"devicepool evaluate: {args.corpus} corpus")
     print(result.to_markdown(paper=True))
     for note in result.notes:
         _say(args, f"note: {note}")
@@ -255,22 +292,11 @@ def cmd_evaluate(args):
     return 0
 
 
-def _pipeline(model, sample_rate, params):
-    from sklearn.pipeline import Pipeline
-
-    from devicepool import estimators, features
-
-    if model == "dft_cnn":
-        feat, clf = features.DFTMagnitude(sample_rate=sample_rate), estimators.DFTCNNClassifier
-    else:
-        feat = features.FilterBank(sample_rate=sample_rate)
-        clf = estimators.SACNNClassifier if model == "sa_cnn" else estimators.DACNNClassifier
-    return Pipeline([("features", feat), ("clf", clf(**params))])
-
-
 def cmd_train(args):
     import joblib
     import numpy as np
+
+    from devicepool.protocol import get_model
 
     corpus = _load_corpus(args)
     data = np.empty(len(corpus.data), dtype=object)
@@ -281,9 +307,12 @@ def cmd_train(args):
         if not keep.any():
             raise UsageError(f"the corpus has no {args.mode} speech")
         data, target = data[keep], target[keep]
-    params = {"random_state": args.seed, "progress": not args.quiet}
+    params = {"random_state": args.seed}
     params.update((_model_overrides(args, [args.model]) or {}).get(args.model, {}))
-    pipe = _pipeline(args.model, int(getattr(corpus, "sample_rate", 16000)), params)
+    pipe = get_model(args.model).make_pipeline(int(getattr(corpus, "sample_rate", 16000)), **params)
+    clf = pipe.named_steps["clf"]
+    if hasattr(clf, "get_params") and "progress" in clf.get_params():
+        clf.set_params(progress=not args.quiet)  # the networks' epoch bar
     _say(args, f"devicepool train: {args.model} on {len(data)} utterances, "
                f"{len(set(map(str, target)))} devices")
     t0 = time.perf_counter()

@@ -167,6 +167,51 @@ def test_evaluate_interrupted_then_resumed(folder_corpus, tmp_path):
     assert len(list((out / "results").rglob("*.json"))) == 12
 
 
+def _mean_frame(X):
+    return np.stack([u.mean(0) for u in X])
+
+
+def _mean_frame_logreg(random_state=None, **params):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    return make_pipeline(FunctionTransformer(_mean_frame), LogisticRegression(max_iter=500))
+
+
+def test_a_registered_model_is_a_command_line_choice(folder_corpus, tmp_path, capsys):
+    from devicepool.protocol import register_model, unregister_model
+
+    corpus = ["--corpus", "folder", "--root", str(folder_corpus), "--pattern", PATTERN]
+    register_model("lr_cli", _mean_frame_logreg, feature="fbank", label="LR (test)")
+    try:
+        assert main(["evaluate", *corpus, "--models", "lr_cli", "--out", str(tmp_path / "e"),
+                     "--quiet"]) == 0
+        assert "| LR (test) |" in capsys.readouterr().out
+        assert len(list((tmp_path / "e" / "results" / "lr_cli").rglob("*.json"))) == 12
+        assert main(["train", *corpus, "--model", "lr_cli", "-o", str(tmp_path / "lr.joblib"),
+                     "--quiet"]) == 0
+        import joblib
+
+        pipe = joblib.load(tmp_path / "lr.joblib")
+        assert [type(s).__name__ for _, s in pipe.steps] == ["FilterBank", "Pipeline"]
+        assert len(pipe.classes_) == 3
+    finally:
+        unregister_model("lr_cli")
+    capsys.readouterr()
+    assert main(["evaluate", *corpus, "--models", "lr_cli", "--out", str(tmp_path / "e")]) == 2
+    assert "unknown model 'lr_cli'" in capsys.readouterr().err
+
+
+def test_scheduler_without_distributed_is_a_one_line_error(folder_corpus, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed
+    assert main(["evaluate", "--corpus", "folder", "--root", str(folder_corpus), "--pattern", PATTERN,
+                 "--out", str(tmp_path), "--scheduler", "tcp://127.0.0.1:8786"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["devicepool: error: --scheduler needs dask.distributed: "
+                   "pip install 'devicepool[distributed]'"]
+
+
 # ----------------------------------------------------------------------------- demo
 
 

@@ -12,17 +12,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from devicepool import experiments
 from devicepool.datasets import make_device_corpus
-from devicepool.experiments import (
+from devicepool.protocol import (
     CONDITIONS,
     available_conditions,
     combine_results,
+    get_model,
     load_results,
     make_folds,
     register_model,
     run_protocol,
+    unregister_model,
 )
+from devicepool.protocol.conditions import _seed_for
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {"max_epochs": 2, "batch_size": 8}
@@ -46,7 +48,7 @@ class _CountingFactory:
     """Wrap a registered model's real factory and count the fits it is asked for."""
 
     def __init__(self, name):
-        self.spec = experiments._MODELS[name]
+        self.spec = get_model(name)
         self.calls = 0
 
     def __call__(self, **params):
@@ -59,7 +61,7 @@ def counted_da():
     counter = _CountingFactory("da_cnn")
     register_model("da_counted", counter, feature="fbank", label="DA-CNN (counted)", attention=True)
     yield counter
-    experiments._MODELS.pop("da_counted", None)
+    unregister_model("da_counted")
 
 
 @pytest.fixture(scope="module")
@@ -205,8 +207,8 @@ def test_same_seed_same_numbers(corpus):
     assert a.config["random_state"] == 3
     seeds = [r["seed"] for r in a.records]
     assert seeds == [r["seed"] for r in b.records]
-    assert seeds == [experiments._seed_for(3, "da_cnn", "neutral", k) for k in range(3)]
-    assert seeds != [experiments._seed_for(4, "da_cnn", "neutral", k) for k in range(3)]
+    assert seeds == [_seed_for(3, "da_cnn", "neutral", k) for k in range(3)]
+    assert seeds != [_seed_for(4, "da_cnn", "neutral", k) for k in range(3)]
 
 
 def test_neutral_only_corpus_ex1_and_combined_table(neutral_corpus, full_run):
@@ -253,7 +255,7 @@ KILL_SCRIPT = textwrap.dedent(
     """
     import sys
     from devicepool.datasets import make_device_corpus
-    from devicepool.experiments import run_protocol
+    from devicepool.protocol import run_protocol
     corpus = make_device_corpus(n_devices=3, n_speakers=3, n_utterances=2, random_state=0)
     p = {"max_epochs": 2, "batch_size": 8}
     run_protocol(corpus, models=["da_cnn"], out_dir=sys.argv[1], progress=False,
@@ -293,7 +295,7 @@ def test_killed_run_resumes_and_loses_nothing(tmp_path, corpus):
 
 
 def test_paper_claims_and_chance_levels_are_judged_from_the_numbers():
-    from devicepool.experiments import ProtocolResult, chance_levels, paper_claims
+    from devicepool.protocol import ProtocolResult, chance_levels, paper_claims
 
     def s(mean, std=0.5):
         return {"mean": mean, "std": std, "n_folds": 3, "accuracies": [mean] * 3}
@@ -337,7 +339,7 @@ def test_mode_augmentation_adds_training_copies_only(corpus, tmp_path):
             run_protocol(corpus, models=["lr_meanframe"], progress=False, report=False,
                          out_dir=tmp_path)
     finally:
-        experiments._MODELS.pop("lr_meanframe", None)
+        unregister_model("lr_meanframe")
     by = {(r["condition"], r["fold"]): r for r in plain.records}
     assert len(aug.records) == len(plain.records) == 12
     for r in aug.records:
@@ -360,5 +362,5 @@ def test_a_registered_model_runs_in_worker_processes(corpus):
         serial = run_protocol(corpus, models=["lr_workers"], progress=False, report=False)
         parallel = run_protocol(corpus, models=["lr_workers"], progress=False, report=False, n_jobs=2)
     finally:
-        experiments._MODELS.pop("lr_workers", None)
+        unregister_model("lr_workers")
     assert serial.summary == parallel.summary and len(parallel.records) == 12

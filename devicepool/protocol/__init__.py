@@ -1,0 +1,56 @@
+"""The paper's evaluation protocol (Table 3 and Fig. 2), resumable and reproducible.
+
+The protocol of Naini, Singhal & Ghosh, run on any corpus Bunch returned by
+:mod:`devicepool.datasets`:
+
+* **Ex-1** (condition ``"MOBI"``): neutral speech only (MOBIPHONE in the paper);
+* **Ex-2**: ``"N"`` neutral -> neutral, ``"W"`` whisper -> whisper, and the mismatched
+  ``"N/W"`` (train on the neutral speech of the training speakers, test on the whispered
+  speech of the held-out speakers) and ``"W/N"``.
+
+Folds are speaker-disjoint: :class:`sklearn.model_selection.GroupKFold` on the speaker
+ids of the whole corpus, so every mode uses the same folds and ``"N/W"`` tests the other
+mode of the *same* held-out speakers. One model is fitted per (model, training mode,
+fold) and serves every condition with that training mode (``"N"`` and ``"N/W"`` share
+the neutral fits). Accuracy is utterance-level; Table 3 reports mean ± std over folds
+(population standard deviation, ``ddof=0``) in percent.
+
+Nothing is lost: every finished (model, condition, fold) result is written atomically
+(temporary file + :func:`os.replace`) as JSON under ``out_dir/results/`` the moment it is
+known, and a rerun with the same settings reuses it. A killed run loses at most the fits
+in progress. Features (and the voicing labels of Fig. 2) are computed once per corpus, in
+one pass over the audio, and cached (in memory and, with an ``out_dir``, on disk under
+``out_dir/cache/``). Fits run here, in joblib worker processes (``n_jobs``) or on a
+dask.distributed cluster (``docs/cluster.md``).
+
+Modules: :mod:`.conditions` (conditions, folds, seeds), :mod:`.registry` (models),
+:mod:`.cache` (features), :mod:`.runner` (:func:`run_protocol`), :mod:`.store` (files),
+:mod:`.report` (results, Table 3, figures).
+"""
+
+from .conditions import CONDITIONS, MODES, PAPER_TABLE3, available_conditions, make_folds
+from .registry import ModelSpec, get_model, register_model, registered_models, unregister_model
+from .report import ProtocolResult, chance_levels, combine_results, paper_claims, write_report
+from .runner import FitTask, run_protocol
+from .store import load_results
+
+__all__ = [
+    "CONDITIONS",
+    "FitTask",
+    "MODES",
+    "ModelSpec",
+    "PAPER_TABLE3",
+    "ProtocolResult",
+    "available_conditions",
+    "chance_levels",
+    "combine_results",
+    "get_model",
+    "load_results",
+    "make_folds",
+    "paper_claims",
+    "register_model",
+    "registered_models",
+    "run_protocol",
+    "unregister_model",
+    "write_report",
+]

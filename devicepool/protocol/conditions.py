@@ -1,0 +1,196 @@
+"""Conditions, folds, corpus validation and seeds of the paper's protocol."""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any, NamedTuple
+
+import numpy as np
+
+__all__ = ["CONDITIONS", "MODES", "PAPER_TABLE3", "Corpus", "available_conditions", "make_folds"]
+
+#: condition code -> (training mode, test mode, column title)
+CONDITIONS = {
+    "MOBI": ("neutral", "neutral", "MOBI (Ex-1)"),
+    "N": ("neutral", "neutral", "N"),
+    "W": ("whisper", "whisper", "W"),
+    "N/W": ("neutral", "whisper", "N/W"),
+    "W/N": ("whisper", "neutral", "W/N"),
+}
+
+#: the paper's Table 3 (utterance-level accuracy, %)
+PAPER_TABLE3 = {
+    "dft_cnn": {"MOBI": 92.21, "N": 93.8, "W": 91.54, "N/W": 73.72, "W/N": 66.86},
+    "sa_cnn": {"MOBI": 86.64, "N": 97.82, "W": 99.08, "N/W": 60.52, "W/N": 49.36},
+    "da_cnn": {"MOBI": 94.56, "N": 99.12, "W": 99.37, "N/W": 69.45, "W/N": 51.4},
+}
+
+#: speaking modes, in the order fits are planned (and seeds derived)
+MODES = ("neutral", "whisper")
+
+
+class Corpus(NamedTuple):
+    """A validated corpus: what :func:`_check_corpus` returns.
+
+    ``data`` is a list (waveforms or paths); ``target`` and ``groups`` are object arrays
+    of str (device, speaker); ``mode`` an object array of ``"neutral"``/``"whisper"``.
+    """
+
+    data: list
+    target: np.ndarray
+    groups: np.ndarray
+    mode: np.ndarray
+    sample_rate: int
+    utterance: Any = None
+
+
+def _labels_array(values, name, n):
+    arr = np.asarray(values)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(f"corpus.{name} must have one entry per utterance ({n}), got shape {arr.shape}")
+    return arr
+
+
+def _as_str_array(values):
+    return np.asarray([str(v) for v in values], dtype=object)
+
+
+def _check_corpus(corpus):
+    """Validate a corpus Bunch (or dict) and return it as a :class:`Corpus`.
+
+    Examples
+    --------
+    >>> c = _check_corpus({"data": [[0.0, 0.1]] * 2, "target": ["a", "b"], "groups": [1, 2]})
+    >>> c.mode.tolist(), c.groups.tolist(), c.sample_rate
+    (['neutral', 'neutral'], ['1', '2'], 16000)
+    """
+    for key in ("data", "target", "groups"):
+        if not hasattr(corpus, key) and not (isinstance(corpus, dict) and key in corpus):
+            raise TypeError(
+                f"corpus must be a Bunch with data, target, groups (and mode, sample_rate); "
+                f"missing {key!r}"
+            )
+    get = corpus.get if isinstance(corpus, dict) else lambda k, d=None: getattr(corpus, k, d)
+    data = list(get("data"))
+    n = len(data)
+    if n == 0:
+        raise ValueError("corpus is empty: no utterances")
+    target = _as_str_array(_labels_array(get("target"), "target", n))
+    groups = _as_str_array(_labels_array(get("groups"), "groups", n))
+    mode = get("mode")
+    mode = np.full(n, "neutral", dtype=object) if mode is None else _labels_array(mode, "mode", n)
+    mode = _as_str_array(mode)
+    bad = sorted(set(mode) - set(MODES))
+    if bad:
+        raise ValueError(f"corpus.mode values must be 'neutral' or 'whisper', got {bad}")
+    sample_rate = int(get("sample_rate", 16000) or 16000)
+    return Corpus(data, target, groups, mode, sample_rate, get("utterance"))
+
+
+def _seed_for(random_state, model, train_mode, fold):
+    """The seed of one fit, derived from the base seed, model, training mode and fold.
+
+    Examples
+    --------
+    >>> _seed_for(0, "da_cnn", "neutral", 0) == _seed_for(0, "da_cnn", "neutral", 0)
+    True
+    >>> _seed_for(0, "da_cnn", "neutral", 0) == _seed_for(0, "da_cnn", "neutral", 1)
+    False
+    """
+    ss = np.random.SeedSequence(
+        [int(random_state), zlib.crc32(model.encode()), MODES.index(train_mode), int(fold)]
+    )
+    return int(ss.generate_state(1)[0] % (2**31 - 1))
+
+
+def _slug(condition):
+    """Condition code as a file-name part (``"N/W"`` -> ``"N-W"``)."""
+    return condition.replace("/", "-")
+
+
+def available_conditions(mode):
+    """Conditions a corpus with these ``mode`` labels can serve by default.
+
+    A corpus with both neutral and whispered speech serves Ex-2 (``N``, ``W``, ``N/W``,
+    ``W/N``); a neutral-only corpus serves Ex-1 (``MOBI``); a whisper-only one ``W``.
+
+    Examples
+    --------
+    >>> available_conditions(["neutral", "whisper"])
+    ['N', 'W', 'N/W', 'W/N']
+    >>> available_conditions(["neutral"])
+    ['MOBI']
+    """
+    modes = set(map(str, mode))
+    if {"neutral", "whisper"} <= modes:
+        return ["N", "W", "N/W", "W/N"]
+    if modes == {"neutral"}:
+        return ["MOBI"]
+    if modes == {"whisper"}:
+        return ["W"]
+    return []
+
+
+def _select_conditions(conditions, mode):
+    """The requested conditions the corpus can serve, and a note for each it cannot.
+
+    Examples
+    --------
+    >>> _select_conditions(["MOBI", "N/W"], ["neutral"])
+    (['MOBI'], ['condition N/W skipped: the corpus has no whisper speech'])
+    """
+    present = set(mode)
+    if conditions is None:
+        conditions = available_conditions(mode)
+    elif isinstance(conditions, str):
+        conditions = [conditions]
+    conds, notes = [], []
+    for c in conditions:
+        if c not in CONDITIONS:
+            raise ValueError(f"unknown condition {c!r}; choose from {list(CONDITIONS)}")
+        tr, te = CONDITIONS[c][:2]
+        if tr not in present or te not in present:
+            missing = sorted({tr, te} - present)
+            notes.append(f"condition {c} skipped: the corpus has no {' or '.join(missing)} speech")
+            continue
+        if c not in conds:
+            conds.append(c)
+    return conds, notes
+
+
+def make_folds(groups, n_splits=3):
+    """Speaker-disjoint folds: the held-out speakers of each ``GroupKFold`` split.
+
+    Parameters
+    ----------
+    groups : array-like of shape (n_utterances,)
+        Speaker id per utterance (all modes together, so every mode gets the same folds).
+    n_splits : int, default=3
+
+    Returns
+    -------
+    folds : list of ndarray of bool, shape (n_utterances,)
+        ``folds[k][i]`` is True when utterance ``i``'s speaker is held out in fold ``k``.
+
+    Examples
+    --------
+    >>> sorted(f.astype(int).tolist() for f in make_folds(["a", "a", "b", "c"], 3))
+    [[0, 0, 0, 1], [0, 0, 1, 0], [1, 1, 0, 0]]
+    """
+    from sklearn.model_selection import GroupKFold
+
+    groups = np.asarray([str(g) for g in groups])
+    n_speakers = len(set(groups))
+    if isinstance(n_splits, bool) or not isinstance(n_splits, (int, np.integer)) or n_splits < 2:
+        raise ValueError(f"n_splits must be an integer >= 2, got {n_splits!r}")
+    if n_speakers < n_splits:
+        raise ValueError(
+            f"speaker-disjoint {n_splits}-fold cross-validation needs at least {n_splits} "
+            f"speakers, the corpus has {n_speakers}"
+        )
+    folds = []
+    for _, test in GroupKFold(n_splits=n_splits).split(np.zeros(len(groups)), groups=groups):
+        held = np.zeros(len(groups), dtype=bool)
+        held[np.isin(groups, np.unique(groups[test]))] = True
+        folds.append(held)
+    return folds

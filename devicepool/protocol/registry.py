@@ -1,0 +1,181 @@
+"""The one model registry: the names ``run_protocol``, the CLI and the benchmarks know.
+
+A :class:`ModelSpec` says how to build a model's classifier (``factory``), which
+features it reads (``"fbank"``: :class:`~devicepool.features.FilterBank`, ``"dft"``:
+:class:`~devicepool.features.DFTMagnitude`), its row title in Table 3 and whether it
+gives attention weights for Fig. 2. The three networks of the paper are registered on
+import; :func:`register_model` adds others (registered before
+:func:`devicepool.cli.main` runs, they are also choices of the ``devicepool`` command).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+__all__ = ["ModelSpec", "get_model", "register_model", "registered_models", "unregister_model"]
+
+#: feature kind -> transformer class in :mod:`devicepool.features`
+_FEATURES = {"fbank": "FilterBank", "dft": "DFTMagnitude"}
+
+
+def _make_features(kind, sample_rate):
+    """An unfitted feature transformer of ``kind`` at ``sample_rate``."""
+    from devicepool import features
+
+    return getattr(features, _FEATURES[kind])(sample_rate=sample_rate)
+
+
+class _EstimatorFactory:
+    """``factory(**params)`` -> ``devicepool.estimators.<class_name>(**params)`` (picklable)."""
+
+    def __init__(self, class_name):
+        self.class_name = class_name
+
+    def __call__(self, **params):
+        from devicepool import estimators
+
+        return getattr(estimators, self.class_name)(**params)
+
+    def __repr__(self):
+        return f"devicepool.estimators.{self.class_name}"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model.
+
+    Attributes
+    ----------
+    name : str
+        Key in ``models=``, in result files and on the command line.
+    label : str
+        Row title in Table 3.
+    feature : {"fbank", "dft"}
+        Features the classifier reads.
+    factory : callable
+        ``factory(random_state=..., **params)`` returns an unfitted classifier of an
+        utterance set of features.
+    attention : bool
+        Whether the classifier gives attention weights (``predict_outputs(X).attention``
+        or ``attention_weights(X)``), the data of Fig. 2.
+
+    Examples
+    --------
+    >>> spec = get_model("da_cnn")
+    >>> spec.label, spec.feature, spec.attention
+    ('DA-CNN', 'fbank', True)
+    >>> type(spec.make_features(8000)).__name__, spec.make_features(8000).sample_rate
+    ('FilterBank', 8000)
+    """
+
+    name: str
+    label: str
+    feature: str
+    factory: Callable[..., Any]
+    attention: bool = False
+
+    def make_features(self, sample_rate=16000):
+        """The unfitted feature transformer this model reads, at ``sample_rate``."""
+        return _make_features(self.feature, sample_rate)
+
+    def make_pipeline(self, sample_rate=16000, **params):
+        """``Pipeline([("features", <transformer>), ("clf", factory(**params))])``.
+
+        The pipeline takes an utterance set of waveforms or audio paths, as
+        ``devicepool train`` fits and saves it.
+
+        Examples
+        --------
+        >>> pipe = get_model("sa_cnn").make_pipeline(max_epochs=1, random_state=0)
+        >>> [(name, type(step).__name__) for name, step in pipe.steps]
+        [('features', 'FilterBank'), ('clf', 'SACNNClassifier')]
+        """
+        from sklearn.pipeline import Pipeline
+
+        return Pipeline([("features", self.make_features(sample_rate)),
+                         ("clf", self.factory(**params))])
+
+
+_MODELS: dict[str, ModelSpec] = {}
+
+
+def register_model(name, factory, feature="fbank", label=None, attention=False):
+    """Register a model for :func:`~devicepool.protocol.run_protocol` under ``name``.
+
+    Registering an existing name replaces it.
+
+    Parameters
+    ----------
+    name : str
+        Model key used in ``models=`` and in result files.
+    factory : callable
+        ``factory(random_state=..., **params)`` returns an unfitted sklearn classifier
+        that takes an utterance set of features.
+    feature : {"fbank", "dft"}
+        Features the classifier reads: :class:`~devicepool.features.FilterBank` or
+        :class:`~devicepool.features.DFTMagnitude` (computed once per corpus).
+    label : str, optional
+        Row title in Table 3 (defaults to ``name``).
+    attention : bool, default=False
+        Whether the classifier has ``predict_outputs(X)`` whose ``attention`` holds
+        time and band weights, or ``attention_weights(X)`` returning them (DA-CNN);
+        used for Fig. 2.
+
+    Examples
+    --------
+    >>> from sklearn.dummy import DummyClassifier
+    >>> register_model("majority", lambda random_state=None, **p: DummyClassifier())
+    >>> "majority" in registered_models()
+    True
+    >>> unregister_model("majority")
+    """
+    if feature not in _FEATURES:
+        raise ValueError(f"feature must be one of {sorted(_FEATURES)}, got {feature!r}")
+    _MODELS[name] = ModelSpec(name, label or name, feature, factory, bool(attention))
+
+
+def registered_models():
+    """Return the names of the registered models, in table order.
+
+    Examples
+    --------
+    >>> registered_models()[:3]
+    ['dft_cnn', 'sa_cnn', 'da_cnn']
+    """
+    return list(_MODELS)
+
+
+def get_model(name):
+    """The :class:`ModelSpec` registered under ``name``.
+
+    Examples
+    --------
+    >>> get_model("dft_cnn").label
+    'DFT-CNN (baseline)'
+    >>> get_model("resnet")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown model 'resnet'; choose from ['dft_cnn', 'sa_cnn', 'da_cnn']
+    """
+    try:
+        return _MODELS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown model {name!r}; choose from {registered_models()}") from None
+
+
+def unregister_model(name):
+    """Remove the model registered under ``name`` (ValueError if there is none)."""
+    get_model(name)
+    del _MODELS[name]
+
+
+def _label(name):
+    """Table title of a model name, registered or not (results of a model since removed)."""
+    spec = _MODELS.get(name)
+    return spec.label if spec is not None else name
+
+
+register_model("dft_cnn", _EstimatorFactory("DFTCNNClassifier"), "dft", "DFT-CNN (baseline)")
+register_model("sa_cnn", _EstimatorFactory("SACNNClassifier"), "fbank", "SA-CNN")
+register_model("da_cnn", _EstimatorFactory("DACNNClassifier"), "fbank", "DA-CNN", attention=True)

@@ -1,0 +1,319 @@
+"""Running the protocol: one fit per (model, training mode, fold), resumable, in parallel.
+
+Fits go through joblib: ``n_jobs`` worker processes on this machine (loky), or, inside
+``with joblib.parallel_backend("dask"):``, the workers of a dask.distributed cluster.
+Features are computed here (once per corpus, :mod:`.cache`), each fit
+(:mod:`.fitting`) receives the features of its kind as one ``FitData`` object and returns
+its result records and Fig. 2 data, which are written here as they arrive
+(:mod:`.store`).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .cache import FeatureCache, _progress_bar, _remote_backend, _voicing_strings
+from .conditions import CONDITIONS, MODES, _check_corpus, _seed_for, _select_conditions, make_folds
+from .fitting import FitData, FitTask, _fit_task, _numbered_fit
+from .registry import get_model
+from .report import _summarise, write_report
+from .store import (
+    _atomic_write_json,
+    _attention_path,
+    _config_key,
+    _corpus_fingerprint,
+    _digest,
+    _load_attention,
+    _merge_attention,
+    _other_settings,
+    _read_json,
+    _result_path,
+    _task_done,
+    _to_jsonable,
+    _write_task_outputs,
+)
+
+__all__ = ["FitTask", "run_protocol"]
+
+
+def _mode_copies(data, mode, sample_rate, random_state):
+    """Each recording's copy in the other speaking mode (training material only):
+    neutral ones whisperised, whispered ones vocalised (``mode_augmentation``)."""
+    from devicepool.audio import as_waveform
+    from devicepool.datasets import vocalise_recordings, whisperise_recordings
+
+    copies = np.empty(len(data), dtype=object)
+    for source_mode, make_copies in (("neutral", whisperise_recordings),
+                                     ("whisper", vocalise_recordings)):
+        idx = np.flatnonzero(mode == source_mode)
+        if len(idx):
+            copies[idx] = make_copies([as_waveform(data[i], sample_rate, index=int(i)) for i in idx],
+                                      sample_rate, random_state=random_state)
+    return copies
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass
+class _Run:
+    """The checked settings of one :func:`run_protocol` call."""
+
+    corpus: object
+    models: list
+    conditions: list
+    notes: list
+    folds: list
+    fingerprint: str
+    n_splits: int
+    random_state: int
+    model_params: dict
+    out_dir: str | None = None
+    progress: bool = True
+    n_jobs: int | None = None
+    resume: bool = True
+    mode_augmentation: bool = False
+
+    @property
+    def results_dir(self):
+        return None if self.out_dir is None else os.path.join(self.out_dir, "results")
+
+    @property
+    def cache_dir(self):
+        return None if self.out_dir is None else os.path.join(self.out_dir, "cache")
+
+    @classmethod
+    def create(cls, corpus, models, conditions, n_splits, random_state, model_params, **kw):
+        corpus = _check_corpus(corpus)
+        models = [models] if isinstance(models, str) else list(models)
+        if not models:
+            raise ValueError("models is empty: name at least one model")
+        for m in models:
+            get_model(m)
+        model_params = dict(model_params or {})
+        bad = [k for k in model_params if k not in models]
+        if bad:
+            raise ValueError(f"model_params names models not run: {bad}; models are {models}")
+        for k, v in model_params.items():
+            if not isinstance(v, dict):
+                raise TypeError(f"model_params[{k!r}] must be a dict of parameters, got {type(v).__name__}")
+        if isinstance(random_state, bool) or not isinstance(random_state, (int, np.integer)):
+            raise TypeError(f"random_state must be an int, got {random_state!r}")
+        conds, notes = _select_conditions(conditions, corpus.mode)
+        folds = make_folds(corpus.groups, n_splits)
+        if kw.get("out_dir") is not None:
+            kw["out_dir"] = os.fspath(kw["out_dir"])
+            os.makedirs(kw["out_dir"], exist_ok=True)
+        return cls(corpus, models, conds, notes, folds, _corpus_fingerprint(corpus), n_splits,
+                   int(random_state), model_params, **kw)
+
+
+def _plan_tasks(run):
+    """One task per (model, training mode, fold) that has training utterances."""
+    tasks, mode = [], run.corpus.mode
+    for m in run.models:
+        params = dict(run.model_params.get(m, {}))
+        key = _config_key(run.fingerprint, run.n_splits, run.random_state, m, params,
+                          run.mode_augmentation)
+        for train_mode in MODES:
+            conds = tuple(c for c in run.conditions if CONDITIONS[c][0] == train_mode)
+            for k in range(run.n_splits) if conds else ():
+                if not np.any((mode == train_mode) & ~run.folds[k]):
+                    run.notes.append(f"{m} fold {k}: no {train_mode} training utterances; skipped")
+                    continue
+                task = FitTask(m, get_model(m), train_mode, k, conds,
+                               _seed_for(run.random_state, m, train_mode, k), params,
+                               run.random_state, key, progress=bool(run.progress))
+                if run.results_dir is not None:
+                    task = replace(task, paths={c: _result_path(run.results_dir, m, c, k) for c in conds},
+                                   attention_path=_attention_path(run.results_dir, m, train_mode, k)
+                                   if task.spec.attention else None)
+                tasks.append(task)
+    return tasks
+
+
+def _unfinished(run, tasks):
+    """The tasks to fit; refuses a folder holding results of other settings."""
+    if run.results_dir is None or not run.resume:
+        return list(tasks)
+    for task in tasks:
+        path = _other_settings(task)
+        if path is not None:
+            raise ValueError(
+                f"{run.out_dir!r} holds results of other settings (corpus, seed, folds or "
+                f"parameters differ; see {path}); use another output folder or resume=False")
+    return [t for t in tasks if not _task_done(t)]
+
+
+def _read_outcome(task):
+    records = [_read_json(p) for p in task.paths.values()]
+    return records, (_load_attention(task.attention_path) if task.attention_path else None)
+
+
+def _fit_data(run, todo):
+    """``feature kind -> FitData`` for the fits to run, and the corpus's voicing codes."""
+    c, cache = run.corpus, FeatureCache(run.cache_dir, run.progress, run.n_jobs)
+    kinds = sorted({t.spec.feature for t in todo})
+    voicing = any(t.spec.attention and t.attention_path for t in todo)
+    found = cache.features(c.data, c.sample_rate, run.fingerprint, kinds, voicing=voicing)
+    feats = {k: found[k] for k in kinds}
+    target, mode, groups, folds, augmented = c.target, c.mode, c.groups, run.folds, None
+    if run.mode_augmentation:  # every recording once more, as its copy in the other mode
+        copies = _mode_copies(c.data, c.mode, c.sample_rate, run.random_state)
+        aug_fp = _digest(run.fingerprint, "mode-augmentation", run.random_state)
+        extra = cache.features(copies, c.sample_rate, aug_fp, kinds)
+        feats = {k: np.concatenate([feats[k], extra[k]]) for k in kinds}
+        target, mode, groups = (np.concatenate([a, a]) for a in (c.target, c.mode, c.groups))
+        folds = [np.concatenate([f, f]) for f in folds]
+        augmented = np.arange(len(mode)) >= len(c.mode)
+    labels = sorted(set(c.target))
+    data = {k: FitData(feats[k], target, mode, groups, folds, labels, augmented) for k in kinds}
+    return data, found.get("voicing")
+
+
+def _fits(todo, data, n_jobs):
+    """``(task, (records, attention))`` for every task, in the order the fits finish."""
+    if n_jobs is None or n_jobs == 1 or len(todo) < 2:
+        return ((t, _fit_task(t, data[t.spec.feature])) for t in todo)
+    from joblib import Parallel, delayed
+    from joblib.parallel import get_active_backend
+
+    if _remote_backend():  # one torch thread per fit on a cluster's worker; no epoch bars
+        todo = [replace(t, threads=1, progress=False) for t in todo]
+    unordered = get_active_backend()[0].supports_return_generator
+    outs = Parallel(n_jobs=n_jobs, return_as="generator_unordered" if unordered else "list")(
+        delayed(_numbered_fit)(i, t, data[t.spec.feature]) for i, t in enumerate(todo))
+    return ((todo[i], out) for i, out in outs)
+
+
+def _run_fits(run, todo, n_done):
+    """Fit ``todo``, writing each fit's files the moment it finishes; ``key -> outcome``."""
+    data, voicing = _fit_data(run, todo)
+    outcomes = {}
+    bar = _progress_bar(run.progress, total=n_done + len(todo), initial=n_done, desc="fits", unit="fit")
+    with bar:
+        for task, (records, attention) in _fits(todo, data, run.n_jobs):
+            if attention is not None and voicing is not None:
+                attention.frame_labels = [_voicing_strings(voicing[i]) for i in attention.utterance_index]
+            if run.results_dir is not None:
+                _write_task_outputs(task, records, attention)
+            outcomes[task.key] = (_to_jsonable(records), attention)
+            bar.set_postfix_str(f"{task.model} {task.train_mode} fold {task.fold}")
+            bar.update(1)
+    return outcomes
+
+
+def _result(run, tasks, outcomes):
+    records, parts = [], {}
+    for task in tasks:  # plan order: the same Fig. 2 data however the fits were scheduled
+        recs, attention = outcomes[task.key]
+        records += recs
+        if attention is not None:
+            parts.setdefault(task.train_mode, []).append(attention)
+    c = run.corpus
+    config = {
+        "corpus_fingerprint": run.fingerprint, "n_utterances": len(c.data), "n_splits": run.n_splits,
+        "random_state": run.random_state, "sample_rate": c.sample_rate,
+        "folds": [sorted(set(c.groups[f])) for f in run.folds], "model_params": run.model_params,
+        "seeds": {f"{t.model}/{t.train_mode}/fold{t.fold}": t.seed for t in tasks},
+        "devices": sorted(set(c.target)), "python": platform.python_version(),
+    }
+    attention = {k: _merge_attention(v) for k, v in parts.items()}
+    return _summarise(records, run.models, run.conditions, run.notes, attention,
+                      _to_jsonable(config), run.n_splits)
+
+
+def run_protocol(
+    corpus,
+    models=("dft_cnn", "sa_cnn", "da_cnn"),
+    conditions=None,
+    n_splits=3,
+    out_dir=None,
+    random_state=0,
+    model_params=None,
+    progress=True,
+    n_jobs=None,
+    resume=True,
+    report=True,
+    title="devicepool: Table 3 reproduction",
+    mode_augmentation=False,
+):
+    """Run the paper's protocol (Table 3, Fig. 2 data) on a corpus.
+
+    Parameters
+    ----------
+    corpus : Bunch
+        From :mod:`devicepool.datasets`: ``data`` (waveforms or paths), ``target``
+        (device), ``groups`` (speaker), ``mode`` (``"neutral"``/``"whisper"``; missing
+        means all neutral), ``sample_rate``.
+    models : sequence of str, default=("dft_cnn", "sa_cnn", "da_cnn")
+        Registered model names (see :func:`registered_models`).
+    conditions : sequence of str or None
+        Among ``"MOBI"``, ``"N"``, ``"W"``, ``"N/W"``, ``"W/N"``. ``None``: all that the
+        corpus can serve (:func:`available_conditions`). A requested condition whose
+        modes the corpus lacks is skipped with a note in ``result.notes``.
+    n_splits : int, default=3
+        Speaker-disjoint folds (:func:`make_folds`).
+    out_dir : str or path-like, optional
+        Folder for results (``results/<model>/<condition>/fold<k>.json``), cached
+        features, Fig. 2 data and, with ``report=True``, the report. Rerunning with the
+        same ``out_dir`` and settings resumes; results of other settings there raise.
+    random_state : int, default=0
+        Base seed; each fit's seed is derived from it, the model, training mode and fold,
+        and recorded with the results.
+    model_params : dict, optional
+        Per-model overrides, e.g. ``{"da_cnn": {"max_epochs": 5}}``.
+    progress : bool, default=True
+        tqdm bars (stderr) for features, fits and folds.
+    n_jobs : int, optional
+        Parallel fits through joblib (processes here, or the workers of a dask cluster
+        inside ``with joblib.parallel_backend("dask"):``, see ``docs/cluster.md``) and
+        parallel feature extraction here. ``None``: sequential.
+    resume : bool, default=True
+        Reuse finished results found in ``out_dir``. ``False`` recomputes everything.
+    report : bool, default=True
+        With ``out_dir``, write report.md, Table 3 (Markdown, CSV), per-fold CSV,
+        confusion matrices and the Fig. 2 PNGs (needs matplotlib).
+    title : str
+        Report title.
+    mode_augmentation : bool, default=False
+        devicepool's extension beyond the paper: every training recording also trains
+        the fit as a copy in the other speaking mode, made from the recording itself --
+        neutral recordings whisperised (:func:`devicepool.datasets.whisperise_recordings`:
+        the recording's own LPC envelope, device colouration included, driven by noise,
+        12 dB softer), whispered ones vocalised (:func:`~devicepool.datasets.vocalise_recordings`:
+        the envelope driven by a glottal pulse train, 12 dB louder). The network sees each
+        device with both kinds of source while the training speakers and mode stay those
+        of the condition. Copies are never tested on. See ``docs/protocol.md`` for the
+        ablation.
+
+    Returns
+    -------
+    result : ProtocolResult
+
+    Examples
+    --------
+    >>> from devicepool.datasets import make_device_corpus          # doctest: +SKIP
+    >>> corpus = make_device_corpus(n_devices=3, n_speakers=6)      # doctest: +SKIP
+    >>> res = run_protocol(corpus, models=["da_cnn"],
+    ...                    model_params={"da_cnn": {"max_epochs": 3}})  # doctest: +SKIP
+    >>> print(res.to_markdown())                                    # doctest: +SKIP
+    """
+    run = _Run.create(corpus, models, conditions, n_splits, random_state, model_params,
+                      out_dir=out_dir, progress=progress, n_jobs=n_jobs, resume=resume,
+                      mode_augmentation=mode_augmentation)
+    tasks = _plan_tasks(run)
+    todo = _unfinished(run, tasks)
+    outcomes = {t.key: _read_outcome(t) for t in tasks if t not in todo}
+    if todo:
+        outcomes.update(_run_fits(run, todo, n_done=len(tasks) - len(todo)))
+    res = _result(run, tasks, outcomes)
+    if run.out_dir is not None:
+        _atomic_write_json(os.path.join(run.out_dir, "protocol.json"), res.config)
+        if report:
+            write_report(res, run.out_dir, title=title)
+    return res

@@ -1,0 +1,205 @@
+"""devicepool.protocol's parts: the model registry, the deprecated alias, Fig. 2 data
+from one pass (``predict_outputs``), voicing labels computed with the features."""
+
+import importlib
+import math
+import warnings
+from typing import NamedTuple
+
+import numpy as np
+import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+import devicepool.audio
+from devicepool import protocol
+from devicepool.datasets import make_device_corpus
+from devicepool.features import voicing_labels
+from devicepool.protocol import get_model, register_model, registered_models, run_protocol, unregister_model
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return make_device_corpus(n_devices=3, n_speakers=3, n_utterances=2, random_state=0)
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+def test_registry_specs_build_pipelines():
+    assert registered_models()[:3] == ["dft_cnn", "sa_cnn", "da_cnn"]
+    pipe = get_model("dft_cnn").make_pipeline(sample_rate=8000, max_epochs=1, random_state=3)
+    feats, clf = pipe.named_steps["features"], pipe.named_steps["clf"]
+    assert type(feats).__name__ == "DFTMagnitude" and feats.sample_rate == 8000
+    assert type(clf).__name__ == "DFTCNNClassifier" and clf.max_epochs == 1 and clf.random_state == 3
+    spec = get_model("da_cnn")
+    assert (spec.name, spec.label, spec.feature, spec.attention) == ("da_cnn", "DA-CNN", "fbank", True)
+    assert type(spec.make_features(22050)).__name__ == "FilterBank"
+    with pytest.raises(ValueError, match=r"unknown model 'resnet'; choose from \['dft_cnn'"):
+        get_model("resnet")
+    with pytest.raises(ValueError, match="feature must be one of"):
+        register_model("x", lambda **p: None, feature="mfcc")
+
+
+def test_register_and_unregister():
+    register_model("tmp_model", lambda random_state=None, **p: None, feature="dft")
+    try:
+        spec = get_model("tmp_model")
+        assert spec.label == "tmp_model" and spec.feature == "dft" and not spec.attention
+        assert registered_models()[-1] == "tmp_model"
+    finally:
+        unregister_model("tmp_model")
+    assert "tmp_model" not in registered_models()
+    with pytest.raises(ValueError, match="unknown model"):
+        unregister_model("tmp_model")
+
+
+def test_experiments_is_a_deprecated_alias():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from devicepool import experiments
+    with pytest.warns(DeprecationWarning, match="devicepool.protocol"):
+        experiments = importlib.reload(experiments)
+    for name in experiments.__all__:
+        assert getattr(experiments, name) is getattr(protocol, name), name
+    assert experiments._MODELS is protocol.registry._MODELS
+    assert experiments._seed_for is protocol.conditions._seed_for
+    assert set(experiments.__all__) < set(protocol.__all__)
+
+
+# ----------------------------------------------------------------------------- Fig. 2 in one pass
+
+
+class AttentionWeights(NamedTuple):
+    time: list
+    band: np.ndarray
+    time_reduction: int
+
+
+class UtteranceOutputs(NamedTuple):
+    logits: np.ndarray
+    embedding: np.ndarray
+    attention: AttentionWeights
+
+
+CALLS = {"predict": [], "predict_outputs": [], "attention_weights": []}
+
+
+class MeanClassifier(ClassifierMixin, BaseEstimator):
+    """Nearest class mean of the mean frame."""
+
+    def __init__(self, random_state=None):
+        self.random_state = random_state
+
+    def fit(self, X, y):
+        m = np.stack([u.mean(0) for u in X])
+        self.classes_ = np.unique(y)
+        self.means_ = np.stack([m[np.asarray(y) == c].mean(0) for c in self.classes_])
+        return self
+
+    def _logits(self, X):
+        m = np.stack([u.mean(0) for u in X])
+        return -((m[:, None, :] - self.means_[None]) ** 2).sum(-1)
+
+    def predict(self, X):
+        CALLS["predict"].append(len(X))
+        return self.classes_[self._logits(X).argmax(1)]
+
+
+def _uniform_time(X, reduction):
+    return [np.full(math.ceil(len(u) / reduction), 1 / math.ceil(len(u) / reduction), np.float32)
+            for u in X]
+
+
+class OutputsClassifier(MeanClassifier):
+    """With ``predict_outputs`` (the classifiers' one-pass contract), time reduction 2."""
+
+    def predict_outputs(self, X):
+        CALLS["predict_outputs"].append(len(X))
+        band = np.full((len(X), X[0].shape[1]), 1 / X[0].shape[1], np.float32)
+        emb = np.stack([u.mean(0) for u in X]).astype(np.float32)
+        return UtteranceOutputs(self._logits(X), emb, AttentionWeights(_uniform_time(X, 2), band, 2))
+
+
+class WeightsClassifier(MeanClassifier):
+    """A user's estimator with ``attention_weights`` only (time reduction 4 assumed)."""
+
+    def attention_weights(self, X):
+        CALLS["attention_weights"].append(len(X))
+        return {"time": _uniform_time(X, 4), "band": np.ones((len(X), X[0].shape[1]), np.float32)}
+
+
+@pytest.fixture
+def outputs_model():
+    register_model("outputs", OutputsClassifier, feature="fbank", attention=True)
+    for calls in CALLS.values():
+        calls.clear()
+    yield
+    unregister_model("outputs")
+
+
+def test_attention_and_matched_predictions_come_from_one_pass(corpus, outputs_model, tmp_path):
+    res = run_protocol(corpus, models=["outputs"], out_dir=tmp_path, progress=False)
+    mode = np.asarray(corpus.mode)
+    # 6 fits: each ran its held-out utterances of the training mode once, through
+    # predict_outputs, and predicted only the other mode's utterances with predict
+    assert len(CALLS["predict_outputs"]) == 6 and len(CALLS["predict"]) == 6
+    matched = [r for r in res.records if r["train_mode"] == r["test_mode"]]
+    assert sorted(CALLS["predict_outputs"]) == sorted(r["n_test"] for r in matched)
+    for r in matched:
+        assert set(mode[r["test_index"]]) == {r["train_mode"]}
+    # Fig. 2 data: the estimator's time reduction, stored and used for the frame labels
+    for train_mode in ("neutral", "whisper"):
+        att = res.attention[train_mode]
+        assert att["time_reduction"] == [2] * len(att["time_weights"]) == [2] * 18
+        for tw, lab in zip(att["time_weights"], att["frame_labels"]):
+            assert len(tw) == math.ceil(len(lab) / 2)
+    with np.load(next((tmp_path / "results" / "outputs").glob("attention-*.npz"))) as z:
+        assert int(z["time_reduction"]) == 2
+    assert (tmp_path / "fig2b-time-weights-neutral.png").is_file()
+    loaded = protocol.load_results(tmp_path)
+    assert loaded.attention["whisper"]["time_reduction"] == [2] * 18
+
+
+def test_an_estimator_with_attention_weights_only(corpus, tmp_path):
+    register_model("weights", WeightsClassifier, feature="fbank", attention=True)
+    for calls in CALLS.values():
+        calls.clear()
+    try:
+        res = run_protocol(corpus, models=["weights"], out_dir=tmp_path, progress=False)
+    finally:
+        unregister_model("weights")
+    # predict for every condition, attention_weights once per fit on the matched utterances
+    assert len(CALLS["predict"]) == 12 and len(CALLS["attention_weights"]) == 6
+    att = res.attention["neutral"]
+    assert att["time_reduction"] == [4] * 18 and att["band_weights"].shape == (18, 24)
+    assert (tmp_path / "fig2c-time-weights-whisper.png").is_file()
+
+
+def test_voicing_labels_computed_with_the_features_once(corpus, outputs_model, tmp_path, monkeypatch):
+    loads = []
+    real = devicepool.audio.as_waveform
+
+    def counting(item, sample_rate, **kw):
+        loads.append(kw.get("index"))
+        return real(item, sample_rate, **kw)
+
+    monkeypatch.setattr(devicepool.audio, "as_waveform", counting)
+    register_model("outputs_dft", OutputsClassifier, feature="dft")
+    try:
+        res = run_protocol(corpus, models=["outputs", "outputs_dft"], out_dir=tmp_path,
+                           progress=False, report=False)
+        # FilterBank, DFTMagnitude and the voicing labels: each recording loaded once
+        assert sorted(loads) == list(range(len(corpus.data)))
+        assert len(list((tmp_path / "cache").glob("voicing-*.npz"))) == 1
+        assert len(list((tmp_path / "cache").glob("features-*.npz"))) == 2
+        att = res.attention["neutral"]
+        for i, lab in zip(att["utterance_index"][:4], att["frame_labels"][:4]):
+            assert list(lab) == list(np.asarray(voicing_labels(corpus.data[i], 16000)).astype(str))
+        loads.clear()
+        again = run_protocol(corpus, models=["outputs", "outputs_dft"], out_dir=tmp_path,
+                             progress=False, report=False, resume=False)
+        assert loads == []  # features and labels from the cache
+        assert all(np.array_equal(a, b) for a, b in
+                   zip(again.attention["neutral"]["frame_labels"], att["frame_labels"]))
+    finally:
+        unregister_model("outputs_dft")
