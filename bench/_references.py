@@ -21,11 +21,11 @@ from __future__ import annotations
 import numpy as np
 from scipy.fft import dct
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.linear_model import LogisticRegression
 from sklearn.mixture import GaussianMixture
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sklearn.svm import SVC, LinearSVC
-from sklearn.linear_model import LogisticRegression
 
 
 def _mean_std(X):

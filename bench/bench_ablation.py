@@ -67,7 +67,8 @@ def main(argv=None):
         t0 = time.perf_counter()
         clf.fit(X, ytr, **({} if args.no_groups else {"groups": gtr}))
         fit_s.append(time.perf_counter() - t0)
-        for out, test_mode in ((accs, train_mode), (cross, "whisper" if train_mode == "neutral" else "neutral")):
+        other = "whisper" if train_mode == "neutral" else "neutral"
+        for out, test_mode in ((accs, train_mode), (cross, other)):
             te = np.flatnonzero(held & (mode == test_mode))
             out.append(100 * float(np.mean(clf.predict([F[i] for i in te]) == y[te])))
         print(f"fold {k}: {accs[-1]:.1f} (cross-mode {cross[-1]:.1f}), fit {fit_s[-1]:.0f} s, "

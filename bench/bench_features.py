@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
 from _common import (
     load_average,
     machine_description,
@@ -26,8 +27,6 @@ from _common import (
     save_results,
     speech_utterances,
 )
-
-import numpy as np
 
 # the oracle configuration of tests/test_features.py: identical maths in FilterBank and librosa
 ORACLE = dict(n_fft=400, window="hann", preemphasis=0.0, f_min=0.0)

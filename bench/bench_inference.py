@@ -23,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 from _common import (
     load_average,
     machine_description,
@@ -31,8 +32,6 @@ from _common import (
     save_results,
     speech_utterances,
 )
-
-import numpy as np
 
 
 def timings(fn, repeats):

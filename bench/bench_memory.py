@@ -9,10 +9,17 @@ normalisation statistics over all frames, model, one batch of activations), so n
 shortcut lowers the peak. The reference printed beside it is the size of the data itself
 (waveforms and features), measured in the same run.
 
+``--long`` measures instead the training memory bound (``max_batch_frames``): DA-CNN
+fitted without crops (``crop_frames=None``, batch 16, one epoch, no validation) on 15
+utterances of 3 s and one long utterance (random feature frames: memory does not depend
+on their values), with the default budget and without one, each in a fresh subprocess;
+the reference is the same fit with the long utterance replaced by a 3 s one.
+
 Usage (from the repository root)::
 
     python bench/bench_memory.py                        # 1,000 / 3,000 / 10,000 utterances
     python bench/bench_memory.py --sizes 200,500 --quick
+    python bench/bench_memory.py --long                 # memory bound of fit
 """
 
 from __future__ import annotations
@@ -36,8 +43,8 @@ from _common import (
 
 def child(n, train_batches):
     import numpy as np
-
     from _common import speech_utterances
+
     from devicepool import FilterBank
     from devicepool.estimators import BucketIterator, DACNNClassifier
 
@@ -79,6 +86,54 @@ def child(n, train_batches):
     print(json.dumps(rec))
 
 
+LONG_CASES = [  # (label, minutes of the long utterance, max_batch_frames)
+    ("reference: 16 x 3 s", 0.0, "default"),
+    ("1 min, no budget", 1.0, "none"),
+    ("1 min, default budget", 1.0, "default"),
+    ("10 min, default budget", 10.0, "default"),
+]
+
+
+def child_long(minutes, budget):
+    import numpy as np
+
+    from devicepool.estimators import DACNNClassifier
+
+    rng = np.random.default_rng(0)
+    lengths = [300] * 15 + [int(minutes * 6000) if minutes else 300]
+    X = [rng.normal(size=(n, 24)).astype(np.float32) for n in lengths]
+    y = np.arange(16) % 4
+    params = {} if budget == "default" else {"max_batch_frames": None}
+    clf = DACNNClassifier(crop_frames=None, batch_size=16, max_epochs=1, max_steps=None,
+                          train_split=None, random_state=0, **params)
+    t0 = time.perf_counter()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the budget's crop warning
+        clf.fit(X, y)
+    print(json.dumps({"minutes": minutes, "budget": budget, "fit_s": time.perf_counter() - t0,
+                      "max_batch_frames": clf.max_batch_frames, "peak_rss_mib": peak_rss_mib()}))
+
+
+def main_long(args):
+    desc = machine_description()
+    print_machine(desc)
+    rows = []
+    print(f"\n{'case':<26s} {'peak RSS MiB':>12s} {'/ reference':>11s} {'fit s':>6s}")
+    for label, minutes, budget in LONG_CASES:
+        proc = subprocess.run([sys.executable, __file__, "--child-long", f"{minutes}:{budget}"],
+                              cwd=ROOT, capture_output=True, text=True, check=True)
+        rec = json.loads(proc.stdout.strip().splitlines()[-1])
+        rec["case"] = label
+        rows.append(rec)
+        ref = rows[0]["peak_rss_mib"]
+        print(f"{label:<26s} {rec['peak_rss_mib']:12.0f} {rec['peak_rss_mib'] / ref:11.2f} "
+              f"{rec['fit_s']:6.1f}", flush=True)
+    path = save_results(args.out, dict(benchmark="memory-long", machine=desc, results=rows))
+    print(f"results: {path}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,3000,10000")
@@ -86,7 +141,18 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default="memory")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--long", action="store_true", help="the memory bound of fit")
+    parser.add_argument("--child-long", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.child_long:
+        minutes, budget = args.child_long.split(":")
+        child_long(float(minutes), budget)
+        return
+    if args.long:
+        if args.out == "memory":
+            args.out = "memory_long"
+        main_long(args)
+        return
     if args.child:
         child(args.child, args.train_batches)
         return

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
 from _common import (
     RESULTS,
     load_average,
@@ -32,8 +33,6 @@ from _common import (
     print_machine,
     save_results,
 )
-
-import numpy as np
 
 MODELS = {"sa": "SACNNClassifier", "da": "DACNNClassifier", "dft": "DFTCNNClassifier"}
 

@@ -127,8 +127,10 @@ def build_parser():
                         "used as the source, e.g. fsdd/recordings)")
         sp.add_argument("--pattern", help="path pattern for --corpus folder, e.g. "
                         "'{device}/{mode}/{speaker}_{utterance}.wav'")
-        sp.add_argument("--max-epochs", type=_positive_int, default=None, help="override the models' max_epochs")
-        sp.add_argument("--device", default=None, help="torch device, e.g. cuda (default: the models' default)")
+        sp.add_argument("--max-epochs", type=_positive_int, default=None,
+                        help="override the models' max_epochs")
+        sp.add_argument("--device", default=None,
+                        help="torch device, e.g. cuda (default: the models' default)")
 
     e = sub.add_parser("evaluate", help="the protocol on a corpus (resumable)")
     corpus_args(e)
@@ -260,7 +262,8 @@ def _dask_cluster(args):
         import joblib
         from distributed import Client
     except ImportError:
-        raise UsageError("--scheduler needs dask.distributed: pip install 'devicepool[distributed]'") from None
+        raise UsageError("--scheduler needs dask.distributed: "
+                         "pip install 'devicepool[distributed]'") from None
     try:
         client = Client(args.scheduler)
     except (OSError, TimeoutError, ValueError, TypeError) as exc:

@@ -5,10 +5,9 @@ import os
 import numpy as np
 import pytest
 import torch
+from test_estimators import make_utterances
 
 from devicepool.estimators import SACNNClassifier
-
-from test_estimators import make_utterances
 
 
 class _Trojan:

@@ -104,6 +104,11 @@ class _UtteranceClassifier(NeuralNetClassifier):
         self.progress = progress
         self.random_state = random_state
 
+    def _get_param_names(self):
+        # set_fit_request() stores _metadata_request on the instance; it is no
+        # constructor parameter (skorch < 1.4 listed it, which broke clone())
+        return [k for k in super()._get_param_names() if k != "_metadata_request"]
+
     def __sklearn_tags__(self):
         from sklearn.utils import TransformerTags
 

@@ -33,6 +33,10 @@ _COMMON_PARAMS = """
         Train on random windows of this many frames, drawn afresh every epoch
         (shorter items are used whole). None: whole utterances. DFT-CNN trains on
         single segments, which crops never cut.
+    max_batch_frames : int or None, default=16384
+        Memory budget: no training, validation or prediction batch holds more padded
+        frames (items x longest item). A longer utterance goes alone; in training it is
+        cut to a random window of this length (with a warning). None: no bound.
     lr_schedule : {{"onecycle", None}}, default="onecycle"
         One-cycle schedule over the planned steps (30 % warm-up), or a constant ``lr``.
     train_split : "auto", None or callable, default="auto"

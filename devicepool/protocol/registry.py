@@ -10,8 +10,9 @@ import; :func:`register_model` adds others (registered before
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 __all__ = ["ModelSpec", "get_model", "register_model", "registered_models", "unregister_model"]
 

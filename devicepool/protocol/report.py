@@ -112,10 +112,12 @@ class ProtocolResult:
         """Per-fold accuracies as CSV text."""
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["model", "condition", "fold", "accuracy", "n_train", "n_test", "seed", "fit_seconds", "test_speakers"])
+        w.writerow(["model", "condition", "fold", "accuracy", "n_train", "n_test", "seed",
+                    "fit_seconds", "test_speakers"])
         for r in self.records:
-            w.writerow([r["model"], r["condition"], r["fold"], f"{100 * r['accuracy']:.4f}", r["n_train"],
-                        r["n_test"], r["seed"], f"{r['fit_seconds']:.2f}", " ".join(map(str, r["test_speakers"]))])
+            w.writerow([r["model"], r["condition"], r["fold"], f"{100 * r['accuracy']:.4f}",
+                        r["n_train"], r["n_test"], r["seed"], f"{r['fit_seconds']:.2f}",
+                        " ".join(map(str, r["test_speakers"]))])
         return buf.getvalue()
 
 
@@ -124,7 +126,8 @@ def _summarise(records, models, conditions, notes, attention, config, n_splits=N
                          attention=attention, config=config)
     order = {c: i for i, c in enumerate(CONDITIONS)}
     morder = {m: i for i, m in enumerate(models)}
-    res.records = sorted(records, key=lambda r: (morder.get(r["model"], 99), order[r["condition"]], r["fold"]))
+    res.records = sorted(records, key=lambda r: (morder.get(r["model"], 99), order[r["condition"]],
+                                                 r["fold"]))
     by = {}
     for r in res.records:
         by.setdefault((r["model"], r["condition"]), []).append(r)
@@ -273,7 +276,7 @@ def write_report(result, out_dir, title="devicepool: Table 3 reproduction", figu
             figs = _draw_figures(result, out_dir)
         except ImportError as exc:  # matplotlib missing: tables only
             result.notes.append(f"figures not drawn: {exc}")
-    for name, path, caption in figs:
+    for name, path, _caption in figs:
         paths[name] = path
 
     lines = [f"# {title}", ""]
@@ -296,11 +299,11 @@ def write_report(result, out_dir, title="devicepool: Table 3 reproduction", figu
     cms = [f for f in figs if not f[0].startswith("fig2")]
     if fig2:
         lines += ["## Fig. 2: DA-CNN attention on held-out utterances", ""]
-        for name, path, caption in fig2:
+        for name, _path, caption in fig2:
             lines += [f"**{caption}**", "", f"![{caption}]({name})", ""]
     if cms:
         lines += ["## Confusion matrices (rows: true device, columns: predicted; summed over folds)", ""]
-        for name, path, caption in cms:
+        for name, _path, caption in cms:
             lines += [f"![{caption}]({name})"]
         lines.append("")
     lines += ["## Per fold", "", "| model | condition | fold | accuracy (%) | n train | n test | seed |",
