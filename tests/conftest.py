@@ -52,3 +52,30 @@ def _one_torch_thread():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+# ------------------------------------------------------------ counting the bad inputs tried
+# DEVICEPOOL_COUNT_BAD_INPUTS=path: every pytest.raises / pytest.warns the suite enters is
+# counted (one bad input each) and the total written to ``path`` at the end of the run;
+# docs/reliability.md quotes the count. Off by default: the wrappers are then not installed.
+
+_BAD_INPUTS = {"raises": 0, "warns": 0}
+
+if os.environ.get("DEVICEPOOL_COUNT_BAD_INPUTS"):
+    _raises, _warns = pytest.raises, pytest.warns
+
+    def _counted_raises(*args, **kwargs):
+        _BAD_INPUTS["raises"] += 1
+        return _raises(*args, **kwargs)
+
+    def _counted_warns(*args, **kwargs):
+        _BAD_INPUTS["warns"] += 1
+        return _warns(*args, **kwargs)
+
+    pytest.raises, pytest.warns = _counted_raises, _counted_warns
+
+    def pytest_sessionfinish(session, exitstatus):
+        import json
+
+        with open(os.environ["DEVICEPOOL_COUNT_BAD_INPUTS"], "w") as fh:
+            json.dump(dict(_BAD_INPUTS, tests=session.testscollected), fh)

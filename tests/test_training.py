@@ -2,6 +2,8 @@
 speaker-disjoint validation (with metadata routing), masked batch norm, the readings
 of eq. 2, and a behavioural test of the defaults on the embedded corpus."""
 
+import os
+
 import numpy as np
 import pytest
 import sklearn
@@ -374,3 +376,43 @@ def test_default_recipe_is_untouched_by_the_budget():
     a = SACNNClassifier(max_epochs=2, random_state=0).fit(X, y)
     b = SACNNClassifier(max_epochs=2, random_state=0, max_batch_frames=None).fit(X, y)
     np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+
+
+def test_a_real_sigint_aborts_fit():
+    """A real Ctrl-C (SIGINT) during training raises KeyboardInterrupt out of ``fit``:
+    the fit is never reported as finished (skorch alone would end it as "trained")."""
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    child = textwrap.dedent("""
+        import sys
+        import numpy as np
+        from skorch.callbacks import Callback
+        from devicepool.estimators import SACNNClassifier
+
+        class Started(Callback):
+            def on_epoch_end(self, net, **kwargs):
+                if len(net.history) == 1:
+                    print("STARTED", flush=True)
+
+        rng = np.random.default_rng(0)
+        X = [rng.normal(size=(40, 24)).astype("float32") for _ in range(40)]
+        y = np.arange(40) % 2
+        clf = SACNNClassifier(max_epochs=100000, max_steps=None, train_split=None,
+                              callbacks=[Started()], random_state=0)
+        try:
+            clf.fit(X, y)
+        except KeyboardInterrupt:
+            print("ABORTED", len(clf.history), flush=True)
+            sys.exit(0)
+        print("FINISHED", len(clf.history), flush=True)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert proc.stdout.readline().strip() == "STARTED"
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and out.startswith("ABORTED"), out
