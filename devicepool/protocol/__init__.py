@@ -23,12 +23,21 @@ one pass over the audio, and cached (in memory and, with an ``out_dir``, on disk
 ``out_dir/cache/``). Fits run here, in joblib worker processes (``n_jobs``) or on a
 dask.distributed cluster (``docs/cluster.md``).
 
+One run writes into an ``out_dir`` at a time: a run holds an exclusive lock on
+``out_dir/.lock`` (a second one raises :class:`OutputLockedError`, or waits with
+``wait=True``). Keys are content hashes: a corpus whose audio changed (even with the same
+file sizes) does not reuse the results or features made from the old audio. A damaged
+file (truncated, not JSON, lacking keys) is recomputed with a warning naming it. Files
+are written with the umask's permissions.
+
 Modules: :mod:`.conditions` (conditions, folds, seeds), :mod:`.registry` (models),
-:mod:`.cache` (features), :mod:`.runner` (:func:`run_protocol`), :mod:`.store` (files),
+:mod:`.cache` (features), :mod:`.runner` (:func:`run_protocol`), :mod:`.keys`
+(fingerprints, settings keys), :mod:`.lock` (the folder lock), :mod:`.store` (files),
 :mod:`.report` (results, Table 3, figures).
 """
 
 from .conditions import CONDITIONS, MODES, PAPER_TABLE3, available_conditions, make_folds
+from .lock import OutputLockedError
 from .registry import ModelSpec, get_model, register_model, registered_models, unregister_model
 from .report import ProtocolResult, chance_levels, combine_results, paper_claims, write_report
 from .runner import FitTask, run_protocol
@@ -39,6 +48,7 @@ __all__ = [
     "FitTask",
     "MODES",
     "ModelSpec",
+    "OutputLockedError",
     "PAPER_TABLE3",
     "ProtocolResult",
     "available_conditions",

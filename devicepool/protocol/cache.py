@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .keys import _digest
 from .registry import _make_features
-from .store import _atomic_write_npz, _digest
+from .store import _atomic_write_npz, _damaged
 
 #: utterances loaded and transformed together
 _CHUNK = 64
@@ -194,14 +195,9 @@ class FeatureCache:
         if path is None or not os.path.exists(path):
             return None
         try:
-            with np.load(path, allow_pickle=False) as z:
-                if name == "voicing" and tuple(z["label_names"].astype(str)) != _voicing_names():
-                    return None
-                value = _unpack(z["values"], z["lengths"])
-        except (OSError, ValueError, KeyError):
-            return None  # unreadable cache: recompute
-        if len(value) != n:
-            return None
+            value = _read_cached(path, name, n)
+        except Exception as exc:  # BadZipFile, EOFError, ValueError, KeyError, zlib.error, ...
+            return _damaged(path, "feature cache", f"{type(exc).__name__}: {exc}", "recomputing it")
         self.memo[key] = value
         return value
 
@@ -217,6 +213,22 @@ class FeatureCache:
         else:
             values, lengths = _pack(list(value), np.float32)
             _atomic_write_npz(path, values=values, lengths=lengths)
+
+
+def _read_cached(path, name, n):
+    """The ``n`` cached arrays in ``path``; ValueError (or the reader's own error) when
+    the file is damaged: truncated, lengths that do not add up, not ``n`` utterances."""
+    with np.load(path, allow_pickle=False) as z:
+        if name == "voicing" and tuple(z["label_names"].astype(str)) != _voicing_names():
+            raise ValueError("voicing classes differ from this version's")
+        values, lengths = z["values"], z["lengths"]
+    if lengths.ndim != 1 or np.any(lengths < 0) or int(lengths.sum()) != len(values):
+        raise ValueError("lengths do not add up to the values")
+    if len(lengths) != n:
+        raise ValueError(f"{len(lengths)} utterances, the corpus has {n}")
+    if values.ndim != (1 if name == "voicing" else 2):
+        raise ValueError(f"values of shape {values.shape}")
+    return _unpack(values, lengths)
 
 
 def _params(transformer):

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .conditions import CONDITIONS
+from .keys import _RESULT_FORMAT
 from .registry import ModelSpec
-from .store import _RESULT_FORMAT, FoldAttention
+from .store import FoldAttention
 
 __all__ = ["FitData", "FitTask"]
 

@@ -237,7 +237,8 @@ def paper_claims(result):
     return lines
 
 
-def write_report(result, out_dir, title="devicepool: Table 3 reproduction", figures=True, extra=""):
+def write_report(result, out_dir, title="devicepool: Table 3 reproduction", figures=True, extra="",
+                 wait=False):
     """Write Table 3 (Markdown, CSV), per-fold CSV, confusion matrices, Fig. 2 and report.md.
 
     Parameters
@@ -249,12 +250,24 @@ def write_report(result, out_dir, title="devicepool: Table 3 reproduction", figu
         Also draw PNGs (confusion matrices, Fig. 2 a-c); needs matplotlib.
     extra : str
         Markdown appended to the report (e.g. timing).
+    wait : bool, default=False
+        The report is written holding the folder's lock (``out_dir/.lock``, as
+        :func:`run_protocol` does): when another run holds it, wait for it to end
+        instead of raising :class:`OutputLockedError` at once.
 
     Returns
     -------
     paths : dict
         Name -> written path (also stored in ``result.paths``).
     """
+    from .lock import output_lock
+
+    with output_lock(out_dir, wait=wait):
+        return _write_report(result, out_dir, title, figures, extra)
+
+
+def _write_report(result, out_dir, title="devicepool: Table 3 reproduction", figures=True, extra=""):
+    """:func:`write_report`'s work, for a caller that holds the folder's lock."""
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     paths = {}

@@ -10,6 +10,7 @@ its result records and Fig. 2 data, which are written here as they arrive
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 from dataclasses import dataclass, replace
@@ -19,20 +20,19 @@ import numpy as np
 from .cache import FeatureCache, _progress_bar, _remote_backend, _voicing_strings
 from .conditions import CONDITIONS, MODES, _check_corpus, _seed_for, _select_conditions, make_folds
 from .fitting import FitData, FitTask, _fit_task, _numbered_fit
+from .keys import _config_key, _corpus_fingerprint, _digest
+from .lock import output_lock
 from .registry import get_model
-from .report import _summarise, write_report
+from .report import _summarise, _write_report
 from .store import (
     _atomic_write_json,
     _attention_path,
-    _config_key,
-    _corpus_fingerprint,
-    _digest,
     _load_attention,
     _merge_attention,
-    _other_settings,
-    _read_json,
+    _read_record,
+    _remove_stale_temps,
     _result_path,
-    _task_done,
+    _task_status,
     _to_jsonable,
     _write_task_outputs,
 )
@@ -137,20 +137,24 @@ def _plan_tasks(run):
 
 
 def _unfinished(run, tasks):
-    """The tasks to fit; refuses a folder holding results of other settings."""
+    """The tasks to fit; refuses a folder holding results of other settings. A damaged
+    file warns, naming it, and its fit is redone."""
     if run.results_dir is None or not run.resume:
         return list(tasks)
+    todo = []
     for task in tasks:
-        path = _other_settings(task)
-        if path is not None:
+        status, path = _task_status(task)
+        if status == "other":
             raise ValueError(
-                f"{run.out_dir!r} holds results of other settings (corpus, seed, folds or "
-                f"parameters differ; see {path}); use another output folder or resume=False")
-    return [t for t in tasks if not _task_done(t)]
+                f"{run.out_dir!r} holds results of other settings (corpus audio, labels, seed, "
+                f"folds or parameters differ; see {path}); use another output folder or resume=False")
+        if status == "todo":
+            todo.append(task)
+    return todo
 
 
 def _read_outcome(task):
-    records = [_read_json(p) for p in task.paths.values()]
+    records = [_read_record(p, (task.model, c, task.fold)) for c, p in task.paths.items()]
     return records, (_load_attention(task.attention_path) if task.attention_path else None)
 
 
@@ -241,6 +245,7 @@ def run_protocol(
     report=True,
     title="devicepool: Table 3 reproduction",
     mode_augmentation=False,
+    wait=False,
 ):
     """Run the paper's protocol (Table 3, Fig. 2 data) on a corpus.
 
@@ -261,7 +266,12 @@ def run_protocol(
     out_dir : str or path-like, optional
         Folder for results (``results/<model>/<condition>/fold<k>.json``), cached
         features, Fig. 2 data and, with ``report=True``, the report. Rerunning with the
-        same ``out_dir`` and settings resumes; results of other settings there raise.
+        same ``out_dir`` and settings resumes; results of other settings there (another
+        seed, other parameters, or a corpus whose audio or labels changed) raise
+        ``ValueError``. A damaged file there (a truncated result, attention or cache file)
+        is recomputed and replaced, with a ``UserWarning`` naming it. The run holds an
+        exclusive lock on the folder (``out_dir/.lock``) from before its first write to
+        its end: see ``wait``.
     random_state : int, default=0
         Base seed; each fit's seed is derived from it, the model, training mode and fold,
         and recorded with the results.
@@ -290,6 +300,12 @@ def run_protocol(
         device with both kinds of source while the training speakers and mode stay those
         of the condition. Copies are never tested on. See ``docs/protocol.md`` for the
         ablation.
+    wait : bool, default=False
+        When another run holds ``out_dir`` (its lock), wait for it to end (saying so on
+        stderr with ``progress``) instead of raising :class:`OutputLockedError` (a
+        ``RuntimeError`` naming the folder and the holder's pid, host and start time) at
+        once. A lock left by a run that died (even by SIGKILL) never blocks: the kernel
+        releases it with the process.
 
     Returns
     -------
@@ -306,6 +322,16 @@ def run_protocol(
     run = _Run.create(corpus, models, conditions, n_splits, random_state, model_params,
                       out_dir=out_dir, progress=progress, n_jobs=n_jobs, resume=resume,
                       mode_augmentation=mode_augmentation)
+    locked = (contextlib.nullcontext() if run.out_dir is None
+              else output_lock(run.out_dir, wait=wait, notify=bool(progress)))
+    with locked:  # released at the end, on an error and on Ctrl-C too
+        if run.out_dir is not None:
+            _remove_stale_temps(run.out_dir)
+        return _execute(run, report, title)
+
+
+def _execute(run, report, title):
+    """Plan, resume, fit and write: the body of :func:`run_protocol` (lock held)."""
     tasks = _plan_tasks(run)
     todo = _unfinished(run, tasks)
     outcomes = {t.key: _read_outcome(t) for t in tasks if t not in todo}
@@ -315,5 +341,5 @@ def run_protocol(
     if run.out_dir is not None:
         _atomic_write_json(os.path.join(run.out_dir, "protocol.json"), res.config)
         if report:
-            write_report(res, run.out_dir, title=title)
+            _write_report(res, run.out_dir, title=title)
     return res

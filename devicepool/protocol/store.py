@@ -7,40 +7,76 @@ Layout of an ``out_dir``::
     cache/features-<kind>-<key>.npz                 features of the corpus (see cache.py)
     cache/voicing-<key>.npz                         frame voicing labels of the corpus
     protocol.json                                   seeds, folds, settings
+    .lock                                           the running run's lock (see lock.py)
 
 Every file is written to a temporary file ``.<name>.XXXX.tmp`` in its folder, flushed,
-and renamed over its final name (:func:`os.replace`), so a file is absent or complete.
+given the mode ``0o666`` less the umask (as :func:`open` would), and renamed over its final
+name (:func:`os.replace`), so a file is absent or complete. A file found damaged (not
+JSON, a record lacking keys, a truncated npz) is reported with a ``UserWarning`` naming
+it and treated as absent: recomputed and replaced.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import io
 import json
 import os
+import re
 import tempfile
+import threading
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from .conditions import CONDITIONS, _slug
 
-#: version of the result record schema (``"format"`` in every record)
-_RESULT_FORMAT = 1
-
 #: time reduction assumed for attention files written before it was stored (DA-CNN's)
 _DEFAULT_TIME_REDUCTION = 4
+
+#: a temporary file of :func:`_atomic_write_bytes` (``tempfile.mkstemp``'s 8 characters)
+_TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+
+_UMASK_LOCK = threading.Lock()
 
 
 # --------------------------------------------------------------------------- files
 
 
+def _current_umask():
+    """The process's umask: from ``/proc/self/status`` where Linux gives it, else by
+    setting it and back (to ``0o077`` meanwhile: a file another thread creates in that
+    instant gets fewer permissions, never more).
+
+    Examples
+    --------
+    >>> old = os.umask(0o027)
+    >>> _current_umask() == 0o027
+    True
+    >>> _ = os.umask(old)
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        old = os.umask(0o077)
+        os.umask(old)
+    return old
+
+
 def _atomic_write_bytes(path, data):
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
+    os.makedirs(folder, exist_ok=True)  # default mode: 0o777 less the umask
     # ".<name>.XXXX.tmp": a half-written file never matches a reader's "*.json" glob
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     try:
+        if hasattr(os, "fchmod"):  # mkstemp makes 0o600; a written file honours the umask
+            os.fchmod(fd, 0o666 & ~_current_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -87,60 +123,33 @@ def _atomic_write_json(path, obj):
     _atomic_write_text(path, json.dumps(_to_jsonable(obj), indent=1, sort_keys=True) + "\n")
 
 
-def _read_json(path):
-    """The JSON document at ``path``, or None when it is absent or unreadable."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
-        return None
+def _remove_stale_temps(out_dir):
+    """Delete the temporary files a killed run left in ``out_dir`` (top level, ``results/``
+    and ``cache/``); only while holding the folder's lock, so no writer is using them."""
+    folders = [out_dir]
+    for sub in ("results", "cache"):
+        folders += [root for root, _, _ in os.walk(os.path.join(out_dir, sub))]
+    for folder in folders:
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for name in names:
+            path = os.path.join(folder, name)
+            if _TEMP_NAME.match(name) and os.path.isfile(path):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
 
 
-def _digest(*parts):
-    """SHA-256 (hex) of values: arrays by dtype, shape and bytes, anything else by repr."""
-    h = hashlib.sha256()
-    for part in parts:
-        if isinstance(part, np.ndarray):
-            h.update(str((part.dtype.str, part.shape)).encode())
-            h.update(np.ascontiguousarray(part).tobytes())
-        else:
-            h.update(repr(part).encode("utf-8"))
-        h.update(b"\x00")
-    return h.hexdigest()
-
-
-def _corpus_fingerprint(corpus):
-    """SHA-256 of a :class:`~devicepool.protocol.conditions.Corpus`: audio (paths by
-    absolute path and size, arrays by content), labels, modes and sample rate."""
-    h = hashlib.sha256()
-    h.update(repr(corpus.sample_rate).encode())
-    for item in corpus.data:
-        if isinstance(item, (str, os.PathLike)):
-            path = os.fspath(item)
-            try:
-                size = os.path.getsize(path)
-            except OSError:
-                size = -1
-            h.update(f"path:{os.path.abspath(path)}:{size}".encode())
-        else:
-            arr = np.ascontiguousarray(np.asarray(item))
-            h.update(f"array:{arr.dtype.str}:{arr.shape}".encode())
-            h.update(arr.tobytes())
-        h.update(b"\x00")
-    for arr in (corpus.target, corpus.groups, corpus.mode):
-        h.update("\x1f".join(map(str, arr)).encode("utf-8"))
-        h.update(b"\x00")
-    return h.hexdigest()
+def _damaged(path, what, problem, action):
+    """None, for a damaged file; with an ``action`` (what the caller does instead), warn
+    first, naming the file and what is wrong with it."""
+    if action is not None:
+        warnings.warn(f"{path}: corrupt {what} ({problem}); {action}", UserWarning, stacklevel=3)
+    return None
 
 
 # --------------------------------------------------------------------------- results
-
-
-def _config_key(fingerprint, n_splits, random_state, model, params, mode_augmentation):
-    """The settings key stored in every record: a folder never mixes two settings."""
-    return _digest(_RESULT_FORMAT, fingerprint, n_splits, int(random_state), model,
-                   sorted((k, repr(v)) for k, v in params.items()),
-                   *(["mode-augmentation"] if mode_augmentation else []))[:24]
 
 
 def _result_path(results_dir, model, condition, fold):
@@ -151,22 +160,98 @@ def _attention_path(results_dir, model, train_mode, fold):
     return os.path.join(results_dir, model, f"attention-{train_mode}-fold{fold}.npz")
 
 
-def _other_settings(task):
-    """Path of a finished record of ``task`` made with other settings, or None."""
-    for path in task.paths.values():
-        rec = _read_json(path)
-        if rec is not None and rec.get("config_key") != task.config_key:
-            return path
+#: keys of a result record that readers rely on, and their JSON types
+_RECORD_KEYS = {
+    "format": int, "model": str, "condition": str, "fold": int, "train_mode": str,
+    "test_mode": str, "accuracy": (int, float), "n_train": int, "n_test": int,
+    "train_speakers": list, "test_speakers": list, "labels": list, "confusion_matrix": list,
+    "test_index": list, "y_pred": list, "seed": int, "config_key": str, "fit_seconds": (int, float),
+}
+
+
+def _record_problem(rec, expect=None):
+    """What is wrong with a result record (a str), or None when it is sound.
+
+    ``expect``: the ``(model, condition, fold)`` its path says it holds.
+
+    Examples
+    --------
+    >>> _record_problem([])
+    'not a JSON object'
+    >>> _record_problem({"format": 1})
+    "lacks 'model'"
+    """
+    if not isinstance(rec, dict):
+        return "not a JSON object"
+    for key, kind in _RECORD_KEYS.items():
+        if key not in rec:
+            return f"lacks {key!r}"
+        if not isinstance(rec[key], kind) or isinstance(rec[key], bool):
+            return f"{key!r} is a {type(rec[key]).__name__}"
+    if rec["condition"] not in CONDITIONS:
+        return f"unknown condition {rec['condition']!r}"
+    n_labels = len(rec["labels"])
+    if np.shape(rec["confusion_matrix"]) != (n_labels, n_labels):
+        return "confusion matrix does not match the labels"
+    if not len(rec["test_index"]) == len(rec["y_pred"]) == rec["n_test"]:
+        return "predictions do not match n_test"
+    if expect is not None and (rec["model"], rec["condition"], rec["fold"]) != tuple(expect):
+        return f"holds {rec['model']} {rec['condition']} fold {rec['fold']}, not {' '.join(map(str, expect))}"
     return None
 
 
-def _task_done(task):
-    """Whether every file of a fit exists with this run's settings."""
-    for path in task.paths.values():
-        rec = _read_json(path)
-        if rec is None or rec.get("config_key") != task.config_key:
-            return False
-    return not task.attention_path or os.path.exists(task.attention_path)
+def _read_record(path, expect=None, action=None):
+    """The sound result record at ``path``, or None when it is absent or damaged.
+
+    A damaged file (unreadable, not JSON, truncated, lacking keys) warns naming it and
+    ``action`` (what the caller does instead); ``action=None`` reads quietly.
+    """
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return _damaged(path, "result file", f"unreadable: {exc}", action)
+    try:
+        rec = json.loads(raw.decode("utf-8"))
+    except ValueError as exc:  # truncated or not JSON (UnicodeDecodeError is a ValueError)
+        return _damaged(path, "result file", f"not JSON: {exc}", action)
+    problem = _record_problem(rec, expect)
+    if problem is not None:
+        return _damaged(path, "result file", problem, action)
+    return rec
+
+
+def _attention_key(path, action=None):
+    """The settings key stored in an attention file: None when absent or damaged (with a
+    warning naming it and ``action``), ``""`` for a file written before keys were stored."""
+    if not os.path.exists(path):
+        return None
+    try:
+        att = _load_attention(path)
+    except Exception as exc:  # BadZipFile, EOFError, ValueError, KeyError, zlib.error, ...
+        return _damaged(path, "attention file", f"{type(exc).__name__}: {exc}", action)
+    return att.config_key or ""
+
+
+def _task_status(task):
+    """``("done" | "todo" | "other", path)``: whether a fit's files are all there with this
+    run's settings, or the path of one holding other settings. A damaged file warns
+    (naming it) and counts as missing: its fit runs again and replaces it."""
+    redo = "recomputing it"
+    done = True
+    for cond, path in task.paths.items():
+        rec = _read_record(path, (task.model, cond, task.fold), action=redo)
+        if rec is not None and rec["config_key"] != task.config_key:
+            return "other", path
+        done &= rec is not None
+    if task.attention_path:
+        key = _attention_key(task.attention_path, action=redo)
+        if key and key != task.config_key:
+            return "other", task.attention_path
+        done &= key is not None
+    return ("done" if done else "todo"), None
 
 
 def _write_task_outputs(task, records, attention):
@@ -174,15 +259,16 @@ def _write_task_outputs(task, records, attention):
 
     A run interrupted between the files of one fit (its matched and mismatched results,
     its attention data) redoes that fit on resume; the files it had already written stay
-    as they are (same seed, same numbers), only the missing ones are written.
+    as they are (same seed, same numbers), only the missing (or damaged, or other
+    settings') ones are written.
     """
     path = task.attention_path
-    if attention is not None and path and not os.path.exists(path):
-        _save_attention(path, attention)
+    if attention is not None and path and _attention_key(path) != task.config_key:
+        _save_attention(path, attention, task.config_key)
     for rec in records:
         path = task.paths[rec["condition"]]
-        old = _read_json(path)
-        if old is None or old.get("config_key") != task.config_key:
+        old = _read_record(path, (task.model, rec["condition"], task.fold))
+        if old is None or old["config_key"] != task.config_key:
             _atomic_write_json(path, rec)
 
 
@@ -205,6 +291,8 @@ class FoldAttention:
     frame_labels : list of ndarray of str or None
         Per utterance, the voicing class of every feature frame (attached by the runner
         from the feature cache; None until then).
+    config_key : str or None
+        The settings key of the fit, as read from its file (None: not stored).
     """
 
     utterance_index: np.ndarray
@@ -212,10 +300,12 @@ class FoldAttention:
     band_weights: np.ndarray | None
     time_reduction: int
     frame_labels: list | None = None
+    config_key: str | None = None
 
 
-def _save_attention(path, att):
-    """Write a :class:`FoldAttention` as an npz (no pickle): packed ragged arrays."""
+def _save_attention(path, att, config_key=None):
+    """Write a :class:`FoldAttention` as an npz (no pickle): packed ragged arrays, and
+    the settings key of the fit that made it."""
     from .cache import _pack
 
     labels = att.frame_labels or [np.zeros(0, dtype="U1") for _ in att.time_weights]
@@ -232,24 +322,40 @@ def _save_attention(path, att):
     }
     if att.band_weights is not None:
         arrays["band_weights"] = np.asarray(att.band_weights, dtype=np.float32)
+    if config_key is not None:
+        arrays["config_key"] = np.asarray(config_key)
     _atomic_write_npz(path, **arrays)
 
 
+def _check_packed(values, lengths, name):
+    if lengths.ndim != 1 or np.any(lengths < 0) or int(lengths.sum()) != len(values):
+        raise ValueError(f"{name}: lengths do not add up to the values")
+
+
 def _load_attention(path):
-    """Read an attention npz back into a :class:`FoldAttention`."""
+    """Read an attention npz back into a :class:`FoldAttention`; ValueError (or the
+    reader's own error) when the file is damaged."""
     from .cache import _unpack
 
     with np.load(path, allow_pickle=False) as z:
         names = z["label_names"].astype(str)
-        time_w = _unpack(z["time_values"], z["time_lengths"])
+        index = z["utterance_index"]
+        for v, n in (("time_values", "time_lengths"), ("label_values", "label_lengths")):
+            _check_packed(z[v], z[n], v)
+            if len(z[n]) != len(index):
+                raise ValueError(f"{n} has {len(z[n])} entries for {len(index)} utterances")
+        band = z["band_weights"] if "band_weights" in z.files else None
+        if band is not None and (band.ndim != 2 or len(band) != len(index)):
+            raise ValueError(f"band_weights of shape {band.shape} for {len(index)} utterances")
         codes = _unpack(z["label_values"], z["label_lengths"])
         return FoldAttention(
-            utterance_index=z["utterance_index"],
-            time_weights=[np.asarray(t).ravel() for t in time_w],
-            band_weights=z["band_weights"] if "band_weights" in z.files else None,
+            utterance_index=index,
+            time_weights=[np.asarray(t).ravel() for t in _unpack(z["time_values"], z["time_lengths"])],
+            band_weights=band,
             time_reduction=int(z["time_reduction"]) if "time_reduction" in z.files
             else _DEFAULT_TIME_REDUCTION,
             frame_labels=[names[np.asarray(c).ravel().astype(int)] for c in codes],
+            config_key=str(z["config_key"]) if "config_key" in z.files else None,
         )
 
 
@@ -272,7 +378,8 @@ def _merge_attention(parts):
 
 
 def _read_results_dir(results_dir):
-    """Records and ``train_mode -> [FoldAttention]`` found under ``results_dir``."""
+    """Records and ``train_mode -> [FoldAttention]`` found under ``results_dir``; a damaged
+    file is skipped with a warning naming it."""
     records, attention_parts = [], {}
     if not os.path.isdir(results_dir):
         return records, attention_parts
@@ -280,12 +387,16 @@ def _read_results_dir(results_dir):
         for f in sorted(files):
             path = os.path.join(root, f)
             if f.endswith(".json") and not f.startswith("."):
-                rec = _read_json(path)
-                if rec is not None and "condition" in rec:
+                rec = _read_record(path, action="skipped")
+                if rec is not None:
                     records.append(rec)
             elif f.startswith("attention-") and f.endswith(".npz"):
-                train_mode = f.split("-")[1]
-                attention_parts.setdefault(train_mode, []).append(_load_attention(path))
+                try:
+                    att = _load_attention(path)
+                except Exception as exc:  # BadZipFile, EOFError, ValueError, KeyError, ...
+                    _damaged(path, "attention file", f"{type(exc).__name__}: {exc}", "skipped")
+                    continue
+                attention_parts.setdefault(f.split("-")[1], []).append(att)
     return records, attention_parts
 
 
