@@ -243,6 +243,8 @@ def test_band_preserving_reading_keeps_what_the_band_sum_adds_up():
 @pytest.mark.parametrize("param, value", [
     ("crop_frames", 0), ("crop_frames", 2.5), ("max_steps", 0), ("max_epochs", 0),
     ("patience", -1), ("batch_size", 0), ("lr_schedule", "cosine"), ("lr", -1.0),
+    ("valid_fraction", 1.5), ("valid_fraction", -0.1), ("max_batch_frames", 0),
+    ("train_split", "holdout"), ("progress", "yes"), ("random_state", -3), ("max_epochs", 2.0),
 ])
 def test_bad_training_parameters_are_named(param, value):
     X, y = make_utterances(12)
