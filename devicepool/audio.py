@@ -146,6 +146,16 @@ def _warn_if_truncated(info, at, n_frames, rate):
             f"({n_frames / rate:.2f} s)", UserWarning, stacklevel=4)
 
 
+def soundfile_name(path):
+    """``path`` as :mod:`soundfile` opens it: bytes on POSIX, so that a file name that is
+    not valid UTF-8 (held as surrogates by :func:`os.fsdecode`) opens too.
+
+    >>> soundfile_name("a.wav") == (b"a.wav" if os.name == "posix" else "a.wav")
+    True
+    """
+    return os.fsencode(path) if os.name == "posix" else os.fspath(path)
+
+
 def read_audio_file(path, sample_rate=None, *, index=None, dtype=np.float64):
     """Read an audio file as a mono waveform, resampled to ``sample_rate``.
 
@@ -191,7 +201,7 @@ def read_audio_file(path, sample_rate=None, *, index=None, dtype=np.float64):
     if os.path.isdir(path):
         raise ValueError(f"{at}: is a directory, not an audio file")
     try:
-        with sf.SoundFile(os.fspath(path)) as fh:
+        with sf.SoundFile(soundfile_name(path)) as fh:
             data = fh.read(dtype="float64", always_2d=True)
             rate, info = fh.samplerate, fh.extra_info
     except Exception as exc:  # libsndfile raises its own error types

@@ -79,8 +79,8 @@ def test_unreadable_files_are_one_line_errors(tmp_path, trained_model):
     assert "broken.wav" in line
     line = one_line_error(run_cli("predict", trained_model, tmp_path / "missing.wav"))
     assert "missing.wav" in line
-    line = one_line_error(run_cli("predict", tmp_path / "no-model.joblib", bad))
-    assert "no-model.joblib" in line
+    line = one_line_error(run_cli("predict", tmp_path / "no-model.pt", bad))
+    assert "no-model.pt" in line
     line = one_line_error(run_cli("predict", bad, bad))
     assert "cannot load model" in line
 
@@ -90,7 +90,7 @@ def test_unreadable_files_are_one_line_errors(tmp_path, trained_model):
 
 @pytest.fixture(scope="module")
 def trained_model(folder_corpus, tmp_path_factory):
-    out = tmp_path_factory.mktemp("model") / "model.joblib"
+    out = tmp_path_factory.mktemp("model") / "model.pt"
     status = main(["train", "--corpus", "folder", "--root", str(folder_corpus), "--pattern", PATTERN,
                    "--model", "da_cnn", "--max-epochs", "3", "-o", str(out), "--quiet"])
     assert status == 0 and out.is_file()
@@ -117,17 +117,17 @@ def test_predict_json_and_text(trained_model, folder_corpus):
 
 
 def test_train_one_mode_other_model(folder_corpus, tmp_path):
-    out = tmp_path / "sa.joblib"
+    out = tmp_path / "sa.pt"
     assert main(["train", "--corpus", "folder", "--root", str(folder_corpus), "--pattern", PATTERN,
                  "--model", "sa_cnn", "--mode", "whisper", "--max-epochs", "2", "-o", str(out),
                  "--quiet"]) == 0
-    import joblib
+    from devicepool.cli._modelfile import load_model
 
-    pipe = joblib.load(out)
+    pipe = load_model(out)
     assert type(pipe[-1]).__name__ == "SACNNClassifier"
     assert pipe[-1].max_epochs == 2 and len(pipe.classes_) == 3
     assert main(["train", "--corpus", "folder", "--root", str(folder_corpus), "--pattern", PATTERN,
-                 "--mode", "whisper", "-o", str(tmp_path / "x.joblib"), "--quiet",
+                 "--mode", "whisper", "-o", str(tmp_path / "x.pt"), "--quiet",
                  "--max-epochs", "0"]) == 2
 
 
@@ -189,8 +189,12 @@ def test_a_registered_model_is_a_command_line_choice(folder_corpus, tmp_path, ca
                      "--quiet"]) == 0
         assert "| LR (test) |" in capsys.readouterr().out
         assert len(list((tmp_path / "e" / "results" / "lr_cli").rglob("*.json"))) == 12
+        # not a devicepool network: the weights-only file cannot hold it, a pickle on request
         assert main(["train", *corpus, "--model", "lr_cli", "-o", str(tmp_path / "lr.joblib"),
-                     "--quiet"]) == 0
+                     "--quiet"]) == 2
+        assert "--allow-pickle" in capsys.readouterr().err
+        assert main(["train", *corpus, "--model", "lr_cli", "-o", str(tmp_path / "lr.joblib"),
+                     "--quiet", "--allow-pickle"]) == 0
         import joblib
 
         pipe = joblib.load(tmp_path / "lr.joblib")

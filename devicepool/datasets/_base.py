@@ -9,6 +9,7 @@ import numpy as np
 from sklearn.utils import Bunch
 
 from .._validation import where
+from ..audio import soundfile_name
 
 __all__ = ["check_root", "probe_audio", "finish_bunch", "normalise_mode", "natural_key"]
 
@@ -51,7 +52,7 @@ def probe_audio(path):
     import soundfile as sf
 
     try:
-        info = sf.info(os.fspath(path))
+        info = sf.info(soundfile_name(path))
     except Exception as exc:  # libsndfile raises its own error types
         raise ValueError(f"{where(path=path)}: unreadable or corrupt audio file ({exc})") from None
     if info.frames <= 0:

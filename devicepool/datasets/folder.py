@@ -293,7 +293,8 @@ def _file_rates(paths, sample_rate):
         raise ValueError(
             f"files have different sample rates ({distinct.tolist()} Hz, e.g. "
             f"{a!r} at {distinct[0]} Hz and {b!r} at {distinct[1]} Hz); pass "
-            "sample_rate=... to choose the rate they are read at"
+            "sample_rate=... (the command line's --sample-rate HZ) to choose the rate they are "
+            "read at"
         )
     return rates, int(distinct[0])
 

@@ -4,7 +4,6 @@ utterance sets, driving any network that keeps the module contract
 
 from __future__ import annotations
 
-import math
 import numbers
 import warnings
 
@@ -17,7 +16,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNetClassifier
 from skorch.callbacks import EpochTimer, PassthroughScoring, PrintLog
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset
 
 from .._validation import Interval, StrOptions, check_feature_set, validate_params
 from ..models import check_module
@@ -39,6 +38,7 @@ from ._data import (
 )
 from ._inference import UtteranceOutputs, run_network
 from ._persistence import load_classifier, save_classifier
+from ._plan import length_cap, training_plan, warn_budget_crops
 
 __all__ = ["UtteranceOutputs"]  # re-exported: the type predict_outputs returns
 
@@ -166,13 +166,7 @@ class _UtteranceClassifier(NeuralNetClassifier):
         return self
 
     def _length_cap(self, lengths):
-        """Frames a training item is cut to (a random window), or None: ``crop_frames``,
-        or ``max_batch_frames`` when an item is longer than that budget."""
-        cap, budget = self.crop_frames, self.max_batch_frames
-        if budget is not None and len(lengths) and int(np.max(lengths)) > budget and \
-                (cap is None or cap > budget):
-            cap = budget
-        return cap
+        return length_cap(self.crop_frames, self.max_batch_frames, lengths)
 
     def get_iterator(self, dataset, training=False):
         prefix = "iterator_train" if training else "iterator_valid"
@@ -345,15 +339,7 @@ class _UtteranceClassifier(NeuralNetClassifier):
             del self._planned_split
 
     def _warn_budget_crops(self, train):
-        lengths = _dataset_lengths(train)
-        cap = self._length_cap(lengths)
-        if cap is not None and cap != self.crop_frames:
-            n_long = int(np.sum(lengths > cap))
-            warnings.warn(
-                f"{n_long} training item(s) are longer than max_batch_frames={cap} frames; "
-                f"each epoch trains on a random window of {cap} frames of them, to bound "
-                "the memory of a batch (set crop_frames, or raise max_batch_frames)",
-                UserWarning, stacklevel=4)
+        warn_budget_crops(_dataset_lengths(train), self.crop_frames, self.max_batch_frames)
 
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
         try:
@@ -372,28 +358,14 @@ class _UtteranceClassifier(NeuralNetClassifier):
                    for _, cb in getattr(self, "callbacks_", []))
 
     def _plan(self, train, valid):
-        """The fit's plan: epochs, optimizer steps, and what the validation holds out.
-
-        ``epochs = min(max_epochs, ceil(max_steps / steps_per_epoch))``: the step budget
-        sets the length of training, so small corpora get enough optimizer steps and
-        large ones do not take longer than the budget.
-        """
-        n_train = len(train)
-        bs = n_train if self.batch_size == -1 else min(int(self.batch_size), max(n_train, 1))
-        per_epoch = max(1, math.ceil(n_train / bs))
+        """The fit's plan (:func:`~devicepool.estimators._plan.training_plan`)."""
+        n_batches = None
         if isinstance(train, Dataset) and isinstance(self.iterator_train, type) and \
                 issubclass(self.iterator_train, BucketIterator):
-            per_epoch = max(per_epoch, len(self.get_iterator(train, training=True)))  # budget cuts
-        epochs = int(self.max_epochs)
-        if self.max_steps is not None:
-            epochs = min(epochs, max(1, math.ceil(int(self.max_steps) / per_epoch)))
-        held = None
-        if valid is not None and isinstance(valid, Subset) and \
-                getattr(valid.dataset, "speakers", None) is not None:
-            held = sorted({str(v) for v in valid.dataset.speakers[np.asarray(valid.indices)]})
-        return {"epochs": epochs, "steps_per_epoch": per_epoch, "steps": epochs * per_epoch,
-                "n_train": n_train, "n_valid": 0 if valid is None else len(valid),
-                "valid_speakers": held}
+            n_batches = len(self.get_iterator(train, training=True))  # the budget's cuts
+        return training_plan(train, valid, batch_size=self.batch_size,
+                             max_epochs=self.max_epochs, max_steps=self.max_steps,
+                             n_batches=n_batches)
 
     def partial_fit(self, X, y, classes=None, **fit_params):
         """Continue training a fitted classifier on ``(X, y)`` (fits it if not fitted)."""

@@ -1,0 +1,320 @@
+"""The four commands: demo, evaluate, train, predict (``args`` from :func:`build_parser`)."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import os
+import time
+
+from . import _modelfile
+from ._common import UsageError, say
+
+__all__ = ["CORPORA", "DEMO_SETTINGS", "COMMANDS", "INTERRUPTED", "tsv_field"]
+
+CORPORA = ("mobiphone", "wspire", "folder", "demo")
+
+#: Sizes and training budgets of ``devicepool demo``. Ex-2 is the default embedded corpus
+#: (``make_device_corpus()``: 6 devices x 9 speakers x 8 utterances x {neutral, whisper});
+#: Ex-1 a neutral-only one standing in for MOBIPHONE (more devices, as MOBIPHONE has more
+#: phones than wSPIRE). Both give 144 test utterances per fold and mode. The three models
+#: keep their library defaults except one smaller step budget for all (150 instead of
+#: 400), so that the 27 fits end within 5 minutes on 2 cores (crop training makes a fit's
+#: cost follow its steps).
+DEMO_SETTINGS = {
+    "full": {
+        "ex1": {"n_devices": 8, "n_speakers": 9, "n_utterances": 6, "modes": ("neutral",)},
+        "ex2": {"n_devices": 6, "n_speakers": 9, "n_utterances": 8, "modes": ("neutral", "whisper")},
+        "model_params": {
+            "dft_cnn": {"max_steps": 150},
+            "sa_cnn": {"max_steps": 150},
+            "da_cnn": {"max_steps": 150},
+        },
+        "n_jobs": 2,
+    },
+    "quick": {
+        "ex1": {"n_devices": 3, "n_speakers": 3, "n_utterances": 4, "modes": ("neutral",)},
+        "ex2": {"n_devices": 3, "n_speakers": 3, "n_utterances": 4, "modes": ("neutral", "whisper")},
+        "model_params": {
+            "dft_cnn": {"max_epochs": 2, "module__channels": (8, 16)},
+            "sa_cnn": {"max_epochs": 2},
+            "da_cnn": {"max_epochs": 2},
+        },
+    },
+}
+
+#: What the interruption message of each command says (Ctrl-C, SIGTERM).
+INTERRUPTED = {
+    "demo": "finished results are kept; rerun the same command to resume",
+    "evaluate": "finished results are kept; rerun the same command to resume",
+    "train": "no model file was written",
+    "predict": "",
+}
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _load_corpus(args):
+    from devicepool import datasets
+
+    if args.corpus != "demo" and not args.root:
+        raise UsageError(f"--root is required for --corpus {args.corpus}")
+    if args.root and not os.path.exists(args.root):
+        raise UsageError(f"corpus root {args.root!r} does not exist")
+    if args.root and not os.path.isdir(args.root):
+        raise UsageError(f"corpus root {args.root!r} is not a folder")
+    rate = {"sample_rate": args.sample_rate} if getattr(args, "sample_rate", None) else {}
+    if args.corpus == "mobiphone":
+        return datasets.load_mobiphone(args.root, **rate)
+    if args.corpus == "wspire":
+        return datasets.load_wspire(args.root, **rate)
+    if args.corpus == "folder":
+        if not args.pattern:
+            raise UsageError("--pattern is required for --corpus folder, e.g. "
+                             "'{device}/{mode}/{speaker}_{utterance}.wav'")
+        return datasets.load_audio_folder(args.root, pattern=args.pattern, **rate)
+    kwargs = {"random_state": getattr(args, "seed", 0), **rate}
+    if args.root:
+        kwargs["source"] = args.root
+    return datasets.make_device_corpus(**kwargs)
+
+
+def _model_overrides(args, models):
+    params = {}
+    if getattr(args, "max_epochs", None):
+        params["max_epochs"] = args.max_epochs
+    if getattr(args, "device", None):
+        params["device"] = args.device
+    return {m: dict(params) for m in models} if params else None
+
+
+def _parse_conditions(text):
+    from devicepool.protocol import CONDITIONS
+
+    if text is None:
+        return None
+    conds = [c.strip() for c in text.split(",") if c.strip()]
+    for c in conds:
+        if c not in CONDITIONS:
+            raise UsageError(f"unknown condition {c!r} (choose from {', '.join(CONDITIONS)})")
+    return conds
+
+
+def _wait_kwargs(args, run_protocol):
+    """``{"wait": ...}`` for ``run_protocol`` (when this devicepool's takes it)."""
+    if "wait" in inspect.signature(run_protocol).parameters:
+        return {"wait": bool(getattr(args, "wait", False))}
+    if getattr(args, "wait", False):
+        raise UsageError("--wait is not supported by this devicepool's run_protocol")
+    return {}
+
+
+# --------------------------------------------------------------------------- demo, evaluate
+
+
+def cmd_demo(args):
+    from devicepool.datasets import make_device_corpus
+    from devicepool.protocol import combine_results, run_protocol, write_report
+
+    settings = DEMO_SETTINGS["quick" if args.quick else "full"]
+    t0 = time.perf_counter()
+    parts = []
+    for key, label in (("ex1", "Ex-1 (neutral-only corpus, MOBIPHONE's role)"),
+                       ("ex2", "Ex-2 (parallel neutral + whisper corpus, wSPIRE's role)")):
+        spec = dict(settings[key])
+        say(args, f"devicepool demo: {label}: building the corpus ({spec['n_devices']} devices, "
+                  f"{spec['n_speakers']} speakers, {spec['n_utterances']} utterances each)")
+        corpus = make_device_corpus(random_state=args.seed + (0 if key == "ex2" else 1), **spec)
+        parts.append(run_protocol(
+            corpus, models=list(settings["model_params"]), n_splits=3, out_dir=os.path.join(args.out, key),
+            random_state=args.seed, model_params=settings["model_params"], progress=not args.quiet,
+            n_jobs=args.n_jobs if args.n_jobs is not None else settings.get("n_jobs"), report=False,
+            **_wait_kwargs(args, run_protocol)))
+    result = combine_results(*parts)
+    elapsed = time.perf_counter() - t0
+    extra = (f"Run: `devicepool demo{' --quick' if args.quick else ''} --seed {args.seed}`, "
+             f"{elapsed:.0f} s wall time. Corpora: `make_device_corpus` with {settings['ex1']} (Ex-1) "
+             f"and {settings['ex2']} (Ex-2); model overrides {settings['model_params']}. Per-fold results "
+             "in `ex1/results/` and `ex2/results/`.")
+    write_report(result, args.out, title="devicepool demo: the paper's protocol on the embedded corpus",
+                 extra=extra)
+    say(args, "")
+    print(result.to_markdown(paper=True))
+    say(args, f"report: {os.path.join(args.out, 'report.md')} ({elapsed:.0f} s)")
+    return 0
+
+
+@contextlib.contextmanager
+def _dask_cluster(args):
+    """joblib's dask backend on a client of ``args.scheduler``; yields the fits' n_jobs."""
+    try:
+        import joblib
+        from distributed import Client
+    except ImportError:
+        raise UsageError("--scheduler needs dask.distributed: "
+                         "pip install 'devicepool[distributed]'") from None
+    try:
+        client = Client(args.scheduler)
+    except (OSError, TimeoutError, ValueError, TypeError) as exc:
+        raise UsageError(f"cannot reach the dask scheduler at {args.scheduler!r}: {exc}") from None
+    with client, joblib.parallel_backend("dask"):
+        n_threads = sum(client.nthreads().values())
+        say(args, f"devicepool evaluate: fits on the dask cluster at {args.scheduler} "
+                  f"({len(client.nthreads())} workers, {n_threads} threads)")
+        yield args.n_jobs if args.n_jobs is not None else -1
+
+
+def cmd_evaluate(args):
+    from devicepool.protocol import run_protocol
+
+    corpus = _load_corpus(args)
+    conditions = _parse_conditions(args.conditions)
+    backend = _dask_cluster(args) if args.scheduler else contextlib.nullcontext(args.n_jobs)
+    with backend as n_jobs:
+        result = run_protocol(
+            corpus, models=args.models, conditions=conditions,
+            n_splits=args.n_splits, out_dir=args.out, random_state=args.seed,
+            model_params=_model_overrides(args, args.models), progress=not args.quiet,
+            n_jobs=n_jobs, resume=not args.fresh, mode_augmentation=args.mode_augmentation,
+            title=f"devicepool evaluate: {args.corpus} corpus", **_wait_kwargs(args, run_protocol))
+    print(result.to_markdown(paper=True))
+    for note in result.notes:
+        say(args, f"note: {note}")
+    say(args, f"report: {os.path.join(args.out, 'report.md')}")
+    return 0
+
+
+# --------------------------------------------------------------------------- train
+
+
+def _training_set(corpus, mode):
+    import numpy as np
+
+    data = np.empty(len(corpus.data), dtype=object)
+    data[:] = list(corpus.data)
+    target = np.asarray(corpus.target)
+    if mode != "all":
+        keep = np.asarray(getattr(corpus, "mode", ["neutral"] * len(data))) == mode
+        if not keep.any():
+            raise UsageError(f"the corpus has no {mode} speech")
+        data, target = data[keep], target[keep]
+    return data, target
+
+
+def cmd_train(args):
+    from devicepool.protocol import get_model
+
+    spec = get_model(args.model)
+    params = {"random_state": args.seed}
+    params.update((_model_overrides(args, [args.model]) or {}).get(args.model, {}))
+    # everything about the output is checked before the corpus is read
+    leftover = _modelfile.check_output(args.output)
+    if leftover:
+        say(args, f"devicepool train: removed {args.output + '.tmp'!r}, left by an interrupted run")
+    if not args.allow_pickle and not _modelfile.weights_only_savable(spec.make_pipeline(16000, **params)):
+        raise UsageError(f"model {args.model!r} is not a devicepool feature step + classifier, so the "
+                         "weights-only model file cannot hold it; pass --allow-pickle to save it as a "
+                         f"pickle ({_modelfile.PICKLE_RISK})")
+    corpus = _load_corpus(args)
+    data, target = _training_set(corpus, args.mode)
+    pipe = spec.make_pipeline(int(getattr(corpus, "sample_rate", 16000)), **params)
+    clf = pipe.steps[-1][1]
+    if hasattr(clf, "get_params") and "progress" in clf.get_params():
+        clf.set_params(progress=not args.quiet)  # the networks' epoch bar
+    say(args, f"devicepool train: {args.model} on {len(data)} utterances, "
+              f"{len(set(map(str, target)))} devices, at {int(corpus.sample_rate)} Hz")
+    t0 = time.perf_counter()
+    pipe.fit(data, target)
+    kind = _modelfile.save_model(pipe, args.model, args.output, allow_pickle=args.allow_pickle)
+    say(args, f"saved {args.output} ({kind}, {time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+# --------------------------------------------------------------------------- predict
+
+_TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def tsv_field(text):
+    r"""One TSV field: backslash, tab, newline and carriage return escaped (``\\``,
+    ``\t``, ``\n``, ``\r``), bytes that are not UTF-8 written ``\xNN``.
+
+    >>> print(tsv_field("a\tb\nc\\d.wav"))
+    a\tb\nc\\d.wav
+    """
+    escaped = str(text).translate(_TSV_ESCAPES)
+    try:  # a path of undecodable bytes holds them as surrogates (os.fsdecode)
+        return escaped.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return escaped.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _native_rates(files):
+    """Each file's own sample rate (``soundfile.info``); errors name the file."""
+    import soundfile as sf
+
+    from devicepool._validation import where
+    from devicepool.audio import soundfile_name
+
+    rates = []
+    for f in files:
+        if not os.path.exists(f):
+            raise UsageError(f"audio file {f!r} does not exist")
+        try:
+            rates.append(int(sf.info(soundfile_name(f)).samplerate))
+        except Exception as exc:  # noqa: BLE001 - libsndfile raises its own types
+            raise ValueError(f"{where(path=f)}: unreadable or corrupt audio file ({exc})") from None
+    return rates
+
+
+def _prediction_row(file, p, classes, native_rate, model_rate):
+    import numpy as np
+
+    order = np.argsort(-p, kind="stable")
+    row = {"file": file, "device": classes[order[0]], "probability": float(p[order[0]])}
+    if len(order) > 1:
+        row["runner_up"] = classes[order[1]]
+        row["runner_up_probability"] = float(p[order[1]])
+    row["native_rate"] = native_rate
+    row["resampled"] = bool(model_rate is not None and native_rate != model_rate)
+    return row
+
+
+def _tsv_line(row, model_rate):
+    line = f"{tsv_field(row['file'])}\t{tsv_field(row['device'])}\t{row['probability']:.3f}"
+    if "runner_up" in row:
+        line += f"\t(runner-up {tsv_field(row['runner_up'])} {row['runner_up_probability']:.3f})"
+    else:
+        line += "\t(no runner-up)"
+    if row["resampled"]:
+        return line + f"\t({row['native_rate']} Hz, resampled to {model_rate} Hz)"
+    return line + f"\t({row['native_rate']} Hz)"
+
+
+def cmd_predict(args):
+    import numpy as np
+
+    model = _modelfile.load_model(args.model, allow_pickle=args.allow_pickle)
+    files = [os.fspath(f) for f in args.files]
+    rates = _native_rates(files)
+    model_rate = getattr(model.steps[0][1], "sample_rate", None) if hasattr(model, "steps") else None
+    model_rate = int(model_rate) if model_rate is not None else None
+    proba = np.asarray(model.predict_proba(files))
+    classes = [str(c) for c in model.classes_]
+    rows = [_prediction_row(f, p, classes, r, model_rate) for f, p, r in zip(files, proba, rates)]
+    if args.json:
+        doc = {"model": os.fspath(args.model), "classes": classes, "sample_rate": model_rate,
+               "predictions": rows}
+        print(json.dumps(doc, indent=1))
+    else:
+        for row in rows:
+            print(_tsv_line(row, model_rate))
+    n_resampled = sum(r["resampled"] for r in rows)
+    if n_resampled:
+        say(args, f"note: {n_resampled} of {len(rows)} file(s) resampled to the model's "
+                  f"{model_rate} Hz (their own rate is in the last column, or 'native_rate')")
+    return 0
+
+
+COMMANDS = {"demo": cmd_demo, "evaluate": cmd_evaluate, "train": cmd_train, "predict": cmd_predict}
