@@ -19,6 +19,13 @@ ROOT = Path(__file__).resolve().parents[1]
 PATTERN = "{device}/{mode}/{speaker}_{utterance}.wav"
 
 
+
+def _sigint_default():
+    """In the child: Ctrl-C raises KeyboardInterrupt even when this test run was started
+    with SIGINT ignored (a background job of a non-interactive shell inherits SIG_IGN,
+    and Python then installs no KeyboardInterrupt handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 def run_cli(*args, timeout=900):
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     return subprocess.run([sys.executable, "-m", "devicepool", *map(str, args)], cwd=ROOT, env=env,
@@ -140,7 +147,8 @@ def test_evaluate_interrupted_then_resumed(folder_corpus, tmp_path):
             "--models", "da_cnn", "--max-epochs", "40", "--out", out, "--quiet"]
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-m", "devicepool", *map(str, args)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_sigint_default)
     deadline = time.monotonic() + 600
     while not list((out / "results").rglob("*.json")):
         assert proc.poll() is None, proc.communicate()

@@ -29,6 +29,13 @@ PATTERN = "{device}/{mode}/{speaker}_{utterance}.wav"
 ENV = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
 
 
+
+def _sigint_default():
+    """In the child: Ctrl-C raises KeyboardInterrupt even when this test run was started
+    with SIGINT ignored (a background job of a non-interactive shell inherits SIG_IGN,
+    and Python then installs no KeyboardInterrupt handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 def cli(*args):
     return [sys.executable, "-m", "devicepool", *(a if isinstance(a, bytes) else str(a) for a in args)]
 
@@ -200,7 +207,8 @@ def test_ctrl_c_during_train_exits_130_and_writes_nothing(folder_corpus, tmp_pat
     out = tmp_path / "models" / "model.pt"
     proc = subprocess.Popen(cli("train", *corpus_args(folder_corpus), "--model", "da_cnn",
                                 "--max-epochs", "100000", "-o", out),
-                            cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=_sigint_default)
     err = []
     reader = threading.Thread(target=_read_into, args=(proc.stderr, err), daemon=True)
     reader.start()

@@ -42,6 +42,13 @@ ENV = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
 QUIET = dict(progress=False, report=False)
 
 
+
+def _sigint_default():
+    """In the child: Ctrl-C raises KeyboardInterrupt even when this test run was started
+    with SIGINT ignored (a background job of a non-interactive shell inherits SIG_IGN,
+    and Python then installs no KeyboardInterrupt handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 def _mean_frame(X):
     return np.stack([u.mean(0) for u in X])
 
@@ -327,7 +334,8 @@ INTERRUPT_SCRIPT = textwrap.dedent(
 def test_ctrl_c_loses_only_the_fit_in_progress(tmp_path, corpus, lr_model):
     out, log = tmp_path / "out", tmp_path / "fits.log"
     proc = subprocess.Popen([sys.executable, "-c", INTERRUPT_SCRIPT, str(out), str(log)], env=ENV,
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_sigint_default)
     deadline = time.monotonic() + 300
     try:
         while not (log.exists() and "start 2" in log.read_text()):
