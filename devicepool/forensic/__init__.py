@@ -1,0 +1,72 @@
+"""Forensic device comparison: calibrated likelihood ratios and open-set identification.
+
+The question "was this recording made with this device?" is answered as evidence, a
+likelihood ratio (LR) of two hypotheses:
+
+* **H1**: the questioned recording was made with the reference device;
+* **H2**: it was made with another device, of the relevant population: the devices the
+  calibration data represent.
+
+``LR > 1`` supports H1, ``LR < 1`` supports H2; the LR states how much more probable
+the observed comparison is under H1 than under H2, leaving the prior odds to the court.
+The LR is only as valid as its calibration data: they should be recordings of devices
+like the casework's (same kinds, conditions, durations), by speakers other than the
+questioned recording's.
+
+Layer: above :mod:`devicepool.estimators`, below :mod:`devicepool.protocol`; imports
+numpy, scipy, scikit-learn and devicepool's lower layers only.
+
+* :mod:`~devicepool.forensic.metrics` -- :func:`cllr`, :func:`cllr_min`,
+  :func:`cllr_cal`, :func:`eer`, :func:`tippett_data`, :func:`det_data`,
+  :func:`ece_data` (log10 LRs and labels 1 = H1, 0 = H2);
+* :mod:`~devicepool.forensic.scoring` -- :class:`CosineScorer`, :class:`PLDAScorer`;
+* :mod:`~devicepool.forensic.calibration` -- :class:`LogisticCalibrator`,
+  :class:`IsotonicCalibrator` (score -> log10 LR);
+* :mod:`~devicepool.forensic.lr` -- :class:`DeviceLR` (embedder -> scorer ->
+  calibrator);
+* :mod:`~devicepool.forensic.openset` -- :class:`OpenSetClassifier` and
+  :data:`UNKNOWN` (identification that may answer "unknown device");
+* :mod:`~devicepool.forensic.plots` -- :func:`plot_tippett`, :func:`plot_det`,
+  :func:`plot_ece` (matplotlib, optional).
+"""
+
+from .calibration import IsotonicCalibrator, LogisticCalibrator
+from .lr import DeviceLR
+from .metrics import (
+    DetData,
+    EceData,
+    TippettData,
+    cllr,
+    cllr_cal,
+    cllr_min,
+    det_data,
+    ece_data,
+    eer,
+    tippett_data,
+)
+from .openset import UNKNOWN, OpenSetClassifier
+from .plots import plot_det, plot_ece, plot_tippett
+from .scoring import CosineScorer, PLDAScorer
+
+__all__ = [
+    "UNKNOWN",
+    "CosineScorer",
+    "DetData",
+    "DeviceLR",
+    "EceData",
+    "IsotonicCalibrator",
+    "LogisticCalibrator",
+    "OpenSetClassifier",
+    "PLDAScorer",
+    "TippettData",
+    "cllr",
+    "cllr_cal",
+    "cllr_min",
+    "det_data",
+    "ece_data",
+    "eer",
+    "plot_det",
+    "plot_ece",
+    "plot_tippett",
+    "tippett_data",
+]
