@@ -418,3 +418,88 @@ def test_a_real_sigint_aborts_fit():
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0 and out.startswith("ABORTED"), out
+
+
+# ---------------------------------------------------------------- weights (issue 13)
+
+def test_a_weight_k_counts_as_k_copies_in_the_loss():
+    X, y = make_utterances(12, n_classes=3)
+    clf = SACNNClassifier(max_epochs=1, random_state=0).fit(X, y)
+    ds_w = UtteranceDataset(X[:3], clf.classes_.searchsorted(y[:3]), weights=[1.0, 2.0, 1.0])
+    ds_dup = UtteranceDataset([X[0], X[1], X[1], X[2]], clf.classes_.searchsorted(y[[0, 1, 1, 2]]))
+    from devicepool.estimators import collate_utterances
+
+    clf.module_.eval()
+    with torch.no_grad():
+        (bw, yw), (bd, yd) = (collate_utterances([d[i] for i in range(len(d))]) for d in (ds_w, ds_dup))
+        loss_w = clf.get_loss(clf.infer(bw), yw, X=bw)
+        loss_dup = clf.get_loss(clf.infer(bd), yd, X=bd)
+        plain = clf.get_loss(clf.infer({k: bw[k] for k in ("x", "lengths")}), yw)
+    torch.testing.assert_close(loss_w, loss_dup)  # the weighted reference: copies
+    assert not torch.allclose(loss_w, plain)
+
+
+def test_class_weight_balanced_is_sample_weight_of_balanced_weights():
+    from sklearn.utils.class_weight import compute_class_weight
+
+    X, y = make_utterances(30, n_classes=3)
+    y = y.copy()
+    y[:8] = y[1]  # imbalanced
+    classes = np.unique(y)
+    cw = dict(zip(classes, compute_class_weight("balanced", classes=classes, y=y)))
+    a = SACNNClassifier(max_epochs=2, random_state=0, class_weight="balanced").fit(X, y)
+    b = SACNNClassifier(max_epochs=2, random_state=0).fit(X, y, sample_weight=[cw[v] for v in y])
+    c = SACNNClassifier(max_epochs=2, random_state=0, class_weight=cw).fit(X, y)
+    d = SACNNClassifier(max_epochs=2, random_state=0).fit(X, y)
+    np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(X), atol=1e-6)
+    np.testing.assert_allclose(a.predict_proba(X), c.predict_proba(X), atol=1e-6)
+    assert not np.allclose(a.predict_proba(X), d.predict_proba(X))
+    # all weights times a constant: the same fit (the loss is a weighted mean)
+    e = SACNNClassifier(max_epochs=2, random_state=0).fit(X, y, sample_weight=[3 * cw[v] for v in y])
+    np.testing.assert_allclose(b.predict_proba(X), e.predict_proba(X), atol=1e-5)
+
+
+def test_dft_segments_carry_their_utterances_weight():
+    rng = np.random.default_rng(0)
+    X = [np.abs(rng.normal(size=(2 + i % 2, 257))).astype("float32") * (1 + i % 2) for i in range(12)]
+    y = np.arange(12) % 2
+    w = np.linspace(0.5, 2, 12)
+    clf = DFTCNNClassifier(max_epochs=1, random_state=0)
+    items, y_items, utt = clf._training_items(X, y)
+    clf.fit(X, y, sample_weight=w)
+    assert len(items) == sum(len(a) for a in X) and np.array_equal(np.repeat(np.arange(12), [len(a) for a in X]), utt)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"sample_weight": [1.0] * 5}, r"sample_weight must be 1-D with one weight per utterance \(12\)"),
+    ({"sample_weight": [1.0] * 11 + [-1.0]}, r"finite and >= 0; utterance 11 has -1.0"),
+    ({"sample_weight": [1.0] * 11 + [np.nan]}, r"utterance 11 has nan"),
+    ({"sample_weight": [0.0] * 12}, "zero for every utterance"),
+])
+def test_bad_sample_weights_are_refused(kwargs, match):
+    X, y = make_utterances(12)
+    with pytest.raises(ValueError, match=match):
+        SACNNClassifier(max_epochs=1).fit(X, y, **kwargs)
+
+
+def test_bad_class_weights_are_refused():
+    X, y = make_utterances(12)
+    with pytest.raises(ValueError, match=r"class_weight names classes not in y: \['drone'\]"):
+        SACNNClassifier(max_epochs=1, class_weight={"drone": 2.0}).fit(X, y)
+    with pytest.raises(ValueError, match="'class_weight' parameter of SACNNClassifier"):
+        SACNNClassifier(max_epochs=1, class_weight="inverse").fit(X, y)
+
+
+def test_sample_weight_reaches_the_classifier_in_a_pipeline():
+    X, y = make_utterances(24, n_classes=2)
+    w = np.where(np.arange(24) < 12, 1.0, 2.0)
+    with sklearn.config_context(enable_metadata_routing=True):
+        clf = (SACNNClassifier(max_epochs=2, random_state=0).set_fit_request(sample_weight=True)
+               .set_score_request(sample_weight=True))
+        pipe = Pipeline([("id", FunctionTransformer(lambda X: X)), ("clf", clf)])
+        res = cross_validate(pipe, X, y, cv=3, params={"sample_weight": w})
+    assert len(res["test_score"]) == 3
+    direct = SACNNClassifier(max_epochs=2, random_state=0).fit(X, y, sample_weight=w)
+    routed = Pipeline([("id", FunctionTransformer(lambda X: X)),
+                       ("clf", SACNNClassifier(max_epochs=2, random_state=0))]).fit(X, y, clf__sample_weight=w)
+    np.testing.assert_allclose(direct.predict_proba(X), routed.predict_proba(X), atol=1e-6)

@@ -5,14 +5,12 @@ utterance sets, driving any network that keeps the module contract
 from __future__ import annotations
 
 import numbers
-import warnings
 
 import numpy as np
 import torch
-from sklearn.exceptions import DataConversionWarning, NotFittedError
+from sklearn.exceptions import NotFittedError
 from sklearn.metrics import accuracy_score
 from sklearn.utils import check_random_state
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNetClassifier
 from skorch.callbacks import EpochTimer, PassthroughScoring, PrintLog
@@ -39,6 +37,8 @@ from ._data import (
 from ._inference import UtteranceOutputs, run_network
 from ._persistence import load_classifier, save_classifier
 from ._plan import length_cap, training_plan, warn_budget_crops
+from ._targets import check_target
+from ._weights import utterance_weights, weighted_mean
 
 __all__ = ["UtteranceOutputs"]  # re-exported: the type predict_outputs returns
 
@@ -60,6 +60,7 @@ class _UtteranceClassifier(NeuralNetClassifier):
         "valid_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
         "patience": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "max_batch_frames": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "class_weight": [StrOptions({"balanced"}), dict, None],
         "progress": ["boolean"],
         "random_state": ["random_state"],
     }
@@ -80,6 +81,7 @@ class _UtteranceClassifier(NeuralNetClassifier):
         train_split="auto",
         valid_fraction=0.2,
         patience=None,
+        class_weight=None,
         progress=False,
         random_state=None,
         iterator_train=BucketIterator,
@@ -101,6 +103,7 @@ class _UtteranceClassifier(NeuralNetClassifier):
         self.lr_schedule = lr_schedule
         self.valid_fraction = valid_fraction
         self.patience = patience
+        self.class_weight = class_weight
         self.progress = progress
         self.random_state = random_state
 
@@ -207,22 +210,7 @@ class _UtteranceClassifier(NeuralNetClassifier):
                         owner=type(self).__name__)
 
     def _check_y(self, y, n):
-        if y is None:
-            raise ValueError(
-                f"{type(self).__name__} requires y to be passed, but the target y is None "
-                "(one label per utterance is needed)"
-            )
-        y = np.asarray(y)
-        if y.ndim == 2 and y.shape[1] == 1:
-            warnings.warn("A column-vector y was passed when a 1d array was expected.",
-                          DataConversionWarning, stacklevel=3)
-            y = y.ravel()
-        if y.ndim != 1:
-            raise ValueError(f"y must be 1-D (one label per utterance); got shape {y.shape}")
-        if len(y) != n:
-            raise ValueError(f"X has {n} utterances but y has {len(y)} labels; they must match")
-        check_classification_targets(y)
-        return y
+        return check_target(y, n, type(self).__name__)
 
     def _encode_classes(self, y, Xs, warm):
         """Set ``fitted_classes_`` and ``n_features_in_``; return ``y`` encoded."""
@@ -270,7 +258,7 @@ class _UtteranceClassifier(NeuralNetClassifier):
         return Xs, y_enc, np.arange(len(Xs))
 
     # ---- fit ------------------------------------------------------------------
-    def fit(self, X, y, groups=None, **fit_params):
+    def fit(self, X, y, groups=None, sample_weight=None, **fit_params):
         """Fit on an utterance set.
 
         Parameters
@@ -285,6 +273,9 @@ class _UtteranceClassifier(NeuralNetClassifier):
             choice of the best epoch are judged on unseen speakers, as the test is.
             Inside a ``Pipeline`` or ``cross_validate`` it arrives through
             scikit-learn's metadata routing (``clf.set_fit_request(groups=True)``).
+        sample_weight : array-like of shape (n_utterances,), optional
+            Weight of each utterance in the loss (times its class's ``class_weight``);
+            a batch's loss is the weighted mean (see :mod:`devicepool.estimators._weights`).
         **fit_params
             Passed on to skorch (``forward``/``train_split``).
 
@@ -309,8 +300,11 @@ class _UtteranceClassifier(NeuralNetClassifier):
             seed % (2**32) if seed is not None else int(np.random.default_rng().integers(2**31))
         )
         items, y_items, utt = self._training_items(Xs, y_enc)
+        weights = utterance_weights(y_enc, self.fitted_classes_, sample_weight, self.class_weight,
+                                    type(self).__name__)
         dataset = UtteranceDataset(items, y_items, utt,
-                                   speakers=None if groups is None else groups[utt])
+                                   speakers=None if groups is None else groups[utt],
+                                   weights=None if weights is None else weights[utt])
         with torch.random.fork_rng(devices=self._rng_devices(), enabled=seed is not None):
             if seed is not None:
                 torch.manual_seed(seed)
@@ -340,6 +334,23 @@ class _UtteranceClassifier(NeuralNetClassifier):
 
     def _warn_budget_crops(self, train):
         warn_budget_crops(_dataset_lengths(train), self.crop_frames, self.max_batch_frames)
+
+    def infer(self, x, **fit_params):
+        if isinstance(x, dict) and "sample_weight" in x:  # the loss's, not the module's
+            x = {k: v for k, v in x.items() if k != "sample_weight"}
+        return super().infer(x, **fit_params)
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        weight = X.get("sample_weight") if isinstance(X, dict) else None
+        if weight is None:
+            return super().get_loss(y_pred, y_true, X=X, training=training)
+        reduction = self.criterion_.reduction
+        self.criterion_.reduction = "none"
+        try:
+            per_item = super().get_loss(y_pred, y_true, X=X, training=training)
+        finally:
+            self.criterion_.reduction = reduction
+        return weighted_mean(per_item, weight.to(per_item.device))
 
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
         try:

@@ -2,7 +2,9 @@
 batches, the internal validation split and memory-bounded inference batches.
 
 Every batch is ``({"x": (B, T, F) float32 zero-padded, "lengths": (B,) int64}, y)``;
-the networks mask the padding (``devicepool.models``).
+the networks mask the padding (``devicepool.models``). A dataset with sample weights
+adds ``"sample_weight": (B,) float32`` to the dict (the classifiers take it out before
+the forward pass and weight the loss with it).
 """
 
 from __future__ import annotations
@@ -33,20 +35,26 @@ class UtteranceDataset(Dataset):
     speakers : ndarray, optional
         Speaker (or any grouping) of each item; when given, the internal validation
         split holds out whole speakers.
+    weights : ndarray of float, optional
+        Weight of each item in the loss; items are then ``(array, label, weight)``.
     """
 
-    def __init__(self, X, y=None, groups=None, speakers=None):
+    def __init__(self, X, y=None, groups=None, speakers=None, weights=None):
         self.X = X
         self.y = None if y is None else np.asarray(y, dtype=np.int64)
         self.groups = np.arange(len(X)) if groups is None else np.asarray(groups)
         self.speakers = None if speakers is None else np.asarray(speakers)
+        self.weights = None if weights is None else np.asarray(weights, dtype=np.float32)
         self.lengths = np.fromiter((len(a) for a in X), dtype=np.int64, count=len(X))
 
     def __len__(self):
         return len(self.X)
 
     def __getitem__(self, i):
-        return self.X[i], (-1 if self.y is None else int(self.y[i]))
+        label = -1 if self.y is None else int(self.y[i])
+        if self.weights is None:
+            return self.X[i], label
+        return self.X[i], label, float(self.weights[i])
 
 
 def _dataset_lengths(ds):
@@ -58,15 +66,19 @@ def _dataset_lengths(ds):
 
 
 def collate_utterances(items):
-    """Pad a list of ``(array, label)`` pairs into ``({"x", "lengths"}, y)`` tensors."""
-    lengths = np.fromiter((len(a) for a, _ in items), dtype=np.int64, count=len(items))
+    """Pad a list of ``(array, label)`` pairs (or ``(array, label, weight)`` triples) into
+    ``({"x", "lengths"[, "sample_weight"]}, y)`` tensors."""
+    lengths = np.fromiter((len(it[0]) for it in items), dtype=np.int64, count=len(items))
     T = int(lengths.max())
     F = items[0][0].shape[1]
     x = np.zeros((len(items), T, F), dtype=np.float32)
-    for b, (a, _) in enumerate(items):
-        x[b, : len(a)] = a
-    y = torch.as_tensor(np.fromiter((t for _, t in items), dtype=np.int64, count=len(items)))
-    return {"x": torch.from_numpy(x), "lengths": torch.from_numpy(lengths)}, y
+    for b, it in enumerate(items):
+        x[b, : len(it[0])] = it[0]
+    y = torch.as_tensor(np.fromiter((it[1] for it in items), dtype=np.int64, count=len(items)))
+    batch = {"x": torch.from_numpy(x), "lengths": torch.from_numpy(lengths)}
+    if len(items[0]) > 2:
+        batch["sample_weight"] = torch.tensor([it[2] for it in items], dtype=torch.float32)
+    return batch, y
 
 
 class CropCollate:
@@ -90,14 +102,14 @@ class CropCollate:
 
     def __call__(self, items):
         c = self.crop_frames
-        lengths = [len(a) for a, _ in items]
+        lengths = [len(it[0]) for it in items]
         starts = torch.randint(0, 2**62, (len(items),)).tolist()
         out = []
-        for (a, t), n, r in zip(items, lengths, starts):
+        for (a, *rest), n, r in zip(items, lengths, starts):
             if n > c:
                 s0 = r % (n - c + 1)
                 a = a[s0:s0 + c]
-            out.append((a, t))
+            out.append((a, *rest))
         return self.collate_fn(out)
 
 

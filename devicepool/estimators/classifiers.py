@@ -49,6 +49,10 @@ _COMMON_PARAMS = """
         Early stopping patience in epochs (monitors ``valid_loss``, or ``train_loss``
         without validation); the best epoch's weights are restored. None trains the
         whole budget.
+    class_weight : None, "balanced" or dict, default=None
+        Weights of the classes in the loss, as in scikit-learn: ``"balanced"`` weighs
+        each class by ``n_utterances / (n_classes * count)``; a dict maps labels to
+        weights (missing labels weigh 1). Multiplies ``fit``'s ``sample_weight``.
     progress : bool, default=False
         Show a tqdm bar over epochs on stderr.
     random_state : int, RandomState or None, default=None
