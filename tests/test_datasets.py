@@ -260,3 +260,25 @@ def test_folder_errors(tmp_path, shared_data):
         load_audio_folder(tmp_path, sample_rate=SR, devices=["dev1", "dev2"])
     with pytest.raises(ValueError, match="no file .* matches"):
         load_audio_folder(tmp_path, "{device}/{speaker}-{utterance}.flac", strict=False)
+
+
+def test_a_pattern_without_speakers_warns_and_the_protocol_refuses_it(tmp_path):
+    import soundfile as sf
+
+    from devicepool.datasets import load_audio_folder
+    from devicepool.protocol import run_protocol
+
+    rng = np.random.default_rng(0)
+    for dev in ("a", "b"):
+        for utt in range(4):
+            path = tmp_path / dev / f"u{utt}.wav"
+            path.parent.mkdir(exist_ok=True)
+            sf.write(path, 0.1 * rng.standard_normal(8000), 16000)
+    with pytest.warns(UserWarning, match=r"no \{speaker\} field: the speakers are unknown"):
+        b = load_audio_folder(tmp_path, pattern="{device}/{utterance}.wav")
+    assert b.speakers_known is False
+    assert "speakers: unknown (no {speaker} field; `groups` holds 4 utterance ids)" in b.DESCR
+    with pytest.raises(ValueError, match="speakers are unknown.*allow_unknown_speakers=True"):
+        run_protocol(b, models=["da_cnn"], progress=False, report=False)
+    named = load_audio_folder(tmp_path, pattern="{device}/{speaker}.wav")
+    assert "speakers_known" not in named and "speakers: 4" in named.DESCR

@@ -503,3 +503,16 @@ def test_sample_weight_reaches_the_classifier_in_a_pipeline():
     routed = Pipeline([("id", FunctionTransformer(lambda X: X)),
                        ("clf", SACNNClassifier(max_epochs=2, random_state=0))]).fit(X, y, clf__sample_weight=w)
     np.testing.assert_allclose(direct.predict_proba(X), routed.predict_proba(X), atol=1e-6)
+
+
+def test_falling_back_to_no_validation_warns_with_the_reason():
+    X, y = make_utterances(12, n_classes=3)
+    y = y.copy()
+    y[0] = "tablet"  # a class of one utterance: nothing to hold out for it
+    with pytest.warns(UserWarning, match=r"no validation split is possible \(a class has a single utterance"):
+        SACNNClassifier(max_epochs=1, random_state=0).fit(X, y)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # asked for no validation: no warning
+        SACNNClassifier(max_epochs=1, random_state=0, train_split=None).fit(X, y)

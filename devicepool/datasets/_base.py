@@ -112,13 +112,15 @@ def finish_bunch(
     return bunch
 
 
-def summary_lines(target, groups, mode):
+def summary_lines(target, groups, mode, speakers_known=True):
     """Human-readable counts for a DESCR."""
     target = np.asarray(target, dtype=str)
+    n_groups = len(set(np.asarray(groups, dtype=str)))
     lines = [
         f"- recordings: {len(target)}",
         f"- devices ({len(set(target))}): " + ", ".join(sorted(set(target), key=natural_key)),
-        f"- speakers: {len(set(np.asarray(groups, dtype=str)))}",
+        f"- speakers: {n_groups}" if speakers_known else
+        f"- speakers: unknown (no {{speaker}} field; `groups` holds {n_groups} utterance ids)",
     ]
     modes, counts = np.unique(np.asarray(mode, dtype=str), return_counts=True)
     lines.append("- modes: " + ", ".join(f"{m} ({c})" for m, c in zip(modes, counts)))

@@ -315,7 +315,7 @@ def _warn_if_not_parallel(q, target, utterance, stacklevel):
         )
 
 
-def _folder_descr(q, target, groups, mode, rate):
+def _folder_descr(q, target, groups, mode, rate, speakers_known=True):
     """The Bunch's DESCR."""
     per_device = Counter(target)
     return "\n".join(
@@ -326,7 +326,7 @@ def _folder_descr(q, target, groups, mode, rate):
             "paths; read them with devicepool.audio.read_audio_file or pass them straight",
             "to devicepool.features.FilterBank.",
             "",
-            *summary_lines(target, groups, mode),
+            *summary_lines(target, groups, mode, speakers_known),
             "- files per device: "
             + ", ".join(f"{d}: {per_device[d]}" for d in sorted(per_device, key=natural_key)),
             f"- sample rate: {rate} Hz",
@@ -455,8 +455,16 @@ def load_audio_folder(
     target = [r.fields["device"] for r in rows]
     utterance = [r.utterance for r in rows]
     mode = [r.mode for r in rows]
-    groups = [r.fields["speaker"] for r in rows] if "speaker" in q.fields else list(utterance)
+    speakers_known = "speaker" in q.fields
+    groups = [r.fields["speaker"] for r in rows] if speakers_known else list(utterance)
     extra = _extra_fields(q, rows)
+    if not speakers_known:
+        extra["speakers_known"] = False
+        warnings.warn(
+            f"pattern {pattern!r} has no {{speaker}} field: the speakers are unknown, so "
+            "`groups` holds utterance ids (parallel recordings of one utterance stay in one "
+            "fold) and speaker-disjoint evaluation is impossible; the protocol refuses "
+            "this corpus unless allow_unknown_speakers=True", UserWarning, stacklevel=2)
     rate = sample_rate
     if check_files:
         extra["file_sample_rate"], rate = _file_rates(paths, sample_rate)
@@ -468,7 +476,7 @@ def load_audio_folder(
         mode=mode,
         utterance=utterance,
         sample_rate=rate,
-        descr=_folder_descr(q, target, groups, mode, rate),
+        descr=_folder_descr(q, target, groups, mode, rate, speakers_known),
         return_X_y=return_X_y,
         extra=extra,
     )

@@ -235,13 +235,21 @@ def _auto_split(dataset, fraction, seed):
     classes, counts = np.unique(u_labels, return_counts=True)
     n_u, n_c = len(uniq), len(classes)
     n_valid = max(n_c, int(math.ceil(fraction * n_u)))
-    if counts.min() < 2 or n_u - n_valid < n_c or fraction <= 0:
+    if fraction <= 0:
+        return dataset, None
+    if counts.min() < 2 or n_u - n_valid < n_c:
+        why = ("a class has a single utterance, which cannot be both trained and validated on"
+               if counts.min() < 2 else
+               f"holding out {n_valid} of {n_u} utterances (at least one per class) would "
+               "leave a class without training data")
+        warnings.warn(f"no validation split is possible ({why}); training without validation "
+                      "(pass groups=speakers, or train_split=None to silence this)",
+                      UserWarning, stacklevel=4)
         return dataset, None
     sss = StratifiedShuffleSplit(n_splits=1, test_size=n_valid, random_state=seed)
     tr_u, va_u = next(sss.split(np.zeros(n_u), u_labels))
     in_valid = np.isin(groups, uniq[va_u])
     return Subset(dataset, np.flatnonzero(~in_valid)), Subset(dataset, np.flatnonzero(in_valid))
-
 
 
 def inference_batches(lengths, batch_size, max_frames=None):

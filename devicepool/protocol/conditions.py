@@ -55,8 +55,13 @@ def _as_str_array(values):
     return np.asarray([str(v) for v in values], dtype=object)
 
 
-def _check_corpus(corpus):
+def _check_corpus(corpus, allow_unknown_speakers=False):
     """Validate a corpus Bunch (or dict) and return it as a :class:`Corpus`.
+
+    A corpus whose loader says its speakers are unknown (``speakers_known=False``, e.g.
+    a folder pattern without ``{speaker}``) is refused unless
+    ``allow_unknown_speakers``: its ``groups`` are not speakers, so folds would not be
+    speaker-disjoint.
 
     Examples
     --------
@@ -84,6 +89,13 @@ def _check_corpus(corpus):
     if bad:
         raise ValueError(f"corpus.mode values must be 'neutral' or 'whisper', got {bad}")
     sample_rate = int(get("sample_rate", 16000) or 16000)
+    if get("speakers_known", True) is False and not allow_unknown_speakers:
+        raise ValueError(
+            "the corpus's speakers are unknown (its `groups` are utterance ids, e.g. a folder "
+            "pattern without {speaker}): folds cannot be speaker-disjoint, as the paper's "
+            "protocol requires; name the speakers in the pattern, or pass "
+            "allow_unknown_speakers=True to fold by utterance groups"
+        )
     return Corpus(data, target, groups, mode, sample_rate, get("utterance"))
 
 

@@ -87,8 +87,9 @@ class _Run:
         return None if self.out_dir is None else os.path.join(self.out_dir, "cache")
 
     @classmethod
-    def create(cls, corpus, models, conditions, n_splits, random_state, model_params, **kw):
-        corpus = _check_corpus(corpus)
+    def create(cls, corpus, models, conditions, n_splits, random_state, model_params,
+               allow_unknown_speakers=False, **kw):
+        corpus = _check_corpus(corpus, allow_unknown_speakers)
         models = [models] if isinstance(models, str) else list(models)
         if not models:
             raise ValueError("models is empty: name at least one model")
@@ -246,6 +247,7 @@ def run_protocol(
     title="devicepool: Table 3 reproduction",
     mode_augmentation=False,
     wait=False,
+    allow_unknown_speakers=False,
 ):
     """Run the paper's protocol (Table 3, Fig. 2 data) on a corpus.
 
@@ -306,6 +308,10 @@ def run_protocol(
         ``RuntimeError`` naming the folder and the holder's pid, host and start time) at
         once. A lock left by a run that died (even by SIGKILL) never blocks: the kernel
         releases it with the process.
+    allow_unknown_speakers : bool, default=False
+        A corpus whose speakers are unknown (``corpus.speakers_known`` is False, e.g. a
+        folder pattern without ``{speaker}``) is refused: its ``groups`` are utterance
+        ids, so the folds would not be speaker-disjoint. True folds by those groups.
 
     Returns
     -------
@@ -321,7 +327,8 @@ def run_protocol(
     """
     run = _Run.create(corpus, models, conditions, n_splits, random_state, model_params,
                       out_dir=out_dir, progress=progress, n_jobs=n_jobs, resume=resume,
-                      mode_augmentation=mode_augmentation)
+                      mode_augmentation=mode_augmentation,
+                      allow_unknown_speakers=allow_unknown_speakers)
     locked = (contextlib.nullcontext() if run.out_dir is None
               else output_lock(run.out_dir, wait=wait, notify=bool(progress)))
     with locked:  # released at the end, on an error and on Ctrl-C too
