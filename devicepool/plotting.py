@@ -224,7 +224,9 @@ def plot_band_weights(
     ax.set_xlim(-0.5, n_bands - 0.5)
     ax.set_xticks(x[:: 2 if n_bands > 12 else 1])
     ax.set_xlabel("mel band index")
-    ax.set_ylabel("mean band weight")
+    shaded = any(w.ndim == 2 for w in arrays.values())
+    ax.set_ylabel("mean band weight" + (f" (shaded: ±1 {'s.e.m.' if spread == 'sem' else 'std'}"
+                                        " over utterances)" if shaded else ""))
     _finish_axes(ax, title, grid_axis="both")
     if band_frequencies is not None:
         top = ax.secondary_xaxis("top")

@@ -364,3 +364,25 @@ def test_a_registered_model_runs_in_worker_processes(corpus):
     finally:
         unregister_model("lr_workers")
     assert serial.summary == parallel.summary and len(parallel.records) == 12
+
+
+def test_the_report_records_what_a_rerun_needs(full_run):
+    out, res = full_run
+    config = json.loads((out / "protocol.json").read_text())
+    assert set(config["versions"]) >= {"devicepool", "torch", "skorch", "scikit-learn", "numpy"}
+    assert config["versions"]["devicepool"] and config["torch_threads"] >= 1
+    assert "pytest" in config["command"] or "devicepool" in config["command"]
+    report = (out / "report.md").read_text()
+    assert "## Settings" in report and f"torch threads {config['torch_threads']}" in report
+
+
+def test_to_frame(full_run):
+    _, res = full_run
+    try:
+        import pandas  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="to_frame needs pandas"):
+            res.to_frame()
+        return
+    frame = res.to_frame()
+    assert len(frame) == len(res.records) and {"model", "condition", "fold", "accuracy"} <= set(frame)

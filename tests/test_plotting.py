@@ -228,3 +228,11 @@ def test_clear_error_without_matplotlib(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # import fails
     with pytest.raises(ImportError, match=r"pip install devicepool\[plot\]"):
         plot_confusion_matrix(np.eye(2), ["a", "b"])
+
+
+def test_band_weights_axis_says_what_the_shading_is():
+    rng = np.random.default_rng(0)
+    ax = plot_band_weights({"neutral": rng.random((5, 24))}, sample_rate=16000)
+    assert "shaded: ±1 std over utterances" in ax.get_ylabel()
+    ax = plot_band_weights({"neutral": rng.random(24)})
+    assert ax.get_ylabel() == "mean band weight"

@@ -108,6 +108,19 @@ class ProtocolResult:
             w.writerow(row)
         return buf.getvalue()
 
+    def to_frame(self):
+        """Per-fold results as a pandas DataFrame (one row per model, condition and fold:
+        ``accuracy`` in percent, sizes, seed, fit time); needs pandas."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("ProtocolResult.to_frame needs pandas: pip install pandas") from None
+        cols = ["model", "condition", "fold", "train_mode", "test_mode", "n_train", "n_test",
+                "seed", "fit_seconds"]
+        rows = [{**{k: r.get(k) for k in cols}, "accuracy": 100 * r["accuracy"]}
+                for r in self.records]
+        return pd.DataFrame(rows, columns=cols[:3] + ["accuracy"] + cols[3:])
+
     def folds_csv(self):
         """Per-fold accuracies as CSV text."""
         buf = io.StringIO()
@@ -266,6 +279,20 @@ def write_report(result, out_dir, title="devicepool: Table 3 reproduction", figu
         return _write_report(result, out_dir, title, figures, extra)
 
 
+def _settings_lines(config):
+    """The report's settings section: what a rerun needs."""
+    parts = config.get("parts") or [config]
+    out = []
+    for cfg in parts:
+        if not cfg.get("versions"):
+            continue
+        versions = ", ".join(f"{k} {v}" for k, v in cfg["versions"].items() if v)
+        out.append(f"- {cfg.get('n_utterances')} utterances, {cfg.get('n_splits')} speaker folds, "
+                   f"seed {cfg.get('random_state')}; torch threads {cfg.get('torch_threads')}; "
+                   f"{versions}; python {cfg.get('python')}; command: `{cfg.get('command')}`")
+    return ["## Settings", "", *out, ""] if out else []
+
+
 def _write_report(result, out_dir, title="devicepool: Table 3 reproduction", figures=True, extra=""):
     """:func:`write_report`'s work, for a caller that holds the folder's lock."""
     out_dir = os.fspath(out_dir)
@@ -319,6 +346,7 @@ def _write_report(result, out_dir, title="devicepool: Table 3 reproduction", fig
         for name, _path, caption in cms:
             lines += [f"![{caption}]({name})"]
         lines.append("")
+    lines += _settings_lines(result.config)
     lines += ["## Per fold", "", "| model | condition | fold | accuracy (%) | n train | n test | seed |",
               "|---|---|---|---|---|---|---|"]
     for r in result.records:
@@ -359,7 +387,9 @@ def _draw_figures(result, out_dir):
              if v.get("band_weights") is not None and len(v["band_weights"])}
     if bands:
         fig, ax = _figure((6, 4))
-        plotting.plot_band_weights(bands, ax=ax,
+        rate = (result.config.get("sample_rate")
+                or next((p.get("sample_rate") for p in result.config.get("parts", [])), None))
+        plotting.plot_band_weights(bands, ax=ax, sample_rate=rate,
                                    title="Fig. 2(a): DA-CNN mean band weights (held-out utterances)")
         figs.append(("fig2a-band-weights.png", _save(fig, out_dir, "fig2a-band-weights.png"),
                      "Fig. 2(a): mean DA-CNN band weights, neutral and whisper models"))

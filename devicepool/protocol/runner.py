@@ -212,6 +212,25 @@ def _run_fits(run, todo, n_done):
     return outcomes
 
 
+def environment():
+    """What a rerun needs to reproduce the numbers: package versions, torch's thread count
+    (same seed and same thread count give the same numbers) and the command line."""
+    import shlex
+    import sys
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for dist in ("devicepool", "torch", "skorch", "scikit-learn", "numpy", "scipy"):
+        try:
+            versions[dist] = version(dist)
+        except PackageNotFoundError:
+            versions[dist] = None
+    import torch
+
+    return {"versions": versions, "torch_threads": torch.get_num_threads(),
+            "command": " ".join(shlex.quote(a) for a in sys.argv)}
+
+
 def _result(run, tasks, outcomes):
     records, parts = [], {}
     for task in tasks:  # plan order: the same Fig. 2 data however the fits were scheduled
@@ -226,6 +245,7 @@ def _result(run, tasks, outcomes):
         "folds": [sorted(set(c.groups[f])) for f in run.folds], "model_params": run.model_params,
         "seeds": {f"{t.model}/{t.train_mode}/fold{t.fold}": t.seed for t in tasks},
         "devices": sorted(set(c.target)), "python": platform.python_version(),
+        **environment(),
     }
     attention = {k: _merge_attention(v) for k, v in parts.items()}
     return _summarise(records, run.models, run.conditions, run.notes, attention,
