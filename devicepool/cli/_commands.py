@@ -1,4 +1,5 @@
-"""The four commands: demo, evaluate, train, predict (``args`` from :func:`build_parser`)."""
+"""The commands demo, evaluate, train, predict (``args`` from :func:`build_parser`); calibrate,
+compare and ``evaluate --forensic`` are in :mod:`._forensic_commands`."""
 
 from __future__ import annotations
 
@@ -50,6 +51,8 @@ INTERRUPTED = {
     "evaluate": "finished results are kept; rerun the same command to resume",
     "train": "no model file was written",
     "predict": "",
+    "calibrate": "no model file was written",
+    "compare": "",
 }
 
 # --------------------------------------------------------------------------- helpers
@@ -165,23 +168,36 @@ def _dask_cluster(args):
         yield args.n_jobs if args.n_jobs is not None else -1
 
 
-def cmd_evaluate(args):
-    from devicepool.protocol import run_protocol
+_FORENSIC_ONLY = (("mode", "--mode"), ("scoring", "--scoring"), ("calibration", "--calibration"),
+                  ("far", "--far"))
 
+
+def cmd_evaluate(args):
+    from devicepool.protocol import registered_models, run_protocol
+
+    if getattr(args, "forensic", False):
+        from ._forensic_commands import cmd_evaluate_forensic
+
+        return cmd_evaluate_forensic(args)
+    for attr, flag in _FORENSIC_ONLY:
+        if getattr(args, attr, None) is not None:
+            raise UsageError(f"{flag} applies to evaluate --forensic only")
+    models = args.models or list(registered_models())
+    out = args.out or "devicepool-results"
     corpus = _load_corpus(args)
     conditions = _parse_conditions(args.conditions)
     backend = _dask_cluster(args) if args.scheduler else contextlib.nullcontext(args.n_jobs)
     with backend as n_jobs:
         result = run_protocol(
-            corpus, models=args.models, conditions=conditions,
-            n_splits=args.n_splits, out_dir=args.out, random_state=args.seed,
-            model_params=_model_overrides(args, args.models), progress=not args.quiet,
+            corpus, models=models, conditions=conditions,
+            n_splits=args.n_splits, out_dir=out, random_state=args.seed,
+            model_params=_model_overrides(args, models), progress=not args.quiet,
             n_jobs=n_jobs, resume=not args.fresh, mode_augmentation=args.mode_augmentation,
             title=f"devicepool evaluate: {args.corpus} corpus", **_wait_kwargs(args, run_protocol))
     print(result.to_markdown(paper=True))
     for note in result.notes:
         say(args, f"note: {note}")
-    say(args, f"report: {os.path.join(args.out, 'report.md')}")
+    say(args, f"report: {os.path.join(out, 'report.md')}")
     return 0
 
 
@@ -317,4 +333,17 @@ def cmd_predict(args):
     return 0
 
 
-COMMANDS = {"demo": cmd_demo, "evaluate": cmd_evaluate, "train": cmd_train, "predict": cmd_predict}
+def cmd_calibrate(args):
+    from ._forensic_commands import cmd_calibrate as run
+
+    return run(args)
+
+
+def cmd_compare(args):
+    from ._forensic_commands import cmd_compare as run
+
+    return run(args)
+
+
+COMMANDS = {"demo": cmd_demo, "evaluate": cmd_evaluate, "train": cmd_train, "predict": cmd_predict,
+            "calibrate": cmd_calibrate, "compare": cmd_compare}

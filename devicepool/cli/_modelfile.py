@@ -1,4 +1,4 @@
-"""The model file of ``devicepool train`` and ``devicepool predict``: weights only.
+"""The model file of ``devicepool train``, ``predict``, ``calibrate`` and ``compare``: weights only.
 
 ``devicepool train`` writes one dict with :func:`torch.save` that holds only plain values
 (strings, numbers, lists, dicts) and tensors::
@@ -18,6 +18,18 @@ with ``allow_pickle=True`` (``--allow-pickle``): :data:`PICKLE_RISK`.
 Files are written atomically: ``OUTPUT.tmp`` (flushed to disk), its mode set from the
 umask (``0o666 & ~umask``), then :func:`os.replace`; an interruption removes the
 temporary file, so ``OUTPUT`` is either the old file, the new one, or absent.
+
+``devicepool calibrate`` adds two optional keys (the format version stays 1: a reader
+that does not know them, e.g. ``devicepool predict`` of devicepool 0.3, ignores them)::
+
+     "forensic": <DeviceLR.to_payload(), its arrays as float64 / int64 tensors>,
+     "forensic_data": {"corpus", "root", "pattern", "mode", "sample_rate",
+                       "n_recordings", "n_speakers", "devices", "cllr", "cllr_min"}
+
+(:mod:`devicepool.forensic._payload` describes the first; the second describes the
+calibration corpus, the relevant population of the LRs). :func:`read_model_file` returns
+the payload with the pipeline, and :func:`save_payload` writes a payload as
+:func:`save_model` does.
 """
 
 from __future__ import annotations
@@ -30,7 +42,7 @@ from ._common import UsageError
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "FEATURES", "ESTIMATORS", "PICKLE_RISK", "check_output",
            "weights_only_savable", "pipeline_payload", "pipeline_from_payload", "save_model",
-           "load_model"]
+           "save_payload", "read_model_file", "load_model", "model_name_of"]
 
 FORMAT = "devicepool.pipeline"
 FORMAT_VERSION = 1
@@ -144,6 +156,22 @@ def _write_atomically(path, write):
             os.close(fd)
 
 
+def save_payload(payload, path):
+    """Write a model-file payload (plain values and tensors) to ``path`` atomically."""
+    import torch
+
+    _write_atomically(path, lambda fh: torch.save(payload, fh))
+
+
+def model_name_of(pipe):
+    """The registry name of a devicepool pipeline's classifier (for a pickled pipeline,
+    whose file does not record it): ``da_cnn``, ``sa_cnn``, ``dft_cnn``, else the
+    classifier's class name."""
+    names = {"DACNNClassifier": "da_cnn", "SACNNClassifier": "sa_cnn", "DFTCNNClassifier": "dft_cnn"}
+    name = type(pipe.steps[-1][1]).__name__
+    return names.get(name, name)
+
+
 def save_model(pipe, model, path, *, allow_pickle=False):
     """Write a fitted pipeline to ``path``: weights only, or a joblib pickle when the
     format cannot hold it and ``allow_pickle``. Returns ``"weights-only"`` or ``"pickle"``."""
@@ -224,11 +252,13 @@ def _load_pickle(path):
         raise UsageError(f"cannot load model {os.fspath(path)!r}: {_one_line(exc)}") from None
 
 
-def load_model(path, *, allow_pickle=False):
-    """The fitted pipeline in ``path`` (a file of ``devicepool train``).
+def read_model_file(path, *, allow_pickle=False):
+    """The fitted pipeline in ``path`` and the file's payload: ``(model, payload)``.
 
-    A weights-only file is read without running code from it. A pickle is refused with
-    a :class:`UsageError` unless ``allow_pickle`` (:data:`PICKLE_RISK`).
+    ``payload`` is the dict of a weights-only file (with the optional ``"forensic"``
+    keys of ``devicepool calibrate``), None for a pickle. A weights-only file is read
+    without running code from it; a pickle is refused with a :class:`UsageError`
+    unless ``allow_pickle`` (:data:`PICKLE_RISK`).
     """
     if not os.path.exists(path):
         raise UsageError(f"model file {os.fspath(path)!r} does not exist")
@@ -239,15 +269,26 @@ def load_model(path, *, allow_pickle=False):
     if kind == "pickle" and not allow_pickle:
         raise UsageError(f"cannot load model: {at} is a pickle (a model file of an older devicepool or "
                          f"joblib.dump), refused: {PICKLE_RISK}; pass --allow-pickle if you did")
+    payload = None
     if kind != "zip" and allow_pickle:
         model = _load_pickle(path)
     else:
         from devicepool.estimators._persistence import read_weights_only
 
         try:
-            model = pipeline_from_payload(read_weights_only(path), source=at)
+            payload = read_weights_only(path)
+            model = pipeline_from_payload(payload, source=at)
         except (ValueError, OSError) as exc:
             raise UsageError(f"cannot load model: {exc}") from None
     if not (hasattr(model, "predict_proba") and hasattr(model, "classes_")):
         raise UsageError(f"{at} is not a fitted devicepool classifier (no predict_proba)")
-    return model
+    return model, payload
+
+
+def load_model(path, *, allow_pickle=False):
+    """The fitted pipeline in ``path`` (a file of ``devicepool train`` or ``calibrate``).
+
+    A weights-only file is read without running code from it. A pickle is refused with
+    a :class:`UsageError` unless ``allow_pickle`` (:data:`PICKLE_RISK`).
+    """
+    return read_model_file(path, allow_pickle=allow_pickle)[0]

@@ -26,8 +26,14 @@ numpy, scipy, scikit-learn and devicepool's lower layers only.
   calibrator);
 * :mod:`~devicepool.forensic.openset` -- :class:`OpenSetClassifier` and
   :data:`UNKNOWN` (identification that may answer "unknown device");
+* :mod:`~devicepool.forensic.verbal` -- :func:`verbal_equivalent` (the ENFSI-style
+  verbal scale of a log10 LR);
 * :mod:`~devicepool.forensic.plots` -- :func:`plot_tippett`, :func:`plot_det`,
   :func:`plot_ece` (matplotlib, optional).
+
+Fitted :class:`DeviceLR` and :class:`OpenSetClassifier` have ``to_payload()`` and
+``from_payload()``: plain values and arrays, no pickled code
+(:mod:`~devicepool.forensic._payload`).
 """
 
 from .calibration import IsotonicCalibrator, LogisticCalibrator
@@ -47,9 +53,11 @@ from .metrics import (
 from .openset import UNKNOWN, OpenSetClassifier
 from .plots import plot_det, plot_ece, plot_tippett
 from .scoring import CosineScorer, PLDAScorer
+from .verbal import VERBAL_SCALE, verbal_equivalent
 
 __all__ = [
     "UNKNOWN",
+    "VERBAL_SCALE",
     "CosineScorer",
     "DetData",
     "DeviceLR",
@@ -69,4 +77,5 @@ __all__ = [
     "plot_ece",
     "plot_tippett",
     "tippett_data",
+    "verbal_equivalent",
 ]

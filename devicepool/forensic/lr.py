@@ -35,6 +35,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._validation import Interval, StrOptions, validate_params
 from ._checks import HasMethods, check_embeddings, check_labels
 from ._pairs import make_pairs, reference_means
+from ._payload import lr_from_payload, lr_payload
 from .calibration import IsotonicCalibrator, LogisticCalibrator
 from .scoring import CosineScorer, PLDAScorer
 
@@ -264,3 +265,44 @@ class DeviceLR(BaseEstimator):
         rs = self.random_state if random_state is None else random_state
         scores, y = self._pair_scores(E, devices, speakers, _generator(rs))
         return self.calibrator_.transform(scores), y
+
+    # ------------------------------------------------------------------ persistence
+    def to_payload(self):
+        """The fitted model as plain values and numpy arrays, without the embedder.
+
+        No pickled code: strings, numbers, None, lists, dicts and float64/int64 arrays
+        (the settings, the scorer's centring mean, LDA map and PLDA matrices, the
+        calibrator's parameters, the calibration scores); the layout is in
+        :mod:`devicepool.forensic._payload`. Convert the arrays to tensors
+        (``torch.from_numpy``) to write it with ``torch.save`` and read it with
+        ``torch.load(weights_only=True)``, or to lists for JSON. Only the built-in
+        scorers and calibrators can be written (``TypeError`` otherwise).
+
+        Returns
+        -------
+        payload : dict
+        """
+        check_is_fitted(self, "calibrator_")
+        return lr_payload(self)
+
+    @classmethod
+    def from_payload(cls, payload, embedder=None):
+        """A fitted ``DeviceLR`` from :meth:`to_payload`'s dict (arrays, tensors or lists).
+
+        Parameters
+        ----------
+        payload : dict
+        embedder : object with ``transform`` or None, default=None
+            The embedder the model was fitted with (the payload does not hold it).
+
+        Returns
+        -------
+        model : DeviceLR
+            Gives the same log10 LRs as the model that was written.
+
+        Raises
+        ------
+        ValueError
+            Not a DeviceLR payload, a newer format version, or a damaged one.
+        """
+        return lr_from_payload(cls, payload, embedder=embedder)

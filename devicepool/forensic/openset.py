@@ -35,6 +35,7 @@ from sklearn.exceptions import NotFittedError
 
 from .._validation import Interval, StrOptions, validate_params
 from ._checks import HasMethods
+from ._payload import openset_from_payload, openset_payload
 
 __all__ = ["UNKNOWN", "OpenSetClassifier"]
 
@@ -180,3 +181,27 @@ class OpenSetClassifier(BaseEstimator):
         out = labels.astype(object)
         out[scores <= self.threshold_] = UNKNOWN
         return out
+
+    def to_payload(self):
+        """The calibration as plain values (settings, ``threshold_``, ``far_``, ``frr_``,
+        counts), without the classifier; see :mod:`devicepool.forensic._payload`.
+
+        Returns
+        -------
+        payload : dict
+        """
+        if not hasattr(self, "threshold_"):
+            raise NotFittedError("This OpenSetClassifier has no threshold yet; call "
+                                 "calibrate(X_known, X_unknown) first.")
+        return openset_payload(self)
+
+    @classmethod
+    def from_payload(cls, payload, classifier):
+        """A calibrated ``OpenSetClassifier`` around ``classifier`` (the fitted classifier
+        it was calibrated with) from :meth:`to_payload`'s dict.
+
+        Returns
+        -------
+        model : OpenSetClassifier
+        """
+        return openset_from_payload(cls, payload, classifier)

@@ -1,0 +1,243 @@
+"""The argparse parser of the ``devicepool`` command (:func:`build_parser`)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from ._commands import CORPORA
+from ._common import UsageError
+from ._modelfile import PICKLE_RISK
+
+__all__ = ["build_parser"]
+
+_TSV_HELP = """\
+Output: one line per file, tab-separated: file, device, probability, (runner-up device
+probability), (the file's own sample rate, and 'resampled to N Hz' when it differs from
+the model's). In the file and device columns a backslash, tab, newline and carriage
+return are written \\\\, \\t, \\n and \\r (bytes that are not UTF-8 as \\xNN), so one line
+is one file. --json gives one JSON document (model, classes, sample_rate, predictions
+with file, device, probability, runner_up, runner_up_probability, native_rate,
+resampled). When the reader stops early (| head -1) the command ends quietly with
+exit status 141, as a program killed by SIGPIPE does.
+"""
+
+_COMPARE_HELP = """\
+Output: the hypotheses (H1: the questioned recording was made with the device of the
+reference recordings; H2: with another device of the relevant population, the devices of
+the calibration data) and a caution on '# ' lines, then one line per questioned file,
+tab-separated: file (escaped as in predict), log10 LR (2 decimals) and its verbal
+equivalent on the ENFSI (2015) scale. The LR is the strength of the evidence, not the
+probability that H1 is true. --json gives one document (model, hypotheses, caution,
+verbal_scale, references, questioned with file, llr, lr, verbal, and calibration).
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _models_arg(text):
+    from devicepool.protocol import registered_models
+
+    names = [n.strip() for n in text.replace(",", " ").split() if n.strip()]
+    for n in names:
+        if n not in registered_models():
+            raise argparse.ArgumentTypeError(
+                f"unknown model {n!r} (choose from {', '.join(registered_models())})")
+    if not names:
+        raise argparse.ArgumentTypeError("no model named")
+    return names
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+# --------------------------------------------------------------------------- the parser
+
+
+def _common_args(sp, seed=True):
+    sp.add_argument("-q", "--quiet", action="store_true", help="no progress bars or messages")
+    sp.add_argument("--threads", type=_positive_int, default=None,
+                    help="torch intra-op threads in this process (default: torch's choice; "
+                         "1 is much faster when the cores are shared with other work)")
+    if seed:
+        sp.add_argument("--seed", type=int, default=0, help="base random seed (default 0)")
+
+
+def _wait_arg(sp):
+    sp.add_argument("--wait", action="store_true",
+                    help="when another run is writing into the output folder (it holds its lock), "
+                         "wait for it to end instead of failing at once")
+
+
+def _far_arg(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a rate in [0, 1), got {text!r}")
+    return value
+
+
+def _corpus_args(sp, training=True):
+    sp.add_argument("--corpus", required=True, choices=CORPORA, help="corpus layout")
+    sp.add_argument("--root", help="corpus folder (for demo: optional folder of real speech "
+                    "used as the source, e.g. fsdd/recordings)")
+    sp.add_argument("--pattern", help="path pattern for --corpus folder, e.g. "
+                    "'{device}/{mode}/{speaker}_{utterance}.wav'")
+    sp.add_argument("--sample-rate", metavar="HZ", type=_positive_int, default=None,
+                    help="read the corpus at this rate, resampling files at other rates (needed for "
+                         "a folder of mixed rates; default: the files' own rate, 16000 for mobiphone)")
+    if not training:
+        return
+    sp.add_argument("--max-epochs", type=_positive_int, default=None,
+                    help="override the models' max_epochs")
+    sp.add_argument("--device", default=None,
+                    help="torch device, e.g. cuda (default: the models' default)")
+
+
+def _lr_args(sp, default=None):
+    """--scoring and --calibration of the likelihood-ratio system."""
+    suffix = " (default {})"
+    sp.add_argument("--scoring", choices=("plda", "cosine"), default=default and default[0],
+                    help="score of a questioned recording against the references" +
+                         (suffix.format(default[0]) if default else ""))
+    sp.add_argument("--calibration", choices=("logistic", "isotonic"), default=default and default[1],
+                    help="score to log10 LR map" + (suffix.format(default[1]) if default else ""))
+
+
+def _add_demo(sub):
+    d = sub.add_parser("demo", help="the whole protocol on the embedded corpus (< 5 min)")
+    d.add_argument("--out", default="devicepool-demo", help="output folder (default ./devicepool-demo)")
+    d.add_argument("--quick", action="store_true", help="tiny corpus and 2 epochs (a smoke test)")
+    d.add_argument("--n-jobs", type=_positive_int, default=None, help="parallel fits")
+    _wait_arg(d)
+    _common_args(d)
+
+
+def _add_evaluate(sub, models):
+    e = sub.add_parser("evaluate", help="the protocol on a corpus (resumable)")
+    _corpus_args(e)
+    e.add_argument("--models", type=_models_arg, default=None,
+                   help=f"comma-separated models (default: all registered, {','.join(models)}; "
+                        "with --forensic one model, default da_cnn)")
+    e.add_argument("--conditions", default=None,
+                   help="comma-separated among MOBI,N,W,N/W,W/N (default: all the corpus serves)")
+    e.add_argument("--n-splits", type=_positive_int, default=3, help="speaker folds (default 3)")
+    e.add_argument("--out", default=None, help="output folder (default ./devicepool-results; "
+                   "with --forensic ./devicepool-forensic)")
+    e.add_argument("--n-jobs", type=_positive_int, default=None,
+                   help="parallel fits (with --scheduler: default all the cluster's worker threads)")
+    e.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="run the fits on the dask.distributed cluster of this scheduler, e.g. "
+                        "tcp://10.0.0.5:8786 (needs devicepool[distributed]; see docs/cluster.md)")
+    e.add_argument("--fresh", action="store_true", help="ignore finished results in --out")
+    e.add_argument("--mode-augmentation", action="store_true",
+                   help="also train neutral fits on whisperised copies of their recordings "
+                        "(devicepool's extension beyond the paper; see docs/protocol.md)")
+    e.add_argument("--forensic", action="store_true",
+                   help="run the forensic validation protocol instead (same-device likelihood "
+                        "ratios on held-out speakers: Cllr, EER, Tippett; see docs/forensic.md)")
+    e.add_argument("--mode", choices=("neutral", "whisper", "all"), default=None,
+                   help="with --forensic: the speaking mode (default neutral)")
+    _lr_args(e)
+    e.add_argument("--far", type=_far_arg, default=None,
+                   help="with --forensic: the open-set false acceptance rate (default 0.05)")
+    _wait_arg(e)
+    _common_args(e)
+
+
+def _add_train(sub, models):
+    t = sub.add_parser("train", help="fit features + classifier on a whole corpus and save it")
+    _corpus_args(t)
+    t.add_argument("--model", default="da_cnn", choices=models, help="model (default da_cnn)")
+    t.add_argument("--mode", choices=("all", "neutral", "whisper"), default="all",
+                   help="train on this speaking mode only (default all)")
+    t.add_argument("-o", "--output", required=True, metavar="FILE",
+                   help="the model file to write, e.g. model.pt: weights only, never code; checked "
+                        "before training (missing folders are created), written atomically "
+                        "(FILE.tmp, then renamed; a FILE.tmp left by an interrupted run is replaced)")
+    t.add_argument("--allow-pickle", action="store_true",
+                   help="save a model that the weights-only file cannot hold (a registered model "
+                        f"whose classifier is not a devicepool network) as a pickle; {PICKLE_RISK}")
+    _common_args(t)
+
+
+def _add_predict(sub):
+    r = sub.add_parser("predict", help="which device recorded each file", epilog=_TSV_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("model", help="a model file written by 'devicepool train' (e.g. model.pt)")
+    r.add_argument("files", nargs="+", metavar="FILE", help="audio files")
+    r.add_argument("--json", action="store_true", help="machine-readable output (one JSON document)")
+    r.add_argument("--allow-pickle", action="store_true",
+                   help=f"also load a pickle (a joblib model file of an older devicepool): {PICKLE_RISK}")
+    _common_args(r, seed=False)
+
+
+def _add_calibrate(sub):
+    c = sub.add_parser("calibrate", help="fit a model file's likelihood-ratio calibration",
+                       description="Fit a same-device likelihood-ratio system on a calibration "
+                       "corpus and write the model file with it. The calibration corpus is the "
+                       "relevant population of the LRs: recordings of devices like the casework's, "
+                       "never the questioned recordings.")
+    c.add_argument("--model", required=True, metavar="FILE", help="a model file of 'devicepool train'")
+    _corpus_args(c, training=False)
+    c.add_argument("--mode", choices=("all", "neutral", "whisper"), default="all",
+                   help="calibrate on this speaking mode only (default all)")
+    _lr_args(c, default=("plda", "logistic"))
+    c.add_argument("--lda-dim", type=_positive_int, default=None,
+                   help="LDA dimensions before scoring (at most n_devices - 1; default none)")
+    c.add_argument("--n-references", type=_positive_int, default=3,
+                   help="reference recordings per calibration pair (default 3; match the casework)")
+    c.add_argument("-o", "--output", required=True, metavar="FILE",
+                   help="the calibrated model file to write (weights only, written atomically; "
+                        "may be --model itself)")
+    c.add_argument("--allow-pickle", action="store_true",
+                   help=f"also read a pickled --model (the output is weights only): {PICKLE_RISK}")
+    _common_args(c)
+
+
+def _add_compare(sub):
+    r = sub.add_parser("compare", help="log10 LR that questioned recordings come from one device",
+                       epilog=_COMPARE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("--model", required=True, metavar="FILE",
+                   help="a model file of 'devicepool calibrate'")
+    r.add_argument("--reference", nargs="+", required=True, metavar="FILE",
+                   help="recordings made with ONE device (e.g. the seized phone)")
+    r.add_argument("--questioned", nargs="+", required=True, metavar="FILE",
+                   help="the recordings in question")
+    r.add_argument("--json", action="store_true", help="machine-readable output (one JSON document)")
+    r.add_argument("--allow-pickle", action="store_true",
+                   help=f"also load a pickle: {PICKLE_RISK}")
+    _common_args(r, seed=False)
+
+
+def build_parser():
+    """The argparse parser of the ``devicepool`` command."""
+    from devicepool import __version__
+    from devicepool.protocol import registered_models
+
+    models = registered_models()
+    p = _Parser(prog="devicepool", description="Recording-device classification from speech "
+                "(SA-CNN, DA-CNN, DFT-CNN): the paper's protocol, training, prediction "
+                "and forensic comparison (likelihood ratios).")
+    p.add_argument("--version", action="version", version=f"devicepool {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    _add_demo(sub)
+    _add_evaluate(sub, models)
+    _add_train(sub, models)
+    _add_predict(sub)
+    _add_calibrate(sub)
+    _add_compare(sub)
+    return p
