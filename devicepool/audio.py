@@ -27,7 +27,9 @@ from numbers import Integral
 
 import numpy as np
 import scipy.sparse
+from numpy.typing import DTypeLike
 
+from ._typing import ArrayLike, PathLike
 from ._validation import Interval, validate_params, where
 
 __all__ = ["load_audio", "read_audio_file", "check_utterance_set", "as_waveform"]
@@ -317,7 +319,8 @@ def as_waveform(item, sample_rate, *, index=None, dtype=np.float64):
     return x
 
 
-def load_audio(item, sample_rate=16000, *, dtype=np.float32):
+def load_audio(item: ArrayLike | PathLike, sample_rate: int = 16000, *,
+               dtype: DTypeLike = np.float32) -> np.ndarray:
     """Load one utterance (array or file path) as a mono waveform at ``sample_rate``.
 
     Parameters

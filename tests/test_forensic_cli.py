@@ -44,8 +44,13 @@ def corpus_args(root):
 
 
 def one_line_error(err):
+    """The one error line; a wrong flag's error comes after its command's usage."""
     assert "Traceback" not in err
     lines = [ln for ln in err.splitlines() if ln.strip()]
+    if lines and lines[0].startswith("usage: devicepool "):
+        command = lines[0].split()[2]
+        lines = [ln for ln in lines[1:] if not ln.startswith(" ")]
+        assert lines and lines[-1].endswith(f"(see 'devicepool {command} --help')"), err
     assert len(lines) == 1 and lines[0].startswith("devicepool: error:"), err
     return lines[0]
 

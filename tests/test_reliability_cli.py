@@ -198,19 +198,38 @@ def test_a_corrupt_or_truncated_model_file_is_a_one_line_error(trained, tmp_path
 # ----------------------------------------------------------------------------- 2. Ctrl-C in train
 
 
-def _read_into(stream, buffer):
-    for chunk in iter(lambda: os.read(stream.fileno(), 4096), b""):
+def _read_into(fd, buffer):
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: the terminal's other side has closed
+            break
+        if not chunk:
+            break
         buffer.append(chunk)
+
+
+def _terminal():
+    """A pseudo-terminal (master, slave) of 24 x 100: the epoch bar shows on a terminal only."""
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    return master, slave
 
 
 def test_ctrl_c_during_train_exits_130_and_writes_nothing(folder_corpus, tmp_path):
     out = tmp_path / "models" / "model.pt"
+    master, slave = _terminal()
     proc = subprocess.Popen(cli("train", *corpus_args(folder_corpus), "--model", "da_cnn",
                                 "--max-epochs", "100000", "-o", out),
-                            cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=slave,
                             preexec_fn=_sigint_default)
+    os.close(slave)
     err = []
-    reader = threading.Thread(target=_read_into, args=(proc.stderr, err), daemon=True)
+    reader = threading.Thread(target=_read_into, args=(master, err), daemon=True)
     reader.start()
     deadline = time.monotonic() + 300
     while b"DACNNClassifier:" not in b"".join(err):  # the epoch bar: training has started
@@ -221,7 +240,8 @@ def test_ctrl_c_during_train_exits_130_and_writes_nothing(folder_corpus, tmp_pat
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=120) == 130
     reader.join(timeout=30)
-    text = b"".join(err).decode()
+    os.close(master)
+    text = b"".join(err).decode().replace("\r\n", "\n")
     assert "Traceback" not in text
     assert text.rstrip().endswith("devicepool: interrupted (no model file was written)")
     assert not out.exists() and not Path(f"{out}.tmp").exists()

@@ -32,9 +32,14 @@ trained like the built-in three.
 
 Errors in what the user gave (a missing root, an unknown model, an unreadable file, an
 unreachable scheduler, an output that cannot be written, an output folder locked by
-another run) are reported on one line without a traceback, exit status 2 (1 for other
-failures). Ctrl-C exits 130 and SIGTERM 143 (joblib's worker processes are stopped with
-the command); a closed output pipe (``| head -1``) exits 141 without a message.
+another run, a ``--device`` this torch cannot use) are reported on one line without a
+traceback, exit status 2 (1 for other failures); a wrong flag or value also prints the
+usage of the (sub)command it was given to. ``-v/--verbose`` and ``--debug``, before or
+after the subcommand, show the library's log (the ``devicepool`` logger) at INFO or
+DEBUG on stderr (WARNING otherwise), and ``--debug`` prints the full traceback of an
+error instead of its one line. Ctrl-C exits 130 and SIGTERM 143 (joblib's worker
+processes are stopped with the command); a closed output pipe (``| head -1``) exits 141
+without a message.
 """
 
 from __future__ import annotations
@@ -44,9 +49,10 @@ import os
 import signal
 import sys
 import threading
+import traceback
 
 from ._commands import COMMANDS, DEMO_SETTINGS, INTERRUPTED
-from ._common import UsageError
+from ._common import UsageError, check_device, log_to_stderr
 from ._parser import build_parser
 
 __all__ = ["main", "DEMO_SETTINGS", "build_parser"]
@@ -106,15 +112,39 @@ def _interrupted(args):
     return 128 + int(signum)
 
 
-def _failure(exc):
-    """Exit status of an unexpected exception (one line, no traceback)."""
+def _error(exc, args, status, named=False):
+    """Say what went wrong: one line (``named``: with the exception's type), or the full
+    traceback with ``--debug``; return ``status``."""
+    if getattr(args, "debug", False):
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    else:
+        if getattr(exc, "usage", None):  # a wrong flag or value: the (sub)command's usage
+            print(exc.usage.rstrip(), file=sys.stderr)
+        print(f"devicepool: error: {type(exc).__name__ + ': ' if named else ''}{exc}", file=sys.stderr)
+    return status
+
+
+def _failure(exc, args):
+    """Exit status of an unexpected exception."""
     protocol = sys.modules.get("devicepool.protocol")
     locked = getattr(protocol, "OutputLockedError", None)
     if isinstance(locked, type) and isinstance(exc, locked):  # another run holds --out
-        print(f"devicepool: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"devicepool: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-    return 1
+        return _error(exc, args, 2)
+    return _error(exc, args, 1, named=True)
+
+
+def _run(args):
+    """The chosen command, with the library's log on stderr."""
+    with log_to_stderr(args):
+        if getattr(args, "device", None):
+            check_device(args.device)  # before the corpus is read
+        if getattr(args, "threads", None):
+            import torch
+
+            torch.set_num_threads(args.threads)
+        status = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return status
 
 
 def main(argv=None):
@@ -129,7 +159,8 @@ def main(argv=None):
     -------
     status : int
         0 on success, 2 for bad input (usage, missing or unreadable files, an output that
-        cannot be written, an output folder locked by another run), 1 for other failures,
+        cannot be written, an output folder locked by another run, a ``--device`` this
+        torch cannot use), 1 for other failures,
         130 when interrupted (Ctrl-C), 143 on SIGTERM (129 on SIGHUP), 141 when the
         reader of the output closed the pipe.
 
@@ -143,13 +174,7 @@ def main(argv=None):
     try:
         with _terminate_interrupts():
             args = build_parser().parse_args(argv)
-            if getattr(args, "threads", None):
-                import torch
-
-                torch.set_num_threads(args.threads)
-            status = COMMANDS[args.command](args)
-            sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
-            return status
+            return _run(args)
     except SystemExit as exc:  # --help, --version
         return exc.code if isinstance(exc.code, int) else 0
     except BrokenPipeError:  # `devicepool predict ... | head -1`: the reader has had enough
@@ -158,10 +183,9 @@ def main(argv=None):
     except KeyboardInterrupt:
         return _interrupted(args)
     except (UsageError, FileNotFoundError, ValueError, TypeError, OSError) as exc:
-        print(f"devicepool: error: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # last resort: still one line, no traceback
-        return _failure(exc)
+        return _error(exc, args, 2)
+    except Exception as exc:  # last resort: still one line, no traceback (but --debug)
+        return _failure(exc, args)
 
 
 if __name__ == "__main__":  # pragma: no cover

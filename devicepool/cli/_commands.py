@@ -311,7 +311,7 @@ def _tsv_line(row, model_rate):
 def cmd_predict(args):
     import numpy as np
 
-    model = _modelfile.load_model(args.model, allow_pickle=args.allow_pickle)
+    model, payload = _modelfile.read_model_file(args.model, allow_pickle=args.allow_pickle)
     files = [os.fspath(f) for f in args.files]
     rates = _native_rates(files)
     model_rate = getattr(model.steps[0][1], "sample_rate", None) if hasattr(model, "steps") else None
@@ -320,8 +320,8 @@ def cmd_predict(args):
     classes = [str(c) for c in model.classes_]
     rows = [_prediction_row(f, p, classes, r, model_rate) for f, p, r in zip(files, proba, rates)]
     if args.json:
-        doc = {"model": os.fspath(args.model), "classes": classes, "sample_rate": model_rate,
-               "predictions": rows}
+        doc = {"model": os.fspath(args.model), "model_devicepool_version": _modelfile.written_by(payload),
+               "classes": classes, "sample_rate": model_rate, "predictions": rows}
         print(json.dumps(doc, indent=1))
     else:
         for row in rows:

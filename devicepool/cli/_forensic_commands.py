@@ -136,7 +136,10 @@ def cmd_calibrate(args):
     summary = _summary(args, corpus, devices, speakers, lr)
     if "forensic" in payload:
         say(args, f"devicepool calibrate: replacing the calibration already in {args.model}")
-    out = dict(payload, forensic=_to_tensors(lr.to_payload()), forensic_data=summary)
+    from devicepool import __version__
+
+    out = dict(payload, devicepool_version=__version__, forensic=_to_tensors(lr.to_payload()),
+               forensic_data=summary)
     _modelfile.save_payload(out, args.output)
     print(f"calibration corpus: {summary['n_recordings']} recordings, {len(summary['devices'])} "
           f"devices, {summary['n_speakers']} speakers ({args.mode} speech)")

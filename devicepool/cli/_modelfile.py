@@ -4,6 +4,7 @@
 (strings, numbers, lists, dicts) and tensors::
 
     {"format": "devicepool.pipeline", "format_version": 1,
+     "devicepool_version": <the devicepool that wrote the file, e.g. "0.3.0">,
      "model": <registry name>,
      "features": {"class": "FilterBank" | "DFTMagnitude", "params": <get_params()>},
      "classifier": <devicepool.estimators._persistence.classifier_payload(clf)>}
@@ -19,7 +20,9 @@ Files are written atomically: ``OUTPUT.tmp`` (flushed to disk), its mode set fro
 umask (``0o666 & ~umask``), then :func:`os.replace`; an interruption removes the
 temporary file, so ``OUTPUT`` is either the old file, the new one, or absent.
 
-``devicepool calibrate`` adds two optional keys (the format version stays 1: a reader
+``devicepool_version`` is optional (files written before it was recorded lack it and
+still load; :func:`written_by` reads it, None when absent). ``devicepool calibrate``
+sets it to its own version and adds two optional keys (the format version stays 1: a reader
 that does not know them, e.g. ``devicepool predict`` of devicepool 0.3, ignores them)::
 
      "forensic": <DeviceLR.to_payload(), its arrays as float64 / int64 tensors>,
@@ -42,7 +45,7 @@ from ._common import UsageError
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "FEATURES", "ESTIMATORS", "PICKLE_RISK", "check_output",
            "weights_only_savable", "pipeline_payload", "pipeline_from_payload", "save_model",
-           "save_payload", "read_model_file", "load_model", "model_name_of"]
+           "save_payload", "read_model_file", "load_model", "model_name_of", "written_by"]
 
 FORMAT = "devicepool.pipeline"
 FORMAT_VERSION = 1
@@ -85,7 +88,10 @@ def pipeline_payload(pipe, model):
 
     feats, clf = pipe.steps[0][1], pipe.steps[1][1]
     params = {k: v for k, v in feats.get_params(deep=False).items() if _plain(v)}
-    return {"format": FORMAT, "format_version": FORMAT_VERSION, "model": str(model),
+    from devicepool import __version__
+
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "devicepool_version": __version__,
+            "model": str(model),
             "features": {"class": type(feats).__name__, "params": params},
             "classifier": classifier_payload(clf)}
 
@@ -283,6 +289,13 @@ def read_model_file(path, *, allow_pickle=False):
     if not (hasattr(model, "predict_proba") and hasattr(model, "classes_")):
         raise UsageError(f"{at} is not a fitted devicepool classifier (no predict_proba)")
     return model, payload
+
+
+def written_by(payload):
+    """The devicepool version recorded in a model file's payload (a str), or None (a
+    pickle, or a file written before the version was recorded)."""
+    version = payload.get("devicepool_version") if isinstance(payload, dict) else None
+    return version if isinstance(version, str) else None
 
 
 def load_model(path, *, allow_pickle=False):

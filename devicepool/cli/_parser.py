@@ -16,8 +16,9 @@ Output: one line per file, tab-separated: file, device, probability, (runner-up 
 probability), (the file's own sample rate, and 'resampled to N Hz' when it differs from
 the model's). In the file and device columns a backslash, tab, newline and carriage
 return are written \\\\, \\t, \\n and \\r (bytes that are not UTF-8 as \\xNN), so one line
-is one file. --json gives one JSON document (model, classes, sample_rate, predictions
-with file, device, probability, runner_up, runner_up_probability, native_rate,
+is one file. --json gives one JSON document (model, model_devicepool_version: the
+devicepool that wrote the model file, null for older files; classes, sample_rate,
+predictions with file, device, probability, runner_up, runner_up_probability, native_rate,
 resampled). When the reader stops early (| head -1) the command ends quietly with
 exit status 141, as a program killed by SIGPIPE does.
 """
@@ -34,8 +35,25 @@ verbal_scale, references, questioned with file, llr, lr, verbal, and calibration
 
 
 class _Parser(argparse.ArgumentParser):
+    """Errors are a :class:`UsageError` naming the (sub)command and carrying its usage."""
+
+    def parse_args(self, args=None, namespace=None):
+        namespace, extras = self.parse_known_args(args, namespace)
+        if extras:  # reported by the subcommand they were given to
+            self._subcommand(namespace).error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace
+
+    def _subcommand(self, namespace):
+        """The parser of the subcommand chosen in ``namespace`` (self when none)."""
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                return action.choices.get(getattr(namespace, action.dest, None), self)
+        return self
+
     def error(self, message):
-        raise UsageError(f"{message} (see '{self.prog} --help')")
+        exc = UsageError(f"{message} (see '{self.prog} --help')")
+        exc.usage = self.format_usage()
+        raise exc
 
 
 def _models_arg(text):
@@ -64,8 +82,18 @@ def _positive_int(text):
 # --------------------------------------------------------------------------- the parser
 
 
+def _log_args(p, default):
+    """-v/--verbose and --debug (on the command and on every subcommand: either place works)."""
+    p.add_argument("-v", "--verbose", action="store_true", default=default,
+                   help="say more of what the library does (its log at INFO, on stderr)")
+    p.add_argument("--debug", action="store_true", default=default,
+                   help="its log at DEBUG, and the full traceback of an error instead of one line")
+
+
 def _common_args(sp, seed=True):
-    sp.add_argument("-q", "--quiet", action="store_true", help="no progress bars or messages")
+    sp.add_argument("-q", "--quiet", action="store_true",
+                    help="no progress bars or messages (warnings and errors still show)")
+    _log_args(sp, argparse.SUPPRESS)  # not given here: the command's own -v/--debug stands
     sp.add_argument("--threads", type=_positive_int, default=None,
                     help="torch intra-op threads in this process (default: torch's choice; "
                          "1 is much faster when the cores are shared with other work)")
@@ -232,6 +260,7 @@ def build_parser():
                 "(SA-CNN, DA-CNN, DFT-CNN): the paper's protocol, training, prediction "
                 "and forensic comparison (likelihood ratios).")
     p.add_argument("--version", action="version", version=f"devicepool {__version__}")
+    _log_args(p, False)
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     _add_demo(sub)

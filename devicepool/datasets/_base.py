@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.utils import Bunch
 
+from .._text import plain
 from .._validation import where
 from ..audio import soundfile_name
 
@@ -69,7 +70,7 @@ def normalise_mode(value, context):
     key = str(value).strip().lower()
     if key not in MODE_ALIASES:
         raise ValueError(
-            f"{context}: unknown speaking mode {value!r}; expected one of "
+            f"{context}: unknown speaking mode {plain(value)!r}; expected one of "
             f"{sorted(set(MODE_ALIASES))} (neutral/whisper)"
         )
     return MODE_ALIASES[key]

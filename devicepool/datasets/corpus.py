@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from collections.abc import Sequence
 from numbers import Integral, Real
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from .._text import plain
+from .._typing import PathLike
 from .._validation import Interval, validate_params
 from ..audio import check_sample_rate, read_audio_file
 from ._base import check_root, finish_bunch, natural_key, normalise_mode
@@ -23,6 +26,9 @@ from ._modes import _SEED, vocalise, vocalise_recordings, whisperise, whisperise
 from ._modes import _lpc_resynthesis as _lpc_resynthesis
 from ._modes import _recording_copies as _recording_copies
 from ._synth import draw_speaker, synthesise_utterance
+
+if TYPE_CHECKING:
+    from sklearn.utils import Bunch
 
 __all__ = ["make_device_corpus", "vocalise", "vocalise_recordings", "whisperise",
            "whisperise_recordings"]
@@ -124,7 +130,7 @@ def _check_devices(devices, n_devices):
             raise TypeError(f"devices[{i}] must be a DeviceSpec, got {type(d).__name__}")
     names = [d.name for d in devices]
     if len(set(names)) != len(names):
-        raise ValueError(f"device names must be unique, got {names}")
+        raise ValueError(f"device names must be unique, got {plain(names)}")
     if n_devices is not None and n_devices != len(devices):
         raise ValueError(f"n_devices={n_devices} but {len(devices)} devices were given")
     return devices
@@ -298,20 +304,20 @@ def _corpus_descr(plan, speakers, recordings, random_state):
 
 
 def make_device_corpus(
-    n_devices=None,
-    n_speakers=None,
-    n_utterances=8,
+    n_devices: int | None = None,
+    n_speakers: int | None = None,
+    n_utterances: int = 8,
     *,
-    modes=("neutral", "whisper"),
-    sample_rate=16000,
-    source=None,
-    source_pattern="{label}_{speaker}_{take}.wav",
-    duration=1.5,
-    devices=None,
-    variability=1.0,
-    random_state=0,
-    return_X_y=False,
-):
+    modes: str | Sequence[str] = ("neutral", "whisper"),
+    sample_rate: int = 16000,
+    source: PathLike | None = None,
+    source_pattern: str = "{label}_{speaker}_{take}.wav",
+    duration: float = 1.5,
+    devices: Sequence[DeviceSpec] | None = None,
+    variability: float = 1.0,
+    random_state: int | None = 0,
+    return_X_y: bool = False,
+) -> Bunch | tuple[np.ndarray, np.ndarray]:
     """Make a parallel multi-device speech corpus from real device components.
 
     Every utterance is "recorded" by every device: the clean utterance goes through

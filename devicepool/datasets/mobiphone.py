@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .._text import plain
 from .._validation import Interval, Options, validate_params, where
 from ..audio import SAMPLE_RATE, check_sample_rate, read_audio_file
 from ._base import finish_bunch, summary_lines
@@ -177,7 +178,7 @@ def _warn_speakers_differ(files, stacklevel):
     if lacking:
         warnings.warn(
             "MOBIPHONE speakers differ across phones: "
-            + "; ".join(f"{p!r} lacks {v}" for p, v in sorted(lacking.items())),
+            + "; ".join(f"{plain(p)!r} lacks {plain(v)}" for p, v in sorted(lacking.items())),
             UserWarning,
             stacklevel=stacklevel + 1,
         )

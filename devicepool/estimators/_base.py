@@ -5,6 +5,7 @@ utterance sets, driving any network that keeps the module contract
 from __future__ import annotations
 
 import numbers
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,6 +17,7 @@ from skorch import NeuralNetClassifier
 from skorch.callbacks import EpochTimer, PassthroughScoring, PrintLog
 from torch.utils.data import Dataset
 
+from .._typing import ArrayLike, FeatureSet, PathLike
 from .._validation import Interval, StrOptions, check_feature_set, validate_params
 from ..models import check_module
 from ._callbacks import (
@@ -37,7 +39,7 @@ from ._data import (
 from ._inference import UtteranceOutputs, run_network
 from ._persistence import load_classifier, save_classifier
 from ._plan import length_cap, training_plan, warn_budget_crops
-from ._targets import check_target
+from ._targets import check_known, check_target, encode_target
 from ._weights import utterance_weights, weighted_mean
 
 __all__ = ["UtteranceOutputs"]  # re-exported: the type predict_outputs returns
@@ -218,23 +220,9 @@ class _UtteranceClassifier(NeuralNetClassifier):
             classes = self.fitted_classes_
             if Xs[0].shape[1] != self.n_features_in_:
                 self._check_X(Xs, reset=False)
-        elif self.classes is not None:
-            classes = np.asarray(self.classes)
         else:
-            classes = np.unique(y)
-        unseen = ~np.isin(y, classes)
-        if unseen.any():
-            raise ValueError(f"y contains labels not in classes: {np.unique(y[unseen])[:5]}")
-        if len(classes) < 2:
-            raise ValueError(
-                f"{type(self).__name__} needs at least 2 classes in y; got 1 class "
-                f"({classes[0]!r})"
-            )
-        if self.classes is None or warm:
-            y_enc = np.searchsorted(classes, y)
-        else:
-            lookup = {v: i for i, v in enumerate(classes.tolist())}
-            y_enc = np.array([lookup[v] for v in y.tolist()], dtype=np.int64)
+            classes = None if self.classes is None else np.asarray(self.classes)
+        classes, y_enc = encode_target(y, classes, type(self).__name__, sorted_classes=warm)
         self.fitted_classes_ = classes
         self.n_features_in_ = Xs[0].shape[1]
         return y_enc
@@ -258,7 +246,8 @@ class _UtteranceClassifier(NeuralNetClassifier):
         return Xs, y_enc, np.arange(len(Xs))
 
     # ---- fit ------------------------------------------------------------------
-    def fit(self, X, y, groups=None, sample_weight=None, **fit_params):
+    def fit(self, X: FeatureSet, y: ArrayLike, groups: ArrayLike | None = None,
+            sample_weight: ArrayLike | None = None, **fit_params: Any) -> _UtteranceClassifier:
         """Fit on an utterance set.
 
         Parameters
@@ -398,7 +387,7 @@ class _UtteranceClassifier(NeuralNetClassifier):
         return run_network(self.module_, Xs, batch_size=bs, device=self.device,
                            attention=attention, max_frames=self.max_batch_frames)
 
-    def predict_outputs(self, X):
+    def predict_outputs(self, X: FeatureSet) -> UtteranceOutputs:
         """Logits, embeddings and attention weights from one forward pass.
 
         Parameters
@@ -418,11 +407,11 @@ class _UtteranceClassifier(NeuralNetClassifier):
     def _logits(self, X):
         return self._run(X, attention=False).logits
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: FeatureSet) -> np.ndarray:
         """Class probabilities ``(n_utterances, n_classes)``, columns in ``classes_`` order."""
         return torch.softmax(torch.from_numpy(self._logits(X)), dim=1).numpy()
 
-    def predict(self, X):
+    def predict(self, X: FeatureSet) -> np.ndarray:
         """Predicted labels ``(n_utterances,)`` (values from ``classes_``)."""
         check_is_fitted(self)
         return self.classes_[np.argmax(self._logits(X), axis=1)]
@@ -437,15 +426,10 @@ class _UtteranceClassifier(NeuralNetClassifier):
         y = np.asarray(y)
         if y.ndim != 1:
             y = y.ravel()
-        unseen = ~np.isin(y, self.classes_)
-        if unseen.any():
-            raise ValueError(
-                f"y contains labels not seen in fit: {list(np.unique(y[unseen])[:5])}; "
-                f"known classes are {list(self.classes_)}"
-            )
+        check_known(y, self.classes_)
         return accuracy_score(y, self.predict(X), sample_weight=sample_weight)
 
-    def transform(self, X):
+    def transform(self, X: FeatureSet) -> np.ndarray:
         """Pooled utterance embeddings ``(n_utterances, embedding_dim)`` float32.
 
         What the classification network reads: SA-CNN ``K`` of eq. 1 (20 x 12 = 240
@@ -461,7 +445,7 @@ class _UtteranceClassifier(NeuralNetClassifier):
         return self.fit(X, y, **fit_params).transform(X)
 
     # ---- persistence ----------------------------------------------------------
-    def save(self, path):
+    def save(self, path: PathLike) -> None:
         """Save weights, parameters and ``classes_`` without pickled code.
 
         The file is written with :func:`torch.save` and holds only tensors, strings,
@@ -478,7 +462,8 @@ class _UtteranceClassifier(NeuralNetClassifier):
         save_classifier(self, path)
 
     @classmethod
-    def load(cls, path, device="cpu", **overrides):
+    def load(cls, path: PathLike, device: str | torch.device = "cpu",
+             **overrides: Any) -> _UtteranceClassifier:
         """Load a classifier written by :meth:`save` (``weights_only`` loading).
 
         Parameters

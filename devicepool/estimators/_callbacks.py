@@ -114,15 +114,19 @@ class OneCycleSchedule(LRScheduler):
 
 
 class EpochProgress(Callback):
-    """One tqdm progress bar over the planned epochs (to stderr) with the latest losses."""
+    """One tqdm progress bar over the planned epochs (to stderr) with the latest losses,
+    where a bar can be read: on a terminal or in a notebook
+    (:func:`devicepool._progress.show_bars`; ``verbose=1`` logs one line per epoch)."""
 
     def on_train_begin(self, net, **kwargs):
         from tqdm.auto import tqdm
 
+        from .._progress import show_bars
+
         plan = getattr(net, "train_plan_", None)
         total = plan["epochs"] if plan else net.max_epochs
         self.bar_ = tqdm(total=total, desc=type(net).__name__, unit="epoch",
-                         leave=False, file=sys.stderr)
+                         leave=False, file=sys.stderr, disable=not show_bars(True))
 
     def on_epoch_end(self, net, **kwargs):
         row = net.history[-1]

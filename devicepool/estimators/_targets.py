@@ -8,7 +8,9 @@ import numpy as np
 from sklearn.exceptions import DataConversionWarning
 from sklearn.utils.multiclass import check_classification_targets
 
-__all__ = ["check_target"]
+from .._text import plain
+
+__all__ = ["check_target", "encode_target", "check_known"]
 
 
 def check_target(y, n, owner):
@@ -35,3 +37,33 @@ def check_target(y, n, owner):
         raise ValueError(f"X has {n} utterances but y has {len(y)} labels; they must match")
     check_classification_targets(y)
     return y
+
+
+def encode_target(y, classes, owner, sorted_classes=False):
+    """``(classes, y encoded as indices into classes)``.
+
+    ``classes`` None: the sorted labels of ``y``. Given ``classes`` (the ``classes``
+    parameter, or ``classes_`` of a warm start when ``sorted_classes``) must hold every
+    label of ``y``; at least 2 classes.
+    """
+    given = classes is not None
+    classes = np.unique(y) if classes is None else classes
+    unseen = ~np.isin(y, classes)
+    if unseen.any():
+        raise ValueError(f"y contains labels not in classes: {plain(np.unique(y[unseen])[:5])}")
+    if len(classes) < 2:
+        raise ValueError(f"{owner} needs at least 2 classes in y; got 1 class ({plain(classes[0])!r})")
+    if not given or sorted_classes:
+        return classes, np.searchsorted(classes, y)
+    lookup = {v: i for i, v in enumerate(classes.tolist())}
+    return classes, np.array([lookup[v] for v in y.tolist()], dtype=np.int64)
+
+
+def check_known(y, classes):
+    """ValueError naming the labels of ``y`` that are not in ``classes`` (fitted ones)."""
+    unseen = ~np.isin(y, classes)
+    if unseen.any():
+        raise ValueError(
+            f"y contains labels not seen in fit: {plain(np.unique(y[unseen])[:5])}; "
+            f"known classes are {plain(classes)}"
+        )

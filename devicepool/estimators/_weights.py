@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.utils.class_weight import compute_class_weight
 
+from .._text import plain
+
 __all__ = ["utterance_weights", "weighted_mean"]
 
 
@@ -43,7 +45,8 @@ def _class_weights(class_weight, y_enc, classes, owner):
         return cw
     unknown = [k for k in class_weight if k not in set(classes.tolist())]
     if unknown:
-        raise ValueError(f"{owner}: class_weight names classes not in y: {unknown[:5]}")
+        raise ValueError(f"{owner}: class_weight names classes not in y: {plain(unknown[:5])}; "
+                         f"the classes are {plain(classes[:10])}")
     return np.array([float(class_weight.get(c, 1.0)) for c in classes.tolist()])
 
 

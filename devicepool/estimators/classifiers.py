@@ -54,7 +54,9 @@ _COMMON_PARAMS = """
         each class by ``n_utterances / (n_classes * count)``; a dict maps labels to
         weights (missing labels weigh 1). Multiplies ``fit``'s ``sample_weight``.
     progress : bool, default=False
-        Show a tqdm bar over epochs on stderr.
+        Show a tqdm bar over epochs on stderr, where a bar can be read: on a terminal or
+        in a notebook, not when stderr is a file or a pipe. For a log, ``verbose=1``
+        prints skorch's table, one line per epoch.
     random_state : int, RandomState or None, default=None
         Seeds weight initialisation, shuffling and the validation split inside a
         forked torch RNG state (the global RNG state is left untouched). The same

@@ -7,6 +7,7 @@ import os
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from .._typing import UtteranceSet
 from .._validation import validate_params, where
 from ..audio import as_waveform, check_sample_rate, check_utterance_set
 
@@ -48,7 +49,7 @@ class UtteranceTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_key
         validate_params(params, self._parameter_constraints, owner=owner)
         return params.get("sample_rate")
 
-    def fit(self, X=None, y=None):
+    def fit(self, X: UtteranceSet | None = None, y: object = None) -> UtteranceTransformer:
         """Check the parameters and the in-memory utterances; nothing is learned.
 
         The transformer is stateless; ``fit`` exists for the scikit-learn API. Arrays in
@@ -72,11 +73,11 @@ class UtteranceTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_key
                     self._check_length(as_waveform(item, sample_rate, index=i), where(i), config)
         return self
 
-    def fit_transform(self, X, y=None, **fit_params):
+    def fit_transform(self, X: UtteranceSet, y: object = None, **fit_params: object) -> np.ndarray:
         """Same as :meth:`transform` (which checks everything itself)."""
         return self.transform(X)
 
-    def transform(self, X):
+    def transform(self, X: UtteranceSet) -> np.ndarray:
         """Compute the features of every utterance.
 
         With ``n_jobs`` > 1 the utterances are split into contiguous chunks that joblib

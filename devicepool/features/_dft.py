@@ -94,7 +94,8 @@ class DFTMagnitude(UtteranceTransformer):
         "n_jobs": [Integral, None],
     }
 
-    def __init__(self, sample_rate=16000, segment_ms=500.0, min_segment_fraction=0.5, n_jobs=None):
+    def __init__(self, sample_rate: int = 16000, segment_ms: float = 500.0,
+                 min_segment_fraction: float = 0.5, n_jobs: int | None = None) -> None:
         self.sample_rate = sample_rate
         self.segment_ms = segment_ms
         self.min_segment_fraction = min_segment_fraction

@@ -234,17 +234,17 @@ class FilterBank(UtteranceTransformer):
 
     def __init__(
         self,
-        sample_rate=16000,
-        n_mels=24,
-        frame_length_ms=25.0,
-        frame_shift_ms=10.0,
-        n_fft=None,
-        window="hamming",
-        preemphasis=0.97,
-        f_min=20.0,
-        f_max=None,
-        n_jobs=None,
-    ):
+        sample_rate: int = 16000,
+        n_mels: int = 24,
+        frame_length_ms: float = 25.0,
+        frame_shift_ms: float = 10.0,
+        n_fft: int | None = None,
+        window: str = "hamming",
+        preemphasis: float = 0.97,
+        f_min: float = 20.0,
+        f_max: float | None = None,
+        n_jobs: int | None = None,
+    ) -> None:
         self.sample_rate = sample_rate
         self.n_mels = n_mels
         self.frame_length_ms = frame_length_ms

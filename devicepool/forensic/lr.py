@@ -32,6 +32,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
+from .._typing import ArrayLike, UtteranceSet
 from .._validation import Interval, StrOptions, validate_params
 from ._checks import HasMethods, check_embeddings, check_labels
 from ._pairs import make_pairs, reference_means
@@ -159,7 +160,9 @@ class DeviceLR(BaseEstimator):
         return scores, pairs.y
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X, devices, speakers=None, *, X_background=None, devices_background=None):
+    def fit(self, X: UtteranceSet | ArrayLike, devices: ArrayLike, speakers: ArrayLike | None = None, *,
+            X_background: UtteranceSet | ArrayLike | None = None,
+            devices_background: ArrayLike | None = None) -> DeviceLR:
         """Fit the scorer (on the background set, else on ``X``) and the calibrator.
 
         Parameters
@@ -221,7 +224,8 @@ class DeviceLR(BaseEstimator):
         Er = self._embed(references, "references", n_features=self.n_features_in_)
         return self.scorer_.score(Eq, Er)
 
-    def predict_llr(self, questioned, references):
+    def predict_llr(self, questioned: UtteranceSet | ArrayLike,
+                    references: UtteranceSet | ArrayLike) -> np.ndarray:
         """log10 LR of H1 (made with the reference device) vs H2, per questioned recording.
 
         Parameters

@@ -15,15 +15,19 @@ voicing: of the fingerprint, the sample rate and the labeller's version).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._progress import show_bars
 from .keys import _digest
 from .registry import _make_features
 from .store import _atomic_write_npz, _damaged
+
+_log = logging.getLogger("devicepool.protocol.cache")
 
 #: utterances loaded and transformed together
 _CHUNK = 64
@@ -67,7 +71,7 @@ def _unpack(values, lengths):
 def _progress_bar(enabled, **kwargs):
     from tqdm.auto import tqdm
 
-    return tqdm(disable=not enabled, file=sys.stderr, dynamic_ncols=True, **kwargs)
+    return tqdm(disable=not show_bars(enabled), file=sys.stderr, dynamic_ncols=True, **kwargs)
 
 
 def _remote_backend():
@@ -169,6 +173,8 @@ class FeatureCache:
             keys["voicing"] = _digest("voicing", _VOICING_VERSION, fingerprint, int(sample_rate))
         found = {name: self._lookup(name, key, len(data)) for name, key in keys.items()}
         missing = [name for name, value in found.items() if value is None]
+        _log.info("features of %d utterances: %s", len(data), ", ".join(
+            f"{name} {'to compute' if name in missing else 'cached'}" for name in keys))
         if missing:
             todo = {name: transformers[name] for name in missing if name != "voicing"}
             if self.n_jobs is not None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import __version__
 from .conditions import CONDITIONS
 from .keys import _RESULT_FORMAT
 from .registry import ModelSpec
@@ -186,7 +187,7 @@ def _record(task, data, fitted, cond, predictions):
         "test_index": test_idx, "y_pred": pred, "seed": task.seed,
         "random_state": task.random_state, "model_params": task.params,
         "config_key": task.config_key, "fit_seconds": fitted.seconds,
-        "predict_seconds": predictions.seconds,
+        "predict_seconds": predictions.seconds, "devicepool_version": __version__,
     }
 
 

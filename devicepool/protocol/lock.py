@@ -13,6 +13,9 @@ different files).
 NFS, Linux maps ``flock`` onto POSIX byte-range locks (NFSv4 leases), so runs on two hosts
 sharing the folder exclude each other too. Where ``fcntl`` is missing (Windows) nothing
 is locked.
+
+A run that waits for the folder says so through the ``devicepool.protocol.lock`` logger
+(a WARNING when asked to notify, else INFO; see :func:`output_lock`).
 """
 
 from __future__ import annotations
@@ -20,9 +23,9 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import logging
 import os
 import socket
-import sys
 
 try:
     import fcntl
@@ -33,6 +36,8 @@ __all__ = ["OutputLockedError"]
 
 #: name of the lock file in an output folder
 LOCK_NAME = ".lock"
+
+_log = logging.getLogger("devicepool.protocol.lock")
 
 
 class OutputLockedError(RuntimeError):
@@ -81,9 +86,8 @@ def _open_locked(path, wait, notify):
                         f"output folder {folder!r} is in use by another run ({holder}); "
                         "wait for it to end, or pass wait=True (devicepool evaluate --wait) "
                         "to start when it has") from None
-                if notify:
-                    print(f"devicepool: waiting for {folder!r}, in use by another run ({holder})",
-                          file=sys.stderr, flush=True)
+                _log.log(logging.WARNING if notify else logging.INFO,
+                         "waiting for %r, in use by another run (%s)", folder, holder)
                 fcntl.flock(fd, fcntl.LOCK_EX)  # Ctrl-C interrupts the wait
             if _same_file(fd, path):
                 return fd
@@ -111,7 +115,10 @@ def output_lock(out_dir, wait=False, notify=False):
         Wait for another holder to release it; ``False`` raises
         :class:`OutputLockedError` at once.
     notify : bool, default=False
-        Say on stderr that the run waits, and for whom.
+        Say that the run waits, and for whom, as a WARNING of the
+        ``devicepool.protocol.lock`` logger (else at INFO). Without logging configured,
+        Python prints WARNING messages on stderr; the command line shows them as
+        ``devicepool: waiting for ...``.
 
     Examples
     --------

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 __all__ = ["ModelSpec", "get_model", "register_model", "registered_models", "unregister_model"]
 
@@ -101,7 +101,8 @@ class ModelSpec:
 _MODELS: dict[str, ModelSpec] = {}
 
 
-def register_model(name, factory, feature="fbank", label=None, attention=False):
+def register_model(name: str, factory: Callable[..., Any], feature: Literal["fbank", "dft"] = "fbank",
+                   label: str | None = None, attention: bool = False) -> None:
     """Register a model for :func:`~devicepool.protocol.run_protocol` under ``name``.
 
     Registering an existing name replaces it.

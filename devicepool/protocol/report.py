@@ -30,7 +30,8 @@ class ProtocolResult:
     records : list of dict
         One per finished (model, condition, fold): ``accuracy`` (fraction),
         ``n_train``, ``n_test``, ``test_speakers``, ``labels``, ``confusion_matrix``,
-        ``seed``, ``model_params``, ``fit_seconds``, predictions, ...
+        ``seed``, ``model_params``, ``fit_seconds``, predictions, ``devicepool_version``
+        (the version that made the fit; absent in older result files), ...
     summary : dict
         ``(model, condition) -> {"mean", "std", "n_folds", "accuracies"}`` in percent.
     confusion : dict

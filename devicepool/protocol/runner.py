@@ -11,19 +11,23 @@ its result records and Fig. 2 data, which are written here as they arrive
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import platform
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
+from .._typing import PathLike
 from .cache import FeatureCache, _progress_bar, _remote_backend, _voicing_strings
 from .conditions import CONDITIONS, MODES, _check_corpus, _seed_for, _select_conditions, make_folds
 from .fitting import FitData, FitTask, _fit_task, _numbered_fit
 from .keys import _config_key, _corpus_fingerprint, _digest
 from .lock import output_lock
 from .registry import get_model
-from .report import _summarise, _write_report
+from .report import ProtocolResult, _summarise, _write_report
 from .store import (
     _atomic_write_json,
     _attention_path,
@@ -38,6 +42,8 @@ from .store import (
 )
 
 __all__ = ["FitTask", "run_protocol"]
+
+_log = logging.getLogger("devicepool.protocol.runner")
 
 
 def _mode_copies(data, mode, sample_rate, random_state):
@@ -180,15 +186,25 @@ def _fit_data(run, todo):
     return data, found.get("voicing")
 
 
+def _parallel(n_jobs, n_fits):
+    """Whether the fits run in parallel (joblib workers: loky processes, a dask cluster)."""
+    return n_jobs is not None and n_jobs != 1 and n_fits >= 2
+
+
 def _fits(todo, data, n_jobs):
-    """``(task, (records, attention))`` for every task, in the order the fits finish."""
-    if n_jobs is None or n_jobs == 1 or len(todo) < 2:
+    """``(task, (records, attention))`` for every task, in the order the fits finish.
+
+    Fits in parallel show no epoch bars of their own (bars of concurrent fits would
+    interleave): the run's one bar over fits says how far it is.
+    """
+    if not _parallel(n_jobs, len(todo)):
         return ((t, _fit_task(t, data[t.spec.feature])) for t in todo)
     from joblib import Parallel, delayed
     from joblib.parallel import get_active_backend
 
-    if _remote_backend():  # one torch thread per fit on a cluster's worker; no epoch bars
-        todo = [replace(t, threads=1, progress=False) for t in todo]
+    todo = [replace(t, progress=False) for t in todo]
+    if _remote_backend():  # one torch thread per fit on a cluster's worker
+        todo = [replace(t, threads=1) for t in todo]
     unordered = get_active_backend()[0].supports_return_generator
     outs = Parallel(n_jobs=n_jobs, return_as="generator_unordered" if unordered else "list")(
         delayed(_numbered_fit)(i, t, data[t.spec.feature]) for i, t in enumerate(todo))
@@ -207,6 +223,9 @@ def _run_fits(run, todo, n_done):
             if run.results_dir is not None:
                 _write_task_outputs(task, records, attention)
             outcomes[task.key] = (_to_jsonable(records), attention)
+            _log.info("fitted %s %s fold %d (%.1f s): %s", task.model, task.train_mode, task.fold,
+                      records[0]["fit_seconds"] if records else 0.0,
+                      ", ".join(f"{r['condition']} {100 * r['accuracy']:.1f} %" for r in records))
             bar.set_postfix_str(f"{task.model} {task.train_mode} fold {task.fold}")
             bar.update(1)
     return outcomes
@@ -253,22 +272,22 @@ def _result(run, tasks, outcomes):
 
 
 def run_protocol(
-    corpus,
-    models=("dft_cnn", "sa_cnn", "da_cnn"),
-    conditions=None,
-    n_splits=3,
-    out_dir=None,
-    random_state=0,
-    model_params=None,
-    progress=True,
-    n_jobs=None,
-    resume=True,
-    report=True,
-    title="devicepool: Table 3 reproduction",
-    mode_augmentation=False,
-    wait=False,
-    allow_unknown_speakers=False,
-):
+    corpus: Mapping[str, Any],
+    models: str | Sequence[str] = ("dft_cnn", "sa_cnn", "da_cnn"),
+    conditions: Sequence[str] | None = None,
+    n_splits: int = 3,
+    out_dir: PathLike | None = None,
+    random_state: int = 0,
+    model_params: Mapping[str, dict[str, Any]] | None = None,
+    progress: bool = True,
+    n_jobs: int | None = None,
+    resume: bool = True,
+    report: bool = True,
+    title: str = "devicepool: Table 3 reproduction",
+    mode_augmentation: bool = False,
+    wait: bool = False,
+    allow_unknown_speakers: bool = False,
+) -> ProtocolResult:
     """Run the paper's protocol (Table 3, Fig. 2 data) on a corpus.
 
     Parameters
@@ -300,7 +319,12 @@ def run_protocol(
     model_params : dict, optional
         Per-model overrides, e.g. ``{"da_cnn": {"max_epochs": 5}}``.
     progress : bool, default=True
-        tqdm bars (stderr) for features, fits and folds.
+        tqdm bars (stderr) for features and fits, and each fit's epoch bar when the fits
+        run one after the other (with ``n_jobs`` the one bar over fits only: bars of
+        concurrent fits would interleave). Bars where they can be read: on a terminal
+        or in a notebook, not when stderr is a file or a pipe (see
+        :mod:`devicepool._progress`). Also makes the waiting message of ``wait`` a
+        WARNING.
     n_jobs : int, optional
         Parallel fits through joblib (processes here, or the workers of a dask cluster
         inside ``with joblib.parallel_backend("dask"):``, see ``docs/cluster.md``) and
@@ -323,11 +347,12 @@ def run_protocol(
         of the condition. Copies are never tested on. See ``docs/protocol.md`` for the
         ablation.
     wait : bool, default=False
-        When another run holds ``out_dir`` (its lock), wait for it to end (saying so on
-        stderr with ``progress``) instead of raising :class:`OutputLockedError` (a
-        ``RuntimeError`` naming the folder and the holder's pid, host and start time) at
-        once. A lock left by a run that died (even by SIGKILL) never blocks: the kernel
-        releases it with the process.
+        When another run holds ``out_dir`` (its lock), wait for it to end (saying so
+        through the ``devicepool.protocol.lock`` logger, a WARNING with ``progress``, which
+        Python prints on stderr unless logging is configured otherwise) instead of
+        raising :class:`OutputLockedError` (a ``RuntimeError`` naming the folder and the
+        holder's pid, host and start time) at once. A lock left by a run that died (even
+        by SIGKILL) never blocks: the kernel releases it with the process.
     allow_unknown_speakers : bool, default=False
         A corpus whose speakers are unknown (``corpus.speakers_known`` is False, e.g. a
         folder pattern without ``{speaker}``) is refused: its ``groups`` are utterance
@@ -361,6 +386,9 @@ def _execute(run, report, title):
     """Plan, resume, fit and write: the body of :func:`run_protocol` (lock held)."""
     tasks = _plan_tasks(run)
     todo = _unfinished(run, tasks)
+    _log.info("%d fits (%s; %d folds), %d finished in %r, %d to run%s", len(tasks),
+              ", ".join(run.models), run.n_splits, len(tasks) - len(todo), run.out_dir, len(todo),
+              f" with n_jobs={run.n_jobs}" if _parallel(run.n_jobs, len(todo)) else "")
     outcomes = {t.key: _read_outcome(t) for t in tasks if t not in todo}
     if todo:
         outcomes.update(_run_fits(run, todo, n_done=len(tasks) - len(todo)))
