@@ -37,6 +37,14 @@ Modules: :mod:`.conditions` (conditions, folds, seeds), :mod:`.registry` (models
 """
 
 from .conditions import CONDITIONS, MODES, PAPER_TABLE3, available_conditions, make_folds
+from .forensic import (
+    ForensicFits,
+    ForensicResult,
+    ForensicSplit,
+    fit_forensic,
+    forensic_splits,
+    run_forensic_protocol,
+)
 from .lock import OutputLockedError
 from .registry import ModelSpec, get_model, register_model, registered_models, unregister_model
 from .report import ProtocolResult, chance_levels, combine_results, paper_claims, write_report
@@ -46,6 +54,9 @@ from .store import load_results
 __all__ = [
     "CONDITIONS",
     "FitTask",
+    "ForensicFits",
+    "ForensicResult",
+    "ForensicSplit",
     "MODES",
     "ModelSpec",
     "OutputLockedError",
@@ -54,12 +65,15 @@ __all__ = [
     "available_conditions",
     "chance_levels",
     "combine_results",
+    "fit_forensic",
+    "forensic_splits",
     "get_model",
     "load_results",
     "make_folds",
     "paper_claims",
     "register_model",
     "registered_models",
+    "run_forensic_protocol",
     "run_protocol",
     "unregister_model",
     "write_report",

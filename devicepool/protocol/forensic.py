@@ -1,0 +1,399 @@
+"""The forensic validation protocol: calibrated LRs and open-set identification, measured
+on devices the embedding network never saw and on speakers nothing was fitted on.
+
+The design (``docs/forensic.md`` states it for examiners). Each of ``n_splits`` folds
+splits the corpus twice, both splits drawn from ``random_state`` alone (every speaking
+mode and every scorer gets the same folds):
+
+* **devices**: the corpus's devices, shuffled, in ``n_splits`` parts; the fold's part
+  is its *unseen* devices (12 devices, 3 folds: 4 unseen, 8 seen). Every device is
+  unseen in exactly one fold.
+* **speakers**: the speakers, shuffled again for each fold, in a *calibration* half
+  (the larger one for an odd count) and a *test* half.
+
+What each fold fits and measures (all in the protocol's speaking ``mode``):
+
+========================================  ========  ===========
+step                                      devices   speakers
+========================================  ========  ===========
+embedding network (classifier) fit        seen      calibration
+scorer background (``X_background``)      seen      calibration
+``DeviceLR`` calibration pairs            unseen    calibration
+LR test pairs (``pair_llrs``)             unseen    test
+open-set threshold (unknowns, ``far``)    unseen    calibration
+open-set test: known accuracy             seen      test
+open-set test: unknown rejection          unseen    test
+========================================  ========  ===========
+
+So the network never hears the devices the LRs compare, and no test speaker is in any
+fit, threshold or calibration. A pair's references are always by other speakers than
+its questioned recording. The calibration devices are the test devices, recorded by
+other speakers: the relevant population of the LRs is the fold's unseen devices. The
+network is fitted with ``groups=speakers`` (its internal validation holds out whole
+calibration speakers). Open-set answers are the network's own classes (the seen
+devices) or ``UNKNOWN``; a known recording answered ``UNKNOWN`` or with the wrong device
+counts as wrong.
+
+With a corpus holding the other speaking mode too, each fold also measures the mode
+mismatch (``cross_mode``): questioned recordings in the other mode against references
+in the protocol's mode, and the open-set answers on the other mode's test recordings,
+with the LR system and threshold fitted in ``mode`` as they are.
+
+The expensive part, one network fit per fold, is :func:`fit_forensic`
+(:class:`ForensicFits`); :meth:`ForensicFits.evaluate` then fits scorers, calibrators
+and thresholds on the stored embeddings and class log probabilities, so systems are
+compared without refitting the network. :func:`run_forensic_protocol` does both and,
+with ``out_dir``, writes the files (:mod:`.forensic_eval`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import os
+import time
+import zlib
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from .cache import FeatureCache, _progress_bar
+from .conditions import MODES, _check_corpus, _seed_for
+from .fitting import _torch_threads
+from .forensic_eval import ForensicResult, _evaluate, _write_outputs
+from .keys import _corpus_fingerprint
+from .lock import output_lock
+from .registry import get_model
+from .store import _to_jsonable
+
+__all__ = [
+    "ForensicFits", "ForensicResult", "ForensicSplit", "FoldOutputs", "fit_forensic", "forensic_splits",
+    "run_forensic_protocol",
+]
+
+
+@dataclass(frozen=True)
+class ForensicSplit:
+    """One fold's composition: which devices the network saw, which speakers do what."""
+
+    fold: int
+    unseen_devices: tuple
+    seen_devices: tuple
+    calibration_speakers: tuple
+    test_speakers: tuple
+    seed: int  #: the network's ``random_state``
+    lr_seed: int  #: ``DeviceLR``'s ``random_state`` (the choice of pairs)
+
+    def to_dict(self):
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+
+
+def _draw(random_state, *tag):
+    """A numpy Generator from the base seed and a tag (no global state)."""
+    words = [zlib.crc32(str(t).encode()) for t in tag]
+    return np.random.default_rng(np.random.SeedSequence([int(random_state), *words]))
+
+
+def _lr_seed(random_state, fold):
+    return int(_draw(random_state, "forensic-pairs", fold).integers(2**31 - 1))
+
+
+def forensic_splits(devices, speakers, n_splits=3, random_state=0, model="da_cnn", mode="neutral"):
+    """The folds of the forensic protocol (see the module): device-disjoint parts and,
+    per fold, disjoint calibration and test speakers.
+
+    Parameters
+    ----------
+    devices, speakers : array-like of shape (n_utterances,)
+    n_splits : int, default=3
+        Device folds; every fold must leave at least 2 unseen and 2 seen devices.
+    random_state : int, default=0
+    model, mode : str
+        Only enter the network's seed (as :func:`~devicepool.protocol.run_protocol`'s).
+
+    Returns
+    -------
+    list of ForensicSplit
+
+    Examples
+    --------
+    >>> s = forensic_splits(list("aabbccdd"), list("wxyzwxyz"), n_splits=2)
+    >>> [len(f.unseen_devices) for f in s], set(s[0].unseen_devices) & set(s[1].unseen_devices)
+    ([2, 2], set())
+    >>> set(s[0].calibration_speakers) & set(s[0].test_speakers)
+    set()
+    """
+    devs = np.array(sorted({str(d) for d in devices}), dtype=object)
+    spks = np.array(sorted({str(s) for s in speakers}), dtype=object)
+    if isinstance(n_splits, bool) or not isinstance(n_splits, (int, np.integer)) or n_splits < 2:
+        raise ValueError(f"n_splits must be an integer >= 2, got {n_splits!r}")
+    if len(devs) < 2 * n_splits:
+        raise ValueError(f"{n_splits} device folds need at least {2 * n_splits} devices (2 unseen "
+                         f"per fold, for different-device pairs); the corpus has {len(devs)}")
+    if len(spks) < 4:
+        raise ValueError("the forensic protocol needs at least 4 speakers (2 for calibration, 2 "
+                         f"for test: references are by other speakers); the corpus has {len(spks)}")
+    parts = np.array_split(_draw(random_state, "forensic-devices").permutation(devs), n_splits)
+    n_cal = (len(spks) + 1) // 2
+    splits = []
+    for k, unseen in enumerate(parts):
+        order = _draw(random_state, "forensic-speakers", k).permutation(spks)
+        splits.append(ForensicSplit(
+            k, tuple(sorted(unseen)), tuple(sorted(set(devs) - set(unseen))),
+            tuple(sorted(order[:n_cal])), tuple(sorted(order[n_cal:])),
+            _seed_for(random_state, model, mode, k), _lr_seed(random_state, k)))
+    return splits
+
+
+@dataclass(eq=False)
+class FoldOutputs:
+    """What a fold's fitted network gave: embeddings and class log probabilities of the
+    utterances ``index`` (corpus positions; every test-relevant utterance, all modes)."""
+
+    index: np.ndarray
+    embeddings: np.ndarray
+    log_proba: np.ndarray
+    classes: np.ndarray
+    n_train: int
+    fit_seconds: float
+    embed_seconds: float
+    train_plan: dict = field(default_factory=dict)
+    threads: int | None = None  #: torch intra-op threads during the fit
+
+
+@dataclass(frozen=True, eq=False)
+class _FoldTask:
+    """One network fit (picklable: the spec travels with it to a worker process)."""
+
+    spec: object
+    params: dict
+    seed: int
+    train_idx: np.ndarray
+    embed_idx: np.ndarray
+    progress: bool = False
+    threads: int | None = None
+
+
+def _network_outputs(est, X):
+    """Embeddings and class log probabilities (float64): from one ``predict_outputs``
+    pass where the estimator has it (the log softmax of float64 logits), else from
+    ``transform`` and ``predict_log_proba`` (or ``predict_proba``)."""
+    from scipy.special import log_softmax
+
+    if callable(getattr(est, "predict_outputs", None)):
+        out = est.predict_outputs(X)
+        return (np.asarray(out.embedding, dtype=np.float64),
+                log_softmax(np.asarray(out.logits, dtype=np.float64), axis=1))
+    emb = np.asarray(est.transform(X), dtype=np.float64)
+    if callable(getattr(est, "predict_log_proba", None)):
+        return emb, np.asarray(est.predict_log_proba(X), dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        return emb, np.log(np.asarray(est.predict_proba(X), dtype=np.float64))
+
+
+def _fit_fold(task, features, target, groups):
+    """Fit the fold's network on its training utterances; embed ``embed_idx``."""
+    import torch
+
+    with _torch_threads(task.threads):
+        threads = torch.get_num_threads()
+        est = task.spec.factory(random_state=task.seed, **task.params)
+        if task.progress and "progress" in est.get_params() and "progress" not in task.params:
+            est.set_params(progress=True)
+        kwargs = {}
+        if "groups" in inspect.signature(est.fit).parameters:
+            kwargs["groups"] = groups[task.train_idx]
+        t0 = time.perf_counter()
+        est.fit(features[task.train_idx], target[task.train_idx], **kwargs)
+        t1 = time.perf_counter()
+        emb, log_proba = _network_outputs(est, features[task.embed_idx])
+    plan = dict(getattr(est, "train_plan_", {}) or {})
+    return FoldOutputs(task.embed_idx, emb, log_proba, np.asarray(est.classes_).astype(str),
+                       len(task.train_idx), t1 - t0, time.perf_counter() - t1, _to_jsonable(plan),
+                       threads)
+
+
+@dataclass(eq=False)
+class ForensicFits:
+    """The fitted folds of one (corpus, model, mode): what :meth:`evaluate` reads.
+
+    Attributes
+    ----------
+    devices, speakers, modes : ndarray of shape (n_utterances,)
+        The corpus's labels (str).
+    mode : str
+        The speaking mode the networks were trained in.
+    splits : list of ForensicSplit
+    outputs : list of FoldOutputs
+    settings : dict
+        Corpus, model, seeds, threads, wall times.
+    """
+
+    devices: np.ndarray
+    speakers: np.ndarray
+    modes: np.ndarray
+    mode: str
+    splits: list
+    outputs: list
+    settings: dict
+
+    def evaluate(self, scoring="plda", calibration="logistic", far=0.05, lda_dim=None,
+                 n_references=3, open_set_score="max_proba"):
+        """Fit and measure one LR system and open-set threshold on every fold.
+
+        Parameters
+        ----------
+        scoring : {"plda", "cosine"}, calibration : {"logistic", "isotonic"}
+            :class:`~devicepool.forensic.DeviceLR`'s scorer and calibrator.
+        far : float, default=0.05
+            Target false acceptance rate of the open-set threshold.
+        lda_dim : int, "auto" or None, default=None
+            The scorer's LDA dimensions (``"auto"``: the fold's seen devices minus one).
+        n_references : int, default=3
+            References per pair.
+        open_set_score : {"max_proba", "margin"}, default="max_proba"
+
+        Returns
+        -------
+        ForensicResult
+        """
+        system = {"scoring": scoring, "calibration": calibration, "far": float(far),
+                  "lda_dim": lda_dim, "n_references": int(n_references),
+                  "open_set_score": open_set_score}
+        return _evaluate(self, system)
+
+
+def _embed_index(corpus, mode):
+    """Utterances the folds embed: every mode the corpus has (the other one for the
+    mismatch measures)."""
+    return np.flatnonzero(np.isin(corpus.mode, [m for m in MODES if m in set(corpus.mode)]))
+
+
+def _plan(corpus, splits, spec, params, mode, progress):
+    embed_idx = _embed_index(corpus, mode)
+    tasks = []
+    for s in splits:
+        train = np.flatnonzero((corpus.mode == mode) & np.isin(corpus.target, s.seen_devices)
+                               & np.isin(corpus.groups, s.calibration_speakers))
+        tasks.append(_FoldTask(spec, dict(params), s.seed, train, embed_idx, progress))
+    return tasks
+
+
+def _run_tasks(tasks, features, corpus, n_jobs, progress):
+    """The fold outputs, in fold order (joblib processes with ``n_jobs``)."""
+    args = (features, corpus.target, corpus.groups)
+    with _progress_bar(progress, total=len(tasks), desc="forensic fits", unit="fit") as bar:
+        if n_jobs is None or n_jobs == 1 or len(tasks) < 2:
+            outs = []
+            for t in tasks:
+                outs.append(_fit_fold(t, *args))
+                bar.update(1)
+            return outs
+        from joblib import Parallel, delayed
+
+        tasks = [replace(t, progress=False) for t in tasks]
+        outs = Parallel(n_jobs=n_jobs)(delayed(_fit_fold)(t, *args) for t in tasks)
+        bar.update(len(tasks))
+        return list(outs)
+
+
+def _check_args(corpus, mode, model_params, random_state):
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
+    if mode not in set(corpus.mode):
+        raise ValueError(f"the corpus has no {mode} speech (its modes: {sorted(set(corpus.mode))})")
+    if model_params is not None and not isinstance(model_params, dict):
+        raise TypeError(f"model_params must be a dict of the model's parameters, got "
+                        f"{type(model_params).__name__}")
+    if isinstance(random_state, bool) or not isinstance(random_state, (int, np.integer)):
+        raise TypeError(f"random_state must be an int, got {random_state!r}")
+
+
+def fit_forensic(corpus, model="da_cnn", n_splits=3, mode="neutral", model_params=None,
+                 random_state=0, progress=True, n_jobs=None, cache_dir=None):
+    """Fit the embedding network of every fold (the expensive part of the protocol).
+
+    Parameters are those of :func:`run_forensic_protocol`; ``cache_dir`` keeps the
+    features on disk (``None``: in memory).
+
+    Returns
+    -------
+    ForensicFits
+    """
+    import torch
+
+    c = _check_corpus(corpus)
+    _check_args(c, mode, model_params, random_state)
+    spec, params = get_model(model), dict(model_params or {})
+    splits = forensic_splits(c.target, c.groups, n_splits, int(random_state), model, mode)
+    t0 = time.perf_counter()
+    fingerprint = _corpus_fingerprint(c)
+    cache = FeatureCache(cache_dir, progress, n_jobs)
+    features = cache.features(c.data, c.sample_rate, fingerprint, [spec.feature])[spec.feature]
+    t1 = time.perf_counter()
+    outputs = _run_tasks(_plan(c, splits, spec, params, mode, progress), features, c, n_jobs, progress)
+    settings = {
+        "corpus": {"fingerprint": fingerprint, "n_utterances": len(c.data),
+                   "n_devices": len(set(c.target)), "n_speakers": len(set(c.groups)),
+                   "modes": sorted(set(c.mode)), "sample_rate": c.sample_rate,
+                   "devices": sorted(set(c.target)), "speakers": sorted(set(c.groups))},
+        "model": model, "model_params": params, "mode": mode, "n_splits": int(n_splits),
+        "random_state": int(random_state), "n_jobs": n_jobs,
+        "torch_threads": torch.get_num_threads(),
+        "feature_seconds": t1 - t0, "fit_wall_seconds": time.perf_counter() - t1,
+    }
+    return ForensicFits(c.target, c.groups, c.mode, mode, splits, outputs, _to_jsonable(settings))
+
+
+def run_forensic_protocol(corpus, model="da_cnn", n_splits=3, mode="neutral", scoring="plda",
+                          calibration="logistic", far=0.05, model_params=None, random_state=0,
+                          out_dir=None, progress=True, n_jobs=None, lda_dim=None, n_references=3,
+                          open_set_score="max_proba", wait=False):
+    """Validate the forensic system: LRs on unseen devices and speakers, and open set.
+
+    Parameters
+    ----------
+    corpus : Bunch
+        ``data``, ``target`` (device), ``groups`` (speaker), ``mode``, ``sample_rate``
+        (as from :mod:`devicepool.datasets`); at least ``2 * n_splits`` devices and 4
+        speakers.
+    model : str, default="da_cnn"
+        A registered model (:func:`~devicepool.protocol.get_model`) whose estimator has
+        ``transform`` (the embeddings) and ``predict_proba``.
+    n_splits : int, default=3
+        Device folds (see the module for the design).
+    mode : {"neutral", "whisper"}, default="neutral"
+        Speaking mode of training, calibration and test.
+    scoring, calibration, far, lda_dim, n_references, open_set_score
+        The system measured (:meth:`ForensicFits.evaluate`).
+    model_params : dict, optional
+        The model's parameters, e.g. ``{"max_steps": 200}``.
+    random_state : int, default=0
+        Base seed of the splits, the networks and the pairs (all recorded).
+    out_dir : str or path-like, optional
+        Folder of ``forensic.json``, ``forensic.md``, ``llr.npz``, ``tippett.png``,
+        ``det.png``, ``ece.png`` (written atomically, under the folder's lock) and the
+        feature cache (``cache/``).
+    progress : bool, default=True
+    n_jobs : int, optional
+        Folds fitted in parallel processes (joblib); None: one after the other here.
+    wait : bool, default=False
+        Wait for another run holding ``out_dir`` instead of raising
+        :class:`~devicepool.protocol.OutputLockedError`.
+
+    Returns
+    -------
+    ForensicResult
+    """
+    locked = contextlib.nullcontext()
+    if out_dir is not None:
+        out_dir = os.fspath(out_dir)
+        locked = output_lock(out_dir, wait=wait, notify=bool(progress))
+    with locked:
+        fits = fit_forensic(corpus, model, n_splits, mode, model_params, random_state, progress,
+                            n_jobs, None if out_dir is None else os.path.join(out_dir, "cache"))
+        result = fits.evaluate(scoring, calibration, far, lda_dim, n_references, open_set_score)
+        if out_dir is not None:
+            _write_outputs(result, out_dir)
+    return result
+
