@@ -266,3 +266,16 @@ def test_demo_full_under_five_minutes(tmp_path):
     with open(out / "folds.csv") as fh:
         n_test = [int(r["n_test"]) for r in csv.DictReader(fh)]
     assert min(n_test) >= 144, min(n_test)
+
+
+def test_evaluate_refuses_unknown_speakers_unless_asked(tmp_path):
+    rng = np.random.default_rng(0)
+    for dev in ("a", "b"):
+        for utt in range(6):
+            path = tmp_path / "c" / dev / f"u{utt}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, 0.1 * rng.standard_normal(8000), 16000)
+    base = ["evaluate", "--corpus", "folder", "--root", str(tmp_path / "c"), "--pattern",
+            "{device}/{utterance}.wav", "--models", "da_cnn", "--max-epochs", "1", "--quiet"]
+    assert main(base + ["--out", str(tmp_path / "o1")]) == 2  # one line: speakers unknown
+    assert main(base + ["--out", str(tmp_path / "o2"), "--allow-unknown-speakers"]) == 0

@@ -193,6 +193,7 @@ def cmd_evaluate(args):
             n_splits=args.n_splits, out_dir=out, random_state=args.seed,
             model_params=_model_overrides(args, models), progress=not args.quiet,
             n_jobs=n_jobs, resume=not args.fresh, mode_augmentation=args.mode_augmentation,
+            allow_unknown_speakers=args.allow_unknown_speakers,
             title=f"devicepool evaluate: {args.corpus} corpus", **_wait_kwargs(args, run_protocol))
     print(result.to_markdown(paper=True))
     for note in result.notes:

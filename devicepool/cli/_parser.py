@@ -170,6 +170,9 @@ def _add_evaluate(sub, models):
                    help="run the fits on the dask.distributed cluster of this scheduler, e.g. "
                         "tcp://10.0.0.5:8786 (needs devicepool[distributed]; see docs/cluster.md)")
     e.add_argument("--fresh", action="store_true", help="ignore finished results in --out")
+    e.add_argument("--allow-unknown-speakers", action="store_true",
+                   help="evaluate a corpus whose speakers are unknown (a --pattern without "
+                        "{speaker}) with folds of utterance groups; they are not speaker-disjoint")
     e.add_argument("--mode-augmentation", action="store_true",
                    help="also train neutral fits on whisperised copies of their recordings "
                         "(devicepool's extension beyond the paper; see docs/protocol.md)")
