@@ -174,7 +174,8 @@ class _Scorer(BaseEstimator):
         -------
         scores : ndarray of shape (m,)
         """
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define score_transformed "
+                                  "(abstract hook of the scorers; CosineScorer and PLDAScorer do)")
 
 
 class CosineScorer(_Scorer):

@@ -433,7 +433,8 @@ class TimeAttentionCNN(nn.Module):
 
     def _pool(self, x, lengths):
         """``(embedding (B, embedding_dim), AttentionWeights)``: the subclass's pooling."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define _pool (abstract hook of "
+                                  "TimeAttentionCNN; SACNN and DACNN do)")
 
     def fit_input_statistics(self, chunks) -> TimeAttentionCNN:
         """Set the input standardisation from raw training frames ``(n_i, n_bands)``."""
