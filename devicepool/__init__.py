@@ -18,12 +18,17 @@ _LAZY = {
     # features
     "FilterBank": "devicepool.features",
     "DFTMagnitude": "devicepool.features",
+    "MFCC": "devicepool.features",
+    "Waveform": "devicepool.features",
     "voicing_labels": "devicepool.features",
     "load_audio": "devicepool.audio",
     # estimators
     "SACNNClassifier": "devicepool.estimators",
     "DACNNClassifier": "devicepool.estimators",
     "DFTCNNClassifier": "devicepool.estimators",
+    "GaussianSupervector": "devicepool.estimators",
+    "GMMUBMClassifier": "devicepool.estimators",
+    "FusionClassifier": "devicepool.estimators",
     # datasets
     "load_mobiphone": "devicepool.datasets",
     "load_wspire": "devicepool.datasets",

@@ -84,12 +84,19 @@ def _load_corpus(args):
 
 
 def _model_overrides(args, models):
+    """``--max-epochs`` and ``--device`` for each model that takes them (the networks, and
+    a fusion for its network members); the classical systems have neither."""
+    from devicepool.protocol import get_model
+
     params = {}
     if getattr(args, "max_epochs", None):
         params["max_epochs"] = args.max_epochs
     if getattr(args, "device", None):
         params["device"] = args.device
-    return {m: dict(params) for m in models} if params else None
+    if not params:
+        return None
+    out = {m: {k: v for k, v in params.items() if get_model(m).accepts(k)} for m in models}
+    return {m: p for m, p in out.items() if p} or None
 
 
 def _parse_conditions(text):
@@ -211,12 +218,19 @@ def _training_set(corpus, mode):
     data = np.empty(len(corpus.data), dtype=object)
     data[:] = list(corpus.data)
     target = np.asarray(corpus.target)
+    # speakers, when the corpus knows them: speaker-disjoint internal splits in fit
+    groups = getattr(corpus, "groups", None)
+    if groups is not None and getattr(corpus, "speakers_known", True) is not False:
+        groups = np.asarray(groups)
+    else:
+        groups = None
     if mode != "all":
         keep = np.asarray(getattr(corpus, "mode", ["neutral"] * len(data))) == mode
         if not keep.any():
             raise UsageError(f"the corpus has no {mode} speech")
         data, target = data[keep], target[keep]
-    return data, target
+        groups = None if groups is None else groups[keep]
+    return data, target, groups
 
 
 def cmd_train(args):
@@ -234,7 +248,7 @@ def cmd_train(args):
                          "weights-only model file cannot hold it; pass --allow-pickle to save it as a "
                          f"pickle ({_modelfile.PICKLE_RISK})")
     corpus = _load_corpus(args)
-    data, target = _training_set(corpus, args.mode)
+    data, target, groups = _training_set(corpus, args.mode)
     pipe = spec.make_pipeline(int(getattr(corpus, "sample_rate", 16000)), **params)
     clf = pipe.steps[-1][1]
     if hasattr(clf, "get_params") and "progress" in clf.get_params():
@@ -242,7 +256,9 @@ def cmd_train(args):
     say(args, f"devicepool train: {args.model} on {len(data)} utterances, "
               f"{len(set(map(str, target)))} devices, at {int(corpus.sample_rate)} Hz")
     t0 = time.perf_counter()
-    pipe.fit(data, target)
+    from devicepool.estimators._routing import groups_fit_params
+
+    pipe.fit(data, target, **groups_fit_params(pipe, groups))
     kind = _modelfile.save_model(pipe, args.model, args.output, allow_pickle=args.allow_pickle)
     say(args, f"saved {args.output} ({kind}, {time.perf_counter() - t0:.1f} s)")
     return 0

@@ -4,7 +4,10 @@ Layout: :mod:`._data` (datasets, collate, crops, bucketing, validation split,
 inference batches), :mod:`._callbacks` (skorch callbacks), :mod:`._base` (the shared
 classifier over the module contract of :mod:`devicepool.models._contract`),
 :mod:`._persistence` (the weights-only file format), :mod:`.classifiers` (the three
-classifiers).
+classifiers); the classical systems in :mod:`.classical` (:class:`GaussianSupervector`,
+:class:`GMMUBMClassifier`, over :mod:`._gmm`) and :mod:`.recipes` (``make_gsv_svm``,
+``make_gmm_ubm``), and score-level fusion in :mod:`.fusion` (:class:`FusionClassifier`,
+over :mod:`._linear_fusion`).
 
 The classifiers take an *utterance set*: a list (or 1-D object array) of per-utterance
 float arrays ``(n_frames, n_features)`` of any length, e.g. the output of
@@ -47,12 +50,20 @@ lr=1e-3, batch_size=16, max_epochs=30, patience=5`` is the earlier, paper-like r
 from ._base import UtteranceOutputs
 from ._callbacks import EarlyStoppingBest, EpochProgress, OneCycleSchedule, StopTraining
 from ._data import BucketIterator, CropCollate, UtteranceDataset, collate_utterances
+from .classical import GaussianSupervector, GMMUBMClassifier
 from .classifiers import DACNNClassifier, DFTCNNClassifier, SACNNClassifier
+from .fusion import FusionClassifier
+from .recipes import make_gmm_ubm, make_gsv_svm
 
 __all__ = [
     "SACNNClassifier",
     "DACNNClassifier",
     "DFTCNNClassifier",
+    "GaussianSupervector",
+    "GMMUBMClassifier",
+    "FusionClassifier",
+    "make_gsv_svm",
+    "make_gmm_ubm",
     "UtteranceOutputs",
     "UtteranceDataset",
     "BucketIterator",

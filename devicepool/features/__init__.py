@@ -2,6 +2,8 @@
 
 * :class:`FilterBank` -- 24 log mel bands, 25 ms / 10 ms (the paper's front end).
 * :class:`DFTMagnitude` -- |DFT| of 0.5 s segments (the DFT-CNN baseline's input).
+* :class:`MFCC` -- cepstra (+ deltas) of the log filterbank (the classical systems).
+* :class:`Waveform` -- the samples themselves (for models making their own features).
 * :func:`voicing_labels` -- voiced / unvoiced / silence label per frame (for Fig. 2).
 """
 
@@ -15,11 +17,17 @@ from ._framing import (
     mel_to_hz,
     n_frames_for,
 )
+from ._mfcc import MFCC, deltas, mfcc
 from ._voicing import VOICING_CLASSES, voicing_labels
+from ._waveform import Waveform
 
 __all__ = [
     "FilterBank",
     "DFTMagnitude",
+    "MFCC",
+    "mfcc",
+    "deltas",
+    "Waveform",
     "LOG_FLOOR",
     "frame_signal",
     "hz_to_mel",

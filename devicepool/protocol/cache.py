@@ -232,7 +232,7 @@ def _read_cached(path, name, n):
         raise ValueError("lengths do not add up to the values")
     if len(lengths) != n:
         raise ValueError(f"{len(lengths)} utterances, the corpus has {n}")
-    if values.ndim != (1 if name == "voicing" else 2):
+    if values.ndim != (1 if name in ("voicing", "waveform") else 2):
         raise ValueError(f"values of shape {values.shape}")
     return _unpack(values, lengths)
 

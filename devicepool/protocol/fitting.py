@@ -9,7 +9,6 @@ reads travels with its arguments.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import time
 from dataclasses import dataclass, field
 
@@ -69,6 +68,7 @@ class FitData:
     folds: list
     labels: list
     augmented: np.ndarray | None = None
+    sample_rate: int = 16000
 
     def test_index(self, test_mode, fold):
         """Held-out utterances of ``fold`` in ``test_mode`` (never a training copy)."""
@@ -120,13 +120,17 @@ def _torch_threads(n):
 
 def _fit_estimator(task, data):
     train_idx = np.flatnonzero((data.mode == task.train_mode) & ~data.folds[task.fold])
-    est = task.spec.factory(random_state=task.seed, **task.params)
+    params = dict(task.params)
+    if task.spec.feature == "waveform":
+        params.setdefault("sample_rate", data.sample_rate)  # the classifier makes its features
+    est = task.spec.factory(random_state=task.seed, **params)
     if task.progress and "progress" in est.get_params() and "progress" not in task.params:
         est.set_params(progress=True)  # the estimator's own epoch bar
-    fit_kwargs = {}
-    if "groups" in inspect.signature(est.fit).parameters:
-        # speaker-disjoint internal validation (the classifiers' early stopping)
-        fit_kwargs["groups"] = data.groups[train_idx]
+    # speaker-disjoint internal validation (the networks' early stopping, the GMM-UBM's
+    # calibration folds, the fusion's inner split), also through a Pipeline
+    from ..estimators._routing import groups_fit_params
+
+    fit_kwargs = groups_fit_params(est, data.groups[train_idx])
     t0 = time.perf_counter()
     est.fit(data.features[train_idx], data.target[train_idx], **fit_kwargs)
     return _Fitted(est, train_idx, time.perf_counter() - t0)

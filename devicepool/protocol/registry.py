@@ -17,7 +17,7 @@ from typing import Any, Literal
 __all__ = ["ModelSpec", "get_model", "register_model", "registered_models", "unregister_model"]
 
 #: feature kind -> transformer class in :mod:`devicepool.features`
-_FEATURES = {"fbank": "FilterBank", "dft": "DFTMagnitude"}
+_FEATURES = {"fbank": "FilterBank", "dft": "DFTMagnitude", "waveform": "Waveform"}
 
 
 def _make_features(kind, sample_rate):
@@ -42,6 +42,60 @@ class _EstimatorFactory:
         return f"devicepool.estimators.{self.class_name}"
 
 
+class _RecipeFactory:
+    """``factory(random_state, **params)`` -> ``devicepool.estimators.recipes.<name>(...)``."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __call__(self, random_state=None, **params):
+        from devicepool.estimators import recipes
+
+        return getattr(recipes, self.name)(random_state, **params)
+
+    def accepts(self, key):
+        import inspect
+
+        from devicepool.estimators import recipes
+
+        return key in inspect.signature(getattr(recipes, self.name)).parameters
+
+    def __repr__(self):
+        return f"devicepool.estimators.recipes.{self.name}"
+
+
+class _FusionFactory:
+    """A :class:`~devicepool.estimators.FusionClassifier` over registered models' whole
+    pipelines (waveforms in); ``**params`` go to every member that takes them."""
+
+    def __init__(self, members):
+        self.members = tuple(members)
+
+    def __call__(self, random_state=None, sample_rate=16000, validation_fraction=1 / 3,
+                 refit=True, **params):
+        from devicepool.estimators import FusionClassifier
+
+        unused = set(params)
+        members = []
+        for name in self.members:
+            spec = get_model(name)
+            mine = {k: v for k, v in params.items() if spec.accepts(k)}
+            unused -= set(mine)
+            members.append((name, spec.make_pipeline(sample_rate, random_state=random_state, **mine)))
+        if unused:
+            raise ValueError(f"no member of the fusion ({', '.join(self.members)}) takes "
+                             f"{sorted(unused)}")
+        return FusionClassifier(members, validation_fraction=validation_fraction, refit=refit,
+                                random_state=random_state)
+
+    def accepts(self, key):
+        return key in ("sample_rate", "validation_fraction", "refit") or any(
+            get_model(name).accepts(key) for name in self.members)
+
+    def __repr__(self):
+        return f"fusion of {', '.join(self.members)}"
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """A registered model.
@@ -52,8 +106,9 @@ class ModelSpec:
         Key in ``models=``, in result files and on the command line.
     label : str
         Row title in Table 3.
-    feature : {"fbank", "dft"}
-        Features the classifier reads.
+    feature : {"fbank", "dft", "waveform"}
+        Features the classifier reads (``"waveform"``: the samples, for a classifier that
+        makes its own features; its factory also gets ``sample_rate``).
     factory : callable
         ``factory(random_state=..., **params)`` returns an unfitted classifier of an
         utterance set of features.
@@ -80,6 +135,22 @@ class ModelSpec:
         """The unfitted feature transformer this model reads, at ``sample_rate``."""
         return _make_features(self.feature, sample_rate)
 
+    def accepts(self, key):
+        """Whether the factory takes the parameter ``key`` (e.g. ``max_epochs``)."""
+        if hasattr(self.factory, "accepts"):
+            return bool(self.factory.accepts(key))
+        if isinstance(self.factory, _EstimatorFactory):
+            from devicepool import estimators
+
+            cls = getattr(estimators, self.factory.class_name)
+            return key in cls().get_params(deep=False)
+        import inspect
+
+        try:
+            return key in inspect.signature(self.factory).parameters
+        except (TypeError, ValueError):
+            return False
+
     def make_pipeline(self, sample_rate=16000, **params):
         """``Pipeline([("features", <transformer>), ("clf", factory(**params))])``.
 
@@ -94,6 +165,8 @@ class ModelSpec:
         """
         from sklearn.pipeline import Pipeline
 
+        if self.feature == "waveform":
+            params.setdefault("sample_rate", sample_rate)
         return Pipeline([("features", self.make_features(sample_rate)),
                          ("clf", self.factory(**params))])
 
@@ -101,7 +174,8 @@ class ModelSpec:
 _MODELS: dict[str, ModelSpec] = {}
 
 
-def register_model(name: str, factory: Callable[..., Any], feature: Literal["fbank", "dft"] = "fbank",
+def register_model(name: str, factory: Callable[..., Any],
+                   feature: Literal["fbank", "dft", "waveform"] = "fbank",
                    label: str | None = None, attention: bool = False) -> None:
     """Register a model for :func:`~devicepool.protocol.run_protocol` under ``name``.
 
@@ -114,9 +188,11 @@ def register_model(name: str, factory: Callable[..., Any], feature: Literal["fba
     factory : callable
         ``factory(random_state=..., **params)`` returns an unfitted sklearn classifier
         that takes an utterance set of features.
-    feature : {"fbank", "dft"}
-        Features the classifier reads: :class:`~devicepool.features.FilterBank` or
-        :class:`~devicepool.features.DFTMagnitude` (computed once per corpus).
+    feature : {"fbank", "dft", "waveform"}
+        Features the classifier reads: :class:`~devicepool.features.FilterBank`,
+        :class:`~devicepool.features.DFTMagnitude` (computed once per corpus) or
+        :class:`~devicepool.features.Waveform` (the samples; the factory is then also
+        called with ``sample_rate=``, the corpus's rate).
     label : str, optional
         Row title in Table 3 (defaults to ``name``).
     attention : bool, default=False
@@ -158,7 +234,7 @@ def get_model(name):
     >>> get_model("resnet")
     Traceback (most recent call last):
     ...
-    ValueError: unknown model 'resnet'; choose from ['dft_cnn', 'sa_cnn', 'da_cnn']
+    ValueError: unknown model 'resnet'; choose from ['dft_cnn', 'sa_cnn', 'da_cnn', 'gsv_svm', 'gmm_ubm', 'fusion']
     """
     try:
         return _MODELS[name]
@@ -181,3 +257,10 @@ def _label(name):
 register_model("dft_cnn", _EstimatorFactory("DFTCNNClassifier"), "dft", "DFT-CNN (baseline)")
 register_model("sa_cnn", _EstimatorFactory("SACNNClassifier"), "fbank", "SA-CNN")
 register_model("da_cnn", _EstimatorFactory("DACNNClassifier"), "fbank", "DA-CNN", attention=True)
+register_model("gsv_svm", _RecipeFactory("make_gsv_svm"), "fbank",
+               "GSV-SVM (Gaussian supervector + linear SVM)")
+register_model("gmm_ubm", _RecipeFactory("make_gmm_ubm"), "fbank", "GMM-UBM (MAP device GMMs)")
+#: the members of the registered ``fusion`` model
+FUSION_MEMBERS = ("da_cnn", "dft_cnn", "gsv_svm")
+register_model("fusion", _FusionFactory(FUSION_MEMBERS), "waveform",
+               "Fusion (DA-CNN + DFT-CNN + GSV-SVM)")

@@ -182,7 +182,8 @@ def _fit_data(run, todo):
         folds = [np.concatenate([f, f]) for f in folds]
         augmented = np.arange(len(mode)) >= len(c.mode)
     labels = sorted(set(c.target))
-    data = {k: FitData(feats[k], target, mode, groups, folds, labels, augmented) for k in kinds}
+    data = {k: FitData(feats[k], target, mode, groups, folds, labels, augmented, c.sample_rate)
+            for k in kinds}
     return data, found.get("voicing")
 
 

@@ -1,0 +1,45 @@
+"""Speakers (``groups``) to an estimator's ``fit``, through pipelines."""
+
+from __future__ import annotations
+
+import inspect
+
+__all__ = ["groups_fit_params"]
+
+
+def groups_fit_params(est, groups):
+    """Keyword arguments that hand ``groups`` to whatever in ``est`` takes them.
+
+    ``{"groups": groups}`` when ``est.fit`` has a ``groups`` parameter (the networks'
+    speaker-disjoint validation, the GMM-UBM's calibration folds, the fusion's inner
+    split); ``{"<last step>__groups": groups}`` for a :class:`~sklearn.pipeline.Pipeline`
+    whose final step takes them (scikit-learn's fit-parameter convention, used while
+    metadata routing is off); ``{}`` otherwise or when ``groups`` is None.
+
+    Examples
+    --------
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from devicepool.estimators import GMMUBMClassifier
+    >>> sorted(groups_fit_params(make_pipeline(StandardScaler(), GMMUBMClassifier()), [0]))
+    ['gmmubmclassifier__groups']
+    """
+    if groups is None:
+        return {}
+    try:
+        params = inspect.signature(est.fit).parameters
+    except (TypeError, ValueError, AttributeError):
+        return {}
+    if "groups" in params:
+        return {"groups": groups}
+    steps = getattr(est, "steps", None)
+    if steps:
+        from sklearn import get_config
+
+        if get_config().get("enable_metadata_routing", False):
+            return {}
+        name, last = steps[-1]
+        if last is None or last == "passthrough":
+            return {}
+        return {f"{name}__{k}": v for k, v in groups_fit_params(last, groups).items()}
+    return {}

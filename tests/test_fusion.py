@@ -1,0 +1,176 @@
+"""Score-level fusion: the linear fusion, FusionClassifier, and the registered models."""
+
+import numpy as np
+import pytest
+from scipy.special import log_softmax
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.compose import ColumnTransformer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.svm import LinearSVC
+
+from devicepool.estimators import FusionClassifier
+from devicepool.estimators._linear_fusion import cross_entropy, fit_linear_fusion, fuse
+
+
+def _member(columns, model=None):
+    """A member that sees only some of the features (a weaker or differently wrong view)."""
+    return make_pipeline(ColumnTransformer([("keep", "passthrough", columns)]),
+                         model if model is not None else LogisticRegression(max_iter=2000))
+
+
+def _synthetic(seed, n_speakers=30, per_speaker=6, n_classes=4):
+    """Classes in 6 dims: three 2-D views, each informative but noisy; speakers shift all."""
+    rng = np.random.default_rng(seed)
+    n = n_speakers * per_speaker
+    y = np.tile(np.arange(n_classes), n // n_classes + 1)[:n]
+    groups = np.repeat(np.arange(n_speakers), per_speaker)
+    centres = rng.normal(scale=1.0, size=(n_classes, 6))
+    X = centres[y] + rng.normal(scale=1.2, size=(n, 6)) + rng.normal(scale=0.3, size=(n_speakers, 6))[groups]
+    return X, y, groups
+
+
+# ----------------------------------------------------------------------------- the linear fusion
+
+
+def test_linear_fusion_recovers_scale_and_offsets():
+    rng = np.random.default_rng(0)
+    n, c = 4000, 3
+    logits = rng.normal(scale=2.0, size=(n, c))
+    true_b = np.array([0.5, -0.2, -0.3])
+    p = np.exp(log_softmax(logits + true_b, axis=1))
+    y = np.array([rng.choice(c, p=row) for row in p])
+    (a,), b = fit_linear_fusion([logits / 3.0], y, c, ridge=0.0)  # scores 3x too small
+    assert a == pytest.approx(3.0, rel=0.1)
+    np.testing.assert_allclose(b, true_b - true_b.mean(), atol=0.1)
+    assert b.sum() == pytest.approx(0.0, abs=1e-9)
+
+
+def test_fused_cross_entropy_never_above_a_calibrated_member():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 600)
+    good = np.eye(3)[y] * 2.0 + rng.normal(size=(600, 3))
+    weak = np.eye(3)[y] * 0.5 + rng.normal(size=(600, 3))
+    noise = rng.normal(size=(600, 3)) * 5.0
+    w, b = fit_linear_fusion([good, weak, noise], y, 3, ridge=0.0)
+    fused = cross_entropy(fuse([good, weak, noise], w, b), y)
+    for s in (good, weak, noise):
+        (a,), bb = fit_linear_fusion([s], y, 3, ridge=0.0)
+        assert fused <= cross_entropy(fuse([s], [a], bb), y) + 1e-6
+    assert abs(w[2]) * 5.0 < 0.2 * w[0] * 2.0  # the noise member is all but ignored
+
+
+# ----------------------------------------------------------------------------- FusionClassifier
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fused_system_never_below_its_best_member(seed):
+    X, y, groups = _synthetic(seed)
+    test = groups >= 20
+    members = [("a", _member([0, 1])), ("b", _member([2, 3])),
+               ("c", _member([4, 5], LinearSVC()))]
+    fused = FusionClassifier(members, random_state=0).fit(X[~test], y[~test], groups=groups[~test])
+    best = max(clone(m).fit(X[~test], y[~test]).score(X[test], y[test]) for _, m in members)
+    assert fused.score(X[test], y[test]) >= best
+    ce = fused.dev_cross_entropy_
+    assert ce["fused"] <= min(ce[name] for name in "abc") + 1e-3
+    assert set(fused.dev_accuracy_) == {"a", "b", "c", "fused"}
+
+
+class _Recorder(ClassifierMixin, BaseEstimator):
+    """Records what it was fitted on; scores with a nearest-class-mean rule."""
+
+    def fit(self, X, y, groups=None):
+        self.seen_groups_ = None if groups is None else set(np.asarray(groups).tolist())
+        self.n_fit_ = len(y)
+        self.classes_ = np.unique(y)
+        self.centres_ = np.stack([np.asarray(X)[np.asarray(y) == c].mean(0) for c in self.classes_])
+        return self
+
+    def decision_function(self, X):
+        return -((np.asarray(X)[:, None, :] - self.centres_[None]) ** 2).sum(-1)
+
+
+def test_inner_split_holds_out_whole_speakers_and_members_are_refitted():
+    X, y, groups = _synthetic(0, n_speakers=12)
+    fused = FusionClassifier([("r", _Recorder()), ("s", _Recorder())], random_state=3, refit=False)
+    fused.fit(X, y, groups=groups)
+    seen = fused.estimators_[0].seen_groups_
+    assert 0 < len(seen) < 12 and fused.n_dev_ == len(y) - fused.estimators_[0].n_fit_
+    dev_speakers = set(groups.tolist()) - seen
+    assert len(dev_speakers) == 4  # a third of 12, whole speakers
+    refitted = FusionClassifier([("r", _Recorder())], random_state=3).fit(X, y, groups=groups)
+    assert refitted.estimators_[0].n_fit_ == len(y) and refitted.estimators_[0].seen_groups_ == set(range(12))
+    proba = refitted.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(1), 1.0)
+    np.testing.assert_array_equal(refitted.predict(X), refitted.classes_[proba.argmax(1)])
+
+
+def test_fusion_without_speakers_warns_and_bad_setups_are_refused():
+    X, y, _ = _synthetic(0)
+    with pytest.warns(UserWarning, match="without groups.*flatters the members"):
+        FusionClassifier([("r", _Recorder())], random_state=0).fit(X, y)
+    with pytest.raises(ValueError, match="estimators is empty"):
+        FusionClassifier([]).fit(X, y)
+    with pytest.raises(ValueError, match="names must be unique"):
+        FusionClassifier([("r", _Recorder()), ("r", _Recorder())]).fit(X, y)
+    with pytest.raises(TypeError, match=r"estimators\[0\] must be a \(name, estimator\) tuple"):
+        FusionClassifier([_Recorder()]).fit(X, y)
+    with pytest.raises(TypeError, match="needs fit and predict_proba or decision_function"):
+        FusionClassifier([("x", object())]).fit(X, y)
+    one_speaker = np.zeros(len(y))
+    with pytest.raises(ValueError, match="no inner split leaves every device on both sides"):
+        FusionClassifier([("r", _Recorder())]).fit(X, y, groups=one_speaker)
+    with pytest.raises(ValueError, match="groups must have one entry per utterance"):
+        FusionClassifier([("r", _Recorder())]).fit(X, y, groups=[1, 2])
+
+
+def test_fusion_clones_and_reports_its_params():
+    f = FusionClassifier([("a", _member([0])), ("b", _Recorder())], validation_fraction=0.25)
+    g = clone(f)
+    assert g.validation_fraction == 0.25 and [n for n, _ in g.estimators] == ["a", "b"]
+    assert g.estimators[0][1] is not f.estimators[0][1]
+
+
+# ----------------------------------------------------------------------------- in the protocol
+
+
+@pytest.fixture(scope="module")
+def small_corpus():
+    from devicepool.datasets import make_device_corpus
+
+    return make_device_corpus(n_devices=3, n_speakers=4, n_utterances=2, random_state=0)
+
+
+def test_classical_models_and_a_fusion_run_in_the_protocol(small_corpus, tmp_path):
+    from devicepool.protocol import get_model, register_model, run_protocol, unregister_model
+    from devicepool.protocol.registry import _FusionFactory
+
+    register_model("fusion_classical", _FusionFactory(("gsv_svm", "gmm_ubm")), "waveform",
+                   "classical fusion")
+    try:
+        small = {"n_components": 8}
+        res = run_protocol(small_corpus, models=["gsv_svm", "gmm_ubm", "fusion_classical"],
+                           out_dir=tmp_path, progress=False, report=False,
+                           model_params={"gsv_svm": small, "gmm_ubm": small,
+                                         "fusion_classical": small})
+        records = res.records
+        assert {r["model"] for r in records} == {"gsv_svm", "gmm_ubm", "fusion_classical"}
+        assert {r["condition"] for r in records} >= {"N", "W", "N/W", "W/N"}
+        matched = [r["accuracy"] for r in records if r["condition"] in ("N", "W")]
+        assert len(matched) == 3 * 2 * 3 and np.mean(matched) > 0.45  # chance: 1/3
+        # the waveform kind is cached like the other features
+        assert list(tmp_path.rglob("features-waveform-*.npz"))
+    finally:
+        unregister_model("fusion_classical")
+    spec = get_model("fusion")
+    assert spec.feature == "waveform" and spec.accepts("max_epochs") and not get_model("gsv_svm").accepts("max_epochs")
+    pipe = spec.make_pipeline(8000, max_epochs=1)
+    fusion = pipe.named_steps["clf"]
+    assert type(pipe.named_steps["features"]).__name__ == "Waveform"
+    assert [name for name, _ in fusion.estimators] == ["da_cnn", "dft_cnn", "gsv_svm"]
+    members = dict(fusion.estimators)
+    assert members["da_cnn"].named_steps["clf"].max_epochs == 1
+    assert members["gsv_svm"].named_steps["features"].sample_rate == 8000
+    with pytest.raises(ValueError, match=r"no member of the fusion .* takes \['nope'\]"):
+        spec.factory(nope=1)
