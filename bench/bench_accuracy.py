@@ -15,7 +15,9 @@ Corpora:
   -- the same 6 devices, the 6 real FSDD speakers x 8 utterances x {neutral, LPC-whisper}.
 
 References, run on the same folds in the same protocol call (``bench/_references.py``):
-``logreg_meanstd``, ``svm_percentiles`` (Hanilci) and ``gsv_svm`` (Kotropoulos & Samaras).
+``logreg_meanstd`` and ``svm_percentiles`` (Hanilci). The library's classical systems
+(``gsv_svm``, ``gmm_ubm``) and the ``fusion`` are registered models: name them in
+``--models`` (``--models da_cnn,sa_cnn,dft_cnn,gsv_svm,gmm_ubm,fusion``).
 Rows ``<network>+modeaug`` are the network trained with devicepool's mode augmentation
 (``run_protocol(mode_augmentation=True)``), an extension beyond the paper.
 

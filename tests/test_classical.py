@@ -9,8 +9,7 @@ from sklearn.base import clone
 from sklearn.mixture import GaussianMixture
 
 from devicepool._validation import InvalidParameterError
-from devicepool.estimators import GaussianSupervector, GMMUBMClassifier, make_gmm_ubm, make_gsv_svm
-from devicepool.estimators import _gmm
+from devicepool.estimators import GaussianSupervector, GMMUBMClassifier, _gmm, make_gmm_ubm, make_gsv_svm
 from devicepool.features import MFCC, FilterBank, deltas, mfcc, voicing_labels
 
 

@@ -13,8 +13,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._typing import ArrayLike
 from .._validation import Interval, validate_params
-from ._routing import groups_fit_params
 from ._linear_fusion import cross_entropy, fit_linear_fusion, fuse
+from ._routing import groups_fit_params
 from ._targets import check_known, check_target, encode_target
 
 __all__ = ["FusionClassifier", "member_scores"]
