@@ -214,7 +214,7 @@ def test_gmm_ubm_scores_are_frame_averaged_log_likelihood_ratios():
     X, y = _bags(n=18)
     clf = GMMUBMClassifier(n_components=3, random_state=0).fit(X, y, groups=np.arange(18) // 3)
     assert clf.means_.shape == (3, 3, 3)
-    scores = clf.decision_function(X[:4])
+    scores = clf.llr_scores(X[:4])
     for c in range(3):
         model = clone(clf.ubm_)
         for attr in ("weights_", "covariances_", "precisions_cholesky_"):
@@ -227,7 +227,9 @@ def test_gmm_ubm_scores_are_frame_averaged_log_likelihood_ratios():
     proba = clf.predict_proba(X)
     np.testing.assert_allclose(proba.sum(1), 1.0)
     np.testing.assert_array_equal(clf.predict(X), clf.classes_[proba.argmax(1)])
-    assert clf.calibration_[0] > 0
+    a, b = clf.calibration_
+    np.testing.assert_allclose(clf.decision_function(X), a * clf.llr_scores(X) + b, rtol=1e-12)
+    assert a > 0
     assert clf.score(X, y) == 1.0
 
 
@@ -257,8 +259,8 @@ def test_gmm_ubm_errors_and_fallbacks():
         GMMUBMClassifier(n_components=2).fit(X, y[:5])
     with pytest.raises(ValueError, match="at least 2 classes"):
         GMMUBMClassifier(n_components=2).fit(X, np.zeros(6))
-    with pytest.raises(InvalidParameterError, match="cv"):
-        GMMUBMClassifier(cv=1).fit(X, y)
+    with pytest.raises(InvalidParameterError, match="calibration_folds"):
+        GMMUBMClassifier(calibration_folds=1).fit(X, y)
     with pytest.raises(ValueError, match="labels not seen in fit"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

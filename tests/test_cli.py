@@ -215,6 +215,18 @@ def test_a_registered_model_is_a_command_line_choice(folder_corpus, tmp_path, ca
     assert "unknown model 'lr_cli'" in capsys.readouterr().err
 
 
+def test_evaluate_runs_the_classical_systems_beside_a_network(folder_corpus, tmp_path, capsys):
+    corpus = ["--corpus", "folder", "--root", str(folder_corpus), "--pattern", PATTERN]
+    # --max-epochs reaches the network only; the classical systems have no epochs
+    assert main(["evaluate", *corpus, "--models", "gsv_svm,gmm_ubm,da_cnn", "--max-epochs", "1",
+                 "--conditions", "N,W/N", "--out", str(tmp_path / "e"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "| GSV-SVM" in out and "| GMM-UBM" in out and "| DA-CNN |" in out
+    records = [json.loads(p.read_text()) for p in (tmp_path / "e" / "results").rglob("*.json")]
+    assert {r["model"] for r in records} == {"gsv_svm", "gmm_ubm", "da_cnn"}
+    assert {r["model_params"].get("max_epochs") for r in records if r["model"] != "da_cnn"} == {None}
+
+
 def test_scheduler_without_distributed_is_a_one_line_error(folder_corpus, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed
     assert main(["evaluate", "--corpus", "folder", "--root", str(folder_corpus), "--pattern", PATTERN,

@@ -44,7 +44,9 @@ def test_fit_on_cuda_learns_and_matches_cpu_inference(Cls, corpus, tmp_path):
     clf.save(tmp_path / "m.pt")
     cpu = Cls.load(tmp_path / "m.pt")
     assert cpu.device == "cpu"
-    np.testing.assert_allclose(cpu.predict_proba(X), proba, atol=1e-4)
+    # GPU and CPU arithmetic differ (cuDNN's LSTM, reduction order): on an H200 the
+    # largest difference seen was 4.3e-4 in a probability (SA-CNN)
+    np.testing.assert_allclose(cpu.predict_proba(X), proba, atol=2e-3)
 
 
 def test_cli_train_and_predict_on_cuda(tmp_path):

@@ -143,10 +143,9 @@ def small_corpus():
 
 
 def test_classical_models_and_a_fusion_run_in_the_protocol(small_corpus, tmp_path):
-    from devicepool.protocol import get_model, register_model, run_protocol, unregister_model
-    from devicepool.protocol.registry import _FusionFactory
+    from devicepool.protocol import FusionFactory, get_model, register_model, run_protocol, unregister_model
 
-    register_model("fusion_classical", _FusionFactory(("gsv_svm", "gmm_ubm")), "waveform",
+    register_model("fusion_classical", FusionFactory(("gsv_svm", "gmm_ubm")), "waveform",
                    "classical fusion")
     try:
         small = {"n_components": 8}

@@ -23,7 +23,7 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
-from scipy.special import softmax
+from scipy.special import log_softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.model_selection import GroupKFold, StratifiedKFold
 from sklearn.utils.validation import check_is_fitted
@@ -71,6 +71,7 @@ class _UBMMixin:
                                  reg_covar=self.reg_covar, random_state=seed)
         self.n_features_in_ = X[0].shape[1]
         self.n_ubm_frames_ = len(frames)
+        self.n_iter_ = int(self.ubm_.n_iter_)
         return self
 
 
@@ -111,6 +112,8 @@ class GaussianSupervector(_UBMMixin, TransformerMixin, BaseEstimator):
     n_features_in_ : int
     n_ubm_frames_ : int
         Frames the UBM was trained on.
+    n_iter_ : int
+        EM iterations the UBM took.
 
     Examples
     --------
@@ -195,8 +198,9 @@ class GMMUBMClassifier(_UBMMixin, ClassifierMixin, BaseEstimator):
 
     ``fit`` trains the UBM (as :class:`GaussianSupervector` does), pools the Baum-Welch
     statistics of each class's utterances and MAP-adapts the UBM's means to them (weights
-    and variances stay the UBM's). :meth:`decision_function` gives, per utterance and
-    device, the mean over frames of ``log p(x | device) - log p(x | UBM)``.
+    and variances stay the UBM's). :meth:`llr_scores` gives, per utterance and device,
+    the mean over frames of ``log p(x | device) - log p(x | UBM)``;
+    :meth:`decision_function` gives them calibrated.
 
     **Calibrated posteriors.** :meth:`predict_proba` is ``softmax(a * score + b)`` with a
     scale ``a`` and class offsets ``b`` fitted (cross-entropy) on out-of-fold scores of
@@ -211,7 +215,7 @@ class GMMUBMClassifier(_UBMMixin, ClassifierMixin, BaseEstimator):
     ----------
     n_components, relevance, ubm_frames, max_iter, reg_covar, random_state
         As in :class:`GaussianSupervector`.
-    cv : int, default=3
+    calibration_folds : int, default=3
         Folds of the out-of-fold calibration scores.
 
     Attributes
@@ -223,6 +227,8 @@ class GMMUBMClassifier(_UBMMixin, ClassifierMixin, BaseEstimator):
     calibration_ : tuple of (float, ndarray of shape (n_classes,))
         The scale ``a`` and offsets ``b``.
     n_features_in_ : int
+    n_iter_ : int
+        EM iterations the UBM took.
 
     Examples
     --------
@@ -233,17 +239,18 @@ class GMMUBMClassifier(_UBMMixin, ClassifierMixin, BaseEstimator):
     [1]
     """
 
-    _parameter_constraints = {**_UBM_CONSTRAINTS, "cv": [Interval(Integral, 2, None, closed="left")]}
+    _parameter_constraints = {**_UBM_CONSTRAINTS,
+                              "calibration_folds": [Interval(Integral, 2, None, closed="left")]}
 
     def __init__(self, n_components: int = 64, relevance: float = 16.0,
                  ubm_frames: int | None = 100_000, max_iter: int = 100, reg_covar: float = 1e-3,
-                 cv: int = 3, random_state=None) -> None:
+                 calibration_folds: int = 3, random_state=None) -> None:
         self.n_components = n_components
         self.relevance = relevance
         self.ubm_frames = ubm_frames
         self.max_iter = max_iter
         self.reg_covar = reg_covar
-        self.cv = cv
+        self.calibration_folds = calibration_folds
         self.random_state = random_state
 
     def fit(self, X: FeatureSet, y: ArrayLike, groups: ArrayLike | None = None,
@@ -289,11 +296,11 @@ class GMMUBMClassifier(_UBMMixin, ClassifierMixin, BaseEstimator):
 
     def _calibrate(self, X, y_enc, groups, n, f, class_n, class_f, w):
         seed, _ = _seed(self.random_state)
-        splits = _calibration_folds(y_enc, groups, self.cv, seed)
+        splits = _calibration_folds(y_enc, groups, self.calibration_folds, seed)
         if splits is None:
             warnings.warn(f"{type(self).__name__}: too few utterances (or speakers) per device "
-                          f"for {self.cv} calibration folds; predict_proba is the softmax of "
-                          "the uncalibrated scores", UserWarning, stacklevel=3)
+                          f"for {self.calibration_folds} calibration folds; predict_proba is the "
+                          "softmax of the uncalibrated scores", UserWarning, stacklevel=3)
             return 1.0, np.zeros(len(self.classes_))
         oof = np.empty((len(X), len(self.classes_)))
         onehot = np.eye(len(self.classes_))[y_enc]                       # (n, C)
@@ -306,7 +313,7 @@ class GMMUBMClassifier(_UBMMixin, ClassifierMixin, BaseEstimator):
         (a,), b = fit_linear_fusion([oof], y_enc, len(self.classes_), sample_weight=w)
         return float(a), b
 
-    def decision_function(self, X: FeatureSet) -> np.ndarray:
+    def llr_scores(self, X: FeatureSet) -> np.ndarray:
         """Mean frame log-likelihood ratio of each device model against the UBM.
 
         Returns
@@ -317,21 +324,34 @@ class GMMUBMClassifier(_UBMMixin, ClassifierMixin, BaseEstimator):
         X = check_feature_set(X, n_features=self.n_features_in_, owner=type(self).__name__)
         return _gmm.llr_scores(self.ubm_, self.means_, X)
 
+    def _calibrated(self, X):
+        scores = self.llr_scores(X)
+        a, b = self.calibration_
+        return fuse([scores], [a], b)
+
+    def decision_function(self, X: FeatureSet) -> np.ndarray:
+        """Calibrated scores ``a * llr + b`` (log-posteriors up to a per-row constant).
+
+        Returns
+        -------
+        ndarray of shape (n_utterances, n_classes), or (n_utterances,) for two classes
+            For two classes, scikit-learn's convention: the log-odds of ``classes_[1]``.
+        """
+        z = self._calibrated(X)
+        return z[:, 1] - z[:, 0] if z.shape[1] == 2 else z
+
     def predict_proba(self, X: FeatureSet) -> np.ndarray:
         """Calibrated device posteriors, shape (n_utterances, n_classes)."""
-        a, b = self.calibration_
-        return softmax(fuse([self.decision_function(X)], [a], b), axis=1)
+        return np.exp(self.predict_log_proba(X))
 
     def predict_log_proba(self, X: FeatureSet) -> np.ndarray:
         """Logarithm of :meth:`predict_proba`."""
-        from scipy.special import log_softmax
-
-        a, b = self.calibration_
-        return log_softmax(fuse([self.decision_function(X)], [a], b), axis=1)
+        return log_softmax(self._calibrated(X), axis=1)
 
     def predict(self, X: FeatureSet) -> np.ndarray:
         """Most probable device of each utterance (values of ``classes_``)."""
-        return self.classes_[np.argmax(self.predict_log_proba(X), axis=1)]
+        best = np.argmax(self.predict_log_proba(X), axis=1)  # checks that it is fitted
+        return self.classes_[best]
 
     def score(self, X, y, sample_weight=None):
         """Accuracy (unknown labels in ``y`` are refused)."""

@@ -9,7 +9,8 @@ import numpy as np
 from scipy.special import log_softmax, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.model_selection import StratifiedShuffleSplit
-from sklearn.utils.validation import check_is_fitted
+from scipy.sparse import issparse
+from sklearn.utils.validation import _num_samples, check_is_fitted
 
 from .._typing import ArrayLike
 from .._validation import Interval, validate_params
@@ -24,8 +25,12 @@ PROBA_FLOOR = 1e-10
 
 
 def _take(X, index):
+    if hasattr(X, "iloc"):  # a DataFrame
+        return X.iloc[index]
     if isinstance(X, np.ndarray):
         return X[index]
+    if not isinstance(X, (list, tuple)) and hasattr(X, "__array__"):
+        return np.asarray(X)[index]
     return [X[i] for i in index]
 
 
@@ -190,7 +195,12 @@ class FusionClassifier(ClassifierMixin, BaseEstimator):
         """
         owner = type(self).__name__
         names = self._check_members()
-        y = check_target(y, len(X), owner)
+        if issparse(X):
+            raise TypeError(f"{owner}: sparse input is not supported (an utterance set or an array)")
+        n = _num_samples(X)
+        if n == 0:
+            raise ValueError(f"{owner}: X has 0 utterances; at least one per device is needed")
+        y = check_target(y, n, owner)
         self.classes_, y_enc = encode_target(y, None, owner)
         if groups is not None:
             groups = np.asarray(groups)
@@ -218,6 +228,10 @@ class FusionClassifier(ClassifierMixin, BaseEstimator):
                             if self.refit else inner)
         self.named_estimators_ = dict(zip(names, self.estimators_))
         self.n_dev_ = len(dev)
+        try:  # tabular members know their width; pipelines over utterances do not
+            self.n_features_in_ = self.estimators_[0].n_features_in_
+        except AttributeError:
+            pass
         return self
 
     def _dev_report(self, names, dev_scores, y_dev):
@@ -237,22 +251,32 @@ class FusionClassifier(ClassifierMixin, BaseEstimator):
         return {name: member_scores(est, X, self.classes_)
                 for name, est in self.named_estimators_.items()}
 
+    def _fused(self, X):
+        return fuse(list(self.member_scores(X).values()), self.weights_, self.offsets_)
+
     def decision_function(self, X) -> np.ndarray:
-        """Fused scores ``sum_m a_m s_m + b``, shape (n_utterances, n_classes)."""
-        scores = list(self.member_scores(X).values())
-        return fuse(scores, self.weights_, self.offsets_)
+        """Fused scores ``z = sum_m a_m s_m + b`` (log-posteriors up to a constant).
+
+        Returns
+        -------
+        ndarray of shape (n_utterances, n_classes), or (n_utterances,) for two classes
+            For two classes, scikit-learn's convention: ``z[:, 1] - z[:, 0]``.
+        """
+        z = self._fused(X)
+        return z[:, 1] - z[:, 0] if z.shape[1] == 2 else z
 
     def predict_proba(self, X) -> np.ndarray:
         """Fused posteriors ``softmax(z)``, shape (n_utterances, n_classes)."""
-        return softmax(self.decision_function(X), axis=1)
+        return softmax(self._fused(X), axis=1)
 
     def predict_log_proba(self, X) -> np.ndarray:
         """Logarithm of :meth:`predict_proba`."""
-        return log_softmax(self.decision_function(X), axis=1)
+        return log_softmax(self._fused(X), axis=1)
 
     def predict(self, X) -> np.ndarray:
         """Most probable device (values of ``classes_``)."""
-        return self.classes_[np.argmax(self.decision_function(X), axis=1)]
+        best = np.argmax(self._fused(X), axis=1)  # checks that it is fitted
+        return self.classes_[best]
 
     def score(self, X, y, sample_weight=None):
         """Accuracy (unknown labels in ``y`` are refused)."""

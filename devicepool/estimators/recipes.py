@@ -57,7 +57,7 @@ def make_gsv_svm(random_state=None, *, n_mfcc=20, n_deltas=1, n_components=64, r
 
 
 def make_gmm_ubm(random_state=None, *, n_mfcc=20, n_deltas=1, n_components=64, relevance=16.0,
-                 ubm_frames=100_000, cv=3):
+                 ubm_frames=100_000, calibration_folds=3):
     """``MFCC -> GMMUBMClassifier``: MAP-adapted device GMMs scored against the UBM.
 
     After Hanilçi et al. (2012). ``fit(X, y, gmm__groups=speakers)`` makes the
@@ -76,5 +76,6 @@ def make_gmm_ubm(random_state=None, *, n_mfcc=20, n_deltas=1, n_components=64, r
     return Pipeline([
         ("mfcc", MFCC(n_mfcc=n_mfcc, n_deltas=n_deltas)),
         ("gmm", GMMUBMClassifier(n_components=n_components, relevance=relevance,
-                                 ubm_frames=ubm_frames, cv=cv, random_state=random_state)),
+                                 ubm_frames=ubm_frames, calibration_folds=calibration_folds,
+                                 random_state=random_state)),
     ])

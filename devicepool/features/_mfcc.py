@@ -167,7 +167,8 @@ class MFCC(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : utterance set or None
-            Checked by :meth:`transform` only.
+            Log filterbanks are checked here (finite, 2-D, at least one frame); waveforms
+            and files are read by :meth:`transform` only.
         y : ignored
 
         Returns
@@ -175,6 +176,8 @@ class MFCC(TransformerMixin, BaseEstimator):
         self
         """
         self._check_params()
+        if X is not None and self.filterbank is None:
+            check_feature_set(X, owner="MFCC")
         return self
 
     def fit_transform(self, X: UtteranceSet, y: object = None, **fit_params: object) -> np.ndarray:

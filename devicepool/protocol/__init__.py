@@ -46,7 +46,7 @@ from .forensic import (
     run_forensic_protocol,
 )
 from .lock import OutputLockedError
-from .registry import ModelSpec, get_model, register_model, registered_models, unregister_model
+from .registry import FusionFactory, ModelSpec, get_model, register_model, registered_models, unregister_model
 from .report import ProtocolResult, chance_levels, combine_results, paper_claims, write_report
 from .runner import FitTask, run_protocol
 from .store import load_results
@@ -54,6 +54,7 @@ from .store import load_results
 __all__ = [
     "CONDITIONS",
     "FitTask",
+    "FusionFactory",
     "ForensicFits",
     "ForensicResult",
     "ForensicSplit",

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["ModelSpec", "get_model", "register_model", "registered_models", "unregister_model"]
+__all__ = ["FusionFactory", "ModelSpec", "get_model", "register_model", "registered_models",
+           "unregister_model"]
 
 #: feature kind -> transformer class in :mod:`devicepool.features`
 _FEATURES = {"fbank": "FilterBank", "dft": "DFTMagnitude", "waveform": "Waveform"}
@@ -64,9 +65,22 @@ class _RecipeFactory:
         return f"devicepool.estimators.recipes.{self.name}"
 
 
-class _FusionFactory:
-    """A :class:`~devicepool.estimators.FusionClassifier` over registered models' whole
-    pipelines (waveforms in); ``**params`` go to every member that takes them."""
+class FusionFactory:
+    """The factory of a fused model: a :class:`~devicepool.estimators.FusionClassifier`
+    over registered models' whole pipelines (waveforms in).
+
+    ``FusionFactory(members)(random_state=..., sample_rate=..., **params)`` builds it;
+    ``params`` go to every member that takes them (``max_epochs`` to the networks, say),
+    and a parameter no member takes is refused. Register it with ``feature="waveform"``.
+
+    Examples
+    --------
+    >>> register_model("fusion_sa", FusionFactory(("sa_cnn", "gsv_svm")), "waveform", "SA + GSV")
+    >>> clf = get_model("fusion_sa").make_pipeline(16000, max_epochs=2).named_steps["clf"]
+    >>> [name for name, _ in clf.estimators]
+    ['sa_cnn', 'gsv_svm']
+    >>> unregister_model("fusion_sa")
+    """
 
     def __init__(self, members):
         self.members = tuple(members)
@@ -262,5 +276,7 @@ register_model("gsv_svm", _RecipeFactory("make_gsv_svm"), "fbank",
 register_model("gmm_ubm", _RecipeFactory("make_gmm_ubm"), "fbank", "GMM-UBM (MAP device GMMs)")
 #: the members of the registered ``fusion`` model
 FUSION_MEMBERS = ("da_cnn", "dft_cnn", "gsv_svm")
-register_model("fusion", _FusionFactory(FUSION_MEMBERS), "waveform",
+register_model("fusion", FusionFactory(FUSION_MEMBERS), "waveform",
                "Fusion (DA-CNN + DFT-CNN + GSV-SVM)")
+
+_FusionFactory = FusionFactory  # the name used before 0.4 was released
