@@ -6,10 +6,10 @@ import warnings
 from numbers import Real
 
 import numpy as np
+from scipy.sparse import issparse
 from scipy.special import log_softmax, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.model_selection import StratifiedShuffleSplit
-from scipy.sparse import issparse
 from sklearn.utils.validation import _num_samples, check_is_fitted
 
 from .._typing import ArrayLike
