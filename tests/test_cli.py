@@ -227,6 +227,32 @@ def test_evaluate_runs_the_classical_systems_beside_a_network(folder_corpus, tmp
     assert {r["model_params"].get("max_epochs") for r in records if r["model"] != "da_cnn"} == {None}
 
 
+def test_train_and_predict_classical_models_weights_only(folder_corpus, tmp_path, capsys):
+    corpus = ["--corpus", "folder", "--root", str(folder_corpus), "--pattern", PATTERN]
+    files = sorted(str(p) for p in folder_corpus.rglob("*.wav"))[:3]
+    for model, kind in (("gsv_svm", "score"), ("gmm_ubm", "probability")):
+        out = tmp_path / f"{model}.pt"
+        assert main(["train", *corpus, "--model", model, "-o", str(out), "--quiet"]) == 0
+        assert out.read_bytes()[:4] == b"PK\x03\x04"  # torch.save's zip: weights only, no pickle
+        capsys.readouterr()
+        assert main(["predict", str(out), *files, "--json"]) == 0
+        captured = capsys.readouterr()
+        rows = json.loads(captured.out)["predictions"]
+        assert len(rows) == 3 and all(r[kind] is not None for r in rows)
+        if kind == "score":
+            assert all(r["probability"] is None for r in rows) and "no probabilities" in captured.err
+        else:
+            assert all(0 <= r["probability"] <= 1 for r in rows)
+        assert main(["predict", str(out), files[0]]) == 0
+        line = capsys.readouterr().out.strip()
+        assert line.count("\t") == 4 and (("score " in line) == (kind == "score"))
+    # the classical systems give no embeddings for likelihood ratios: refused before any work
+    assert main(["calibrate", "--model", str(tmp_path / "gmm_ubm.pt"), *corpus,
+                 "-o", str(tmp_path / "c.pt")]) == 2
+    assert "gives no device embeddings" in capsys.readouterr().err
+    assert not (tmp_path / "c.pt").exists()
+
+
 def test_scheduler_without_distributed_is_a_one_line_error(folder_corpus, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed
     assert main(["evaluate", "--corpus", "folder", "--root", str(folder_corpus), "--pattern", PATTERN,

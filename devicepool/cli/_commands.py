@@ -301,23 +301,30 @@ def _native_rates(files):
     return rates
 
 
-def _prediction_row(file, p, classes, native_rate, model_rate):
+def _prediction_row(file, p, classes, native_rate, model_rate, kind="probability"):
+    """One file's prediction; ``kind`` names what ``p`` holds: ``"probability"``, or
+    ``"score"`` for a model without probabilities (an SVM's decision values)."""
     import numpy as np
 
     order = np.argsort(-p, kind="stable")
-    row = {"file": file, "device": classes[order[0]], "probability": float(p[order[0]])}
+    row = {"file": file, "device": classes[order[0]], "probability": None}
+    row[kind] = float(p[order[0]])
     if len(order) > 1:
         row["runner_up"] = classes[order[1]]
-        row["runner_up_probability"] = float(p[order[1]])
+        row[f"runner_up_{kind}"] = float(p[order[1]])
     row["native_rate"] = native_rate
     row["resampled"] = bool(model_rate is not None and native_rate != model_rate)
     return row
 
 
 def _tsv_line(row, model_rate):
-    line = f"{tsv_field(row['file'])}\t{tsv_field(row['device'])}\t{row['probability']:.3f}"
+    if row["probability"] is not None:
+        kind, fmt = "probability", "{:.3f}"
+    else:
+        kind, fmt = "score", "score {:.3f}"
+    line = f"{tsv_field(row['file'])}\t{tsv_field(row['device'])}\t{fmt.format(row[kind])}"
     if "runner_up" in row:
-        line += f"\t(runner-up {tsv_field(row['runner_up'])} {row['runner_up_probability']:.3f})"
+        line += f"\t(runner-up {tsv_field(row['runner_up'])} {fmt.format(row['runner_up_' + kind])})"
     else:
         line += "\t(no runner-up)"
     if row["resampled"]:
@@ -325,17 +332,31 @@ def _tsv_line(row, model_rate):
     return line + f"\t({row['native_rate']} Hz)"
 
 
-def cmd_predict(args):
+def _model_outputs(model, files):
+    """``(values, kind)``: probabilities, or decision scores of a model without them."""
     import numpy as np
 
+    if hasattr(model, "predict_proba"):
+        return np.asarray(model.predict_proba(files)), "probability"
+    scores = np.asarray(model.decision_function(files), dtype=np.float64)
+    if scores.ndim == 1:  # two classes: the score of classes_[1]
+        scores = np.stack([-scores / 2, scores / 2], axis=1)
+    return scores, "score"
+
+
+def cmd_predict(args):
     model, payload = _modelfile.read_model_file(args.model, allow_pickle=args.allow_pickle)
     files = [os.fspath(f) for f in args.files]
     rates = _native_rates(files)
     model_rate = getattr(model.steps[0][1], "sample_rate", None) if hasattr(model, "steps") else None
     model_rate = int(model_rate) if model_rate is not None else None
-    proba = np.asarray(model.predict_proba(files))
+    values, kind = _model_outputs(model, files)
     classes = [str(c) for c in model.classes_]
-    rows = [_prediction_row(f, p, classes, r, model_rate) for f, p, r in zip(files, proba, rates)]
+    rows = [_prediction_row(f, p, classes, r, model_rate, kind) for f, p, r in zip(files, values, rates)]
+    if kind == "score":
+        say(args, "note: this model gives no probabilities (an SVM); the numbers are its decision "
+                  "scores, comparable only between devices of one file (gmm_ubm and fusion give "
+                  "calibrated probabilities)")
     if args.json:
         doc = {"model": os.fspath(args.model), "model_devicepool_version": _modelfile.written_by(payload),
                "classes": classes, "sample_rate": model_rate, "predictions": rows}

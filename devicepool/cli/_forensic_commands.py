@@ -121,6 +121,11 @@ def cmd_calibrate(args):
     from devicepool.forensic import DeviceLR
 
     pipe, payload = _base_payload(args)
+    if not hasattr(pipe, "transform"):
+        name = _modelfile.model_name_of(pipe) or type(pipe).__name__
+        raise UsageError(f"model {name!r} in {args.model} gives no device embeddings (no "
+                         "'transform'); calibrate needs a network's model file (da_cnn, sa_cnn "
+                         "or dft_cnn)")
     leftover = _modelfile.check_output(args.output)
     if leftover:
         say(args, f"devicepool calibrate: removed {args.output + '.tmp'!r}, left by an interrupted run")

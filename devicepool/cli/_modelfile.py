@@ -3,18 +3,46 @@
 ``devicepool train`` writes one dict with :func:`torch.save` that holds only plain values
 (strings, numbers, lists, dicts) and tensors::
 
-    {"format": "devicepool.pipeline", "format_version": 1,
+    {"format": "devicepool.pipeline", "format_version": 1 | 2,
      "devicepool_version": <the devicepool that wrote the file, e.g. "0.3.0">,
      "model": <registry name>,
-     "features": {"class": "FilterBank" | "DFTMagnitude", "params": <get_params()>},
-     "classifier": <devicepool.estimators._persistence.classifier_payload(clf)>}
+     "features": {"class": "FilterBank" | "DFTMagnitude" | "Waveform",
+                  "params": <get_params()>},
+     "classifier": <a classifier node>}
+
+The classifier node names its class under ``"estimator"``:
+
+* a network (``SACNNClassifier``, ``DACNNClassifier``, ``DFTCNNClassifier``):
+  :func:`devicepool.estimators._persistence.classifier_payload` of it. Such a file has
+  ``"format_version": 1``, byte for byte what earlier versions wrote.
+* a classical system or a fusion (``gsv_svm``, ``gmm_ubm``, ``fusion`` of the registry,
+  or any other combination of the same classes): a node of
+  :mod:`devicepool.estimators._payloads` -- ``"Pipeline"`` (its ``"steps"`` nodes in
+  order: ``MFCC`` with an optional ``FilterBank``, ``GaussianSupervector``,
+  ``LinearSVC``, ``GMMUBMClassifier``, ...), ``"GMMUBMClassifier"`` or
+  ``"FusionClassifier"`` (its fitted members, each a whole pipeline node -- a
+  ``FilterBank`` or ``DFTMagnitude`` step and a classifier, networks included -- that
+  reads the waveforms of the ``Waveform`` feature step; plus the fusion weights, offsets
+  and held-out report). Gaussian mixtures are stored as their arrays
+  (weights, means, variances, precision Cholesky factors), labels as a list and its
+  numpy dtype, every array as a tensor of its own dtype: a rebuilt pipeline predicts
+  bit-identically. Such a file has ``"format_version": 2``.
+
+``format_version`` is the oldest format whose reader reads the file; :data:`FORMAT_VERSION`
+is the newest this devicepool reads. An older devicepool (format 1 only) refuses a
+version-2 file cleanly, before looking at its classes: ``has model file format 2; this
+devicepool reads format 1 (update devicepool)``. Past that check it would still stop at
+``unknown classifier 'Pipeline'`` (or ``unknown feature step 'Waveform'``): an old reader
+never crashes on a new file and never runs code from it.
 
 ``devicepool predict`` reads it with ``torch.load(weights_only=True)``
 (:func:`~devicepool.estimators._persistence.read_weights_only`) and rebuilds the
-pipeline from allow-listed classes only (:data:`FEATURES`, :data:`ESTIMATORS`), so
-reading a model file never runs code from it. Pickles (joblib files of older versions,
-or a registered model whose classifier the format cannot hold) are written and read only
-with ``allow_pickle=True`` (``--allow-pickle``): :data:`PICKLE_RISK`.
+pipeline from allow-listed classes only (:data:`FEATURES`, :data:`CLASSIFIERS` and, inside
+a node, :data:`devicepool.estimators._payloads.ALLOWED`), so reading a model file never
+runs code from it: a class name is looked up in those lists, never imported by the name the
+file gives. Pickles (joblib files of older versions, or a registered model whose
+classifier the format cannot hold) are written and read only with ``allow_pickle=True``
+(``--allow-pickle``): :data:`PICKLE_RISK`.
 
 Files are written atomically: ``OUTPUT.tmp`` (flushed to disk), its mode set from the
 umask (``0o666 & ~umask``), then :func:`os.replace`; an interruption removes the
@@ -22,8 +50,9 @@ temporary file, so ``OUTPUT`` is either the old file, the new one, or absent.
 
 ``devicepool_version`` is optional (files written before it was recorded lack it and
 still load; :func:`written_by` reads it, None when absent). ``devicepool calibrate``
-sets it to its own version and adds two optional keys (the format version stays 1: a reader
-that does not know them, e.g. ``devicepool predict`` of devicepool 0.3, ignores them)::
+sets it to its own version and adds two optional keys (the format version stays as it
+was: a reader that does not know them, e.g. ``devicepool predict`` of devicepool 0.3,
+ignores them)::
 
      "forensic": <DeviceLR.to_payload(), its arrays as float64 / int64 tensors>,
      "forensic_data": {"corpus", "root", "pattern", "mode", "sample_rate",
@@ -43,16 +72,23 @@ import os
 from .._validation import where
 from ._common import UsageError
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "FEATURES", "ESTIMATORS", "PICKLE_RISK", "check_output",
-           "weights_only_savable", "pipeline_payload", "pipeline_from_payload", "save_model",
-           "save_payload", "read_model_file", "load_model", "model_name_of", "written_by"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "FEATURES", "ESTIMATORS", "CLASSIFIERS", "PICKLE_RISK",
+           "check_output", "weights_only_savable", "why_not_savable", "pipeline_payload",
+           "pipeline_from_payload", "save_model", "save_payload", "read_model_file", "load_model",
+           "model_name_of", "written_by"]
 
 FORMAT = "devicepool.pipeline"
-FORMAT_VERSION = 1
+#: the newest format this devicepool reads (and writes, for a classical or fused model)
+FORMAT_VERSION = 2
+#: the format of a file whose classifier is a network (what earlier versions wrote)
+NETWORK_FORMAT_VERSION = 1
 #: feature transformers of :mod:`devicepool.features` a model file may name
-FEATURES = ("FilterBank", "DFTMagnitude")
-#: classifiers of :mod:`devicepool.estimators` a model file may name
+FEATURES = ("FilterBank", "DFTMagnitude", "Waveform")
+#: the networks of :mod:`devicepool.estimators`, stored as their classifier payloads
 ESTIMATORS = ("SACNNClassifier", "DACNNClassifier", "DFTCNNClassifier")
+#: every classifier a model file may name at its top (nodes of
+#: :mod:`devicepool.estimators._payloads` besides the networks)
+CLASSIFIERS = ESTIMATORS + ("GMMUBMClassifier", "FusionClassifier", "Pipeline")
 PICKLE_RISK = "loading a pickle runs any code it contains; only for files you wrote yourself"
 
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format
@@ -69,31 +105,66 @@ def _plain(value):
 # --------------------------------------------------------------------------- writing
 
 
-def weights_only_savable(pipe):
-    """Whether ``pipe`` is ``[features, classifier]`` of allow-listed devicepool classes."""
+def why_not_savable(pipe):
+    """Why the weights-only model file cannot hold ``pipe`` (a str), or None when it can.
+
+    It can when ``pipe`` is ``Pipeline([(name, features), (name, classifier)])`` with the
+    features one of :data:`FEATURES` and the classifier one of :data:`CLASSIFIERS` (a
+    ``Pipeline`` classifier ending in a classifier), every class inside it allow-listed
+    (:data:`devicepool.estimators._payloads.ALLOWED`) and every parameter that matters
+    for prediction a plain value. Fitted or not: ``devicepool train`` asks before fitting.
+    """
     from sklearn.pipeline import Pipeline
 
-    from devicepool import estimators, features
+    from devicepool import features
+    from devicepool.estimators import _payloads
 
-    if not isinstance(pipe, Pipeline) or len(pipe.steps) != 2:
-        return False
+    if type(pipe) is not Pipeline or len(pipe.steps) != 2:
+        return "it is not a Pipeline of two steps (features, classifier)"
     feats, clf = pipe.steps[0][1], pipe.steps[1][1]
-    return (any(type(feats) is getattr(features, n) for n in FEATURES)
-            and any(type(clf) is getattr(estimators, n) for n in ESTIMATORS))
+    if not any(type(feats) is getattr(features, n) for n in FEATURES):
+        return (f"its feature step is a {type(feats).__name__}, not one of "
+                f"{', '.join(FEATURES)}")
+    if type(clf).__name__ not in CLASSIFIERS:
+        return (f"its classifier is a {type(clf).__name__}, not one of {', '.join(CLASSIFIERS)} "
+                "(a Pipeline ending in an allow-listed classifier)")
+    try:
+        _payloads.check_savable(clf, path=f"steps[{pipe.steps[1][0]!r}]")
+    except (ValueError, TypeError, AttributeError) as exc:
+        return str(exc)
+    if not _payloads.is_classifier_node(clf):
+        last = clf
+        while type(last) is Pipeline and last.steps:
+            last = last.steps[-1][1]
+        return (f"its classifier Pipeline ends in a {type(last).__name__}, not one of "
+                f"{', '.join(_payloads.CLASSIFIERS)}")
+    return None
+
+
+def weights_only_savable(pipe):
+    """Whether ``pipe`` is ``[features, classifier]`` of allow-listed classes (see
+    :func:`why_not_savable`)."""
+    return why_not_savable(pipe) is None
 
 
 def pipeline_payload(pipe, model):
-    """The dict :func:`save_model` writes for a fitted ``pipe`` of registered ``model``."""
-    from devicepool.estimators._persistence import classifier_payload
+    """The dict :func:`save_model` writes for a fitted ``pipe`` of registered ``model``.
+
+    A network classifier gives a format-1 payload, identical to earlier versions'; any
+    other allow-listed classifier a format-2 payload (see the module docstring).
+    """
+    from devicepool.estimators._payloads import estimator_payload
 
     feats, clf = pipe.steps[0][1], pipe.steps[1][1]
     params = {k: v for k, v in feats.get_params(deep=False).items() if _plain(v)}
+    node = estimator_payload(clf, path="classifier")
+    version = NETWORK_FORMAT_VERSION if node["estimator"] in ESTIMATORS else FORMAT_VERSION
     from devicepool import __version__
 
-    return {"format": FORMAT, "format_version": FORMAT_VERSION, "devicepool_version": __version__,
+    return {"format": FORMAT, "format_version": version, "devicepool_version": __version__,
             "model": str(model),
             "features": {"class": type(feats).__name__, "params": params},
-            "classifier": classifier_payload(clf)}
+            "classifier": node}
 
 
 def check_output(path):
@@ -171,24 +242,31 @@ def save_payload(payload, path):
 
 def model_name_of(pipe):
     """The registry name of a devicepool pipeline's classifier (for a pickled pipeline,
-    whose file does not record it): ``da_cnn``, ``sa_cnn``, ``dft_cnn``, else the
-    classifier's class name."""
-    names = {"DACNNClassifier": "da_cnn", "SACNNClassifier": "sa_cnn", "DFTCNNClassifier": "dft_cnn"}
-    name = type(pipe.steps[-1][1]).__name__
+    whose file does not record it): ``da_cnn``, ``sa_cnn``, ``dft_cnn``, ``gsv_svm``,
+    ``gmm_ubm`` (the recipes' step names), ``fusion``, else the classifier's class name."""
+    names = {"DACNNClassifier": "da_cnn", "SACNNClassifier": "sa_cnn", "DFTCNNClassifier": "dft_cnn",
+             "FusionClassifier": "fusion", "GMMUBMClassifier": "gmm_ubm"}
+    recipes = {("mfcc", "gsv", "svm"): "gsv_svm", ("mfcc", "gmm"): "gmm_ubm"}
+    clf = pipe.steps[-1][1]
+    name = type(clf).__name__
+    if name == "Pipeline":
+        return recipes.get(tuple(n for n, _ in clf.steps), name)
     return names.get(name, name)
 
 
 def save_model(pipe, model, path, *, allow_pickle=False):
     """Write a fitted pipeline to ``path``: weights only, or a joblib pickle when the
     format cannot hold it and ``allow_pickle``. Returns ``"weights-only"`` or ``"pickle"``."""
-    if weights_only_savable(pipe):
+    reason = why_not_savable(pipe)
+    if reason is None:
         import torch
 
         payload = pipeline_payload(pipe, model)
         _write_atomically(path, lambda fh: torch.save(payload, fh))
         return "weights-only"
     if not allow_pickle:
-        raise UsageError(f"model {model!r} cannot be saved weights-only; see --allow-pickle")
+        raise UsageError(f"model {model!r} cannot be saved weights-only ({reason}); "
+                         "see --allow-pickle")
     import joblib
 
     _write_atomically(path, lambda fh: joblib.dump(pipe, fh))
@@ -220,6 +298,7 @@ def pipeline_from_payload(payload, source="payload", device="cpu"):
     from sklearn.pipeline import Pipeline
 
     from devicepool import estimators, features
+    from devicepool.estimators._payloads import estimator_from_payload, is_classifier_node
     from devicepool.estimators._persistence import FORMAT as CLASSIFIER_FORMAT
     from devicepool.estimators._persistence import classifier_from_payload
 
@@ -229,7 +308,7 @@ def pipeline_from_payload(payload, source="payload", device="cpu"):
                 if isinstance(payload, dict) and payload.get("format") == CLASSIFIER_FORMAT else "")
         raise ValueError(f"{source} is not a devicepool model file{hint}")
     version = payload.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
         raise ValueError(f"{source} has model file format {version!r}; this devicepool reads "
                          f"format {FORMAT_VERSION} (update devicepool)")
     feats, clf = payload.get("features"), payload.get("classifier")
@@ -238,14 +317,22 @@ def pipeline_from_payload(payload, source="payload", device="cpu"):
     if fname not in FEATURES:
         raise ValueError(f"{source}: unknown feature step {fname!r} in the model file "
                          f"(allowed: {', '.join(FEATURES)})")
-    if cname not in ESTIMATORS:
+    if cname not in CLASSIFIERS:
         raise ValueError(f"{source}: unknown classifier {cname!r} in the model file "
-                         f"(allowed: {', '.join(ESTIMATORS)})")
+                         f"(allowed: {', '.join(CLASSIFIERS)})")
     try:
         step = getattr(features, fname)(**dict(feats["params"]))
-        est = classifier_from_payload(getattr(estimators, cname), clf, source=source, device=device)
+        if cname in ESTIMATORS:  # format 1: read as earlier versions read it
+            est = classifier_from_payload(getattr(estimators, cname), clf, source=source,
+                                          device=device)
+        else:
+            est = estimator_from_payload(clf, source=source, device=device, path="classifier",
+                                         allowed=CLASSIFIERS)
     except (KeyError, TypeError, RuntimeError, AttributeError) as exc:
         raise ValueError(f"{source}: damaged model file ({_one_line(exc)})") from None
+    if not is_classifier_node(est):
+        raise ValueError(f"{source}: the model file's classifier ({cname}) does not end in a "
+                         "classifier")
     return Pipeline([("features", step), ("clf", est)])
 
 
@@ -262,9 +349,10 @@ def read_model_file(path, *, allow_pickle=False):
     """The fitted pipeline in ``path`` and the file's payload: ``(model, payload)``.
 
     ``payload`` is the dict of a weights-only file (with the optional ``"forensic"``
-    keys of ``devicepool calibrate``), None for a pickle. A weights-only file is read
-    without running code from it; a pickle is refused with a :class:`UsageError`
-    unless ``allow_pickle`` (:data:`PICKLE_RISK`).
+    keys of ``devicepool calibrate``), None for a pickle. The model has ``classes_`` and
+    ``predict_proba`` or, as ``gsv_svm`` (a linear SVM), only ``decision_function``. A
+    weights-only file is read without running code from it; a pickle is refused with a
+    :class:`UsageError` unless ``allow_pickle`` (:data:`PICKLE_RISK`).
     """
     if not os.path.exists(path):
         raise UsageError(f"model file {os.fspath(path)!r} does not exist")
@@ -286,8 +374,10 @@ def read_model_file(path, *, allow_pickle=False):
             model = pipeline_from_payload(payload, source=at)
         except (ValueError, OSError) as exc:
             raise UsageError(f"cannot load model: {exc}") from None
-    if not (hasattr(model, "predict_proba") and hasattr(model, "classes_")):
-        raise UsageError(f"{at} is not a fitted devicepool classifier (no predict_proba)")
+    scores = hasattr(model, "predict_proba") or hasattr(model, "decision_function")
+    if not (scores and hasattr(model, "classes_")):
+        raise UsageError(f"{at} is not a fitted devicepool classifier (neither predict_proba "
+                         "nor decision_function)")
     return model, payload
 
 

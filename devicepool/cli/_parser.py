@@ -19,8 +19,10 @@ return are written \\\\, \\t, \\n and \\r (bytes that are not UTF-8 as \\xNN), s
 is one file. --json gives one JSON document (model, model_devicepool_version: the
 devicepool that wrote the model file, null for older files; classes, sample_rate,
 predictions with file, device, probability, runner_up, runner_up_probability, native_rate,
-resampled). When the reader stops early (| head -1) the command ends quietly with
-exit status 141, as a program killed by SIGPIPE does.
+resampled). A model without probabilities (gsv_svm: an SVM) prints 'score S' instead, its
+decision values (JSON: probability null, score, runner_up_score). When the reader stops
+early (| head -1) the command ends quietly with exit status 141, as a program killed by
+SIGPIPE does.
 """
 
 _COMPARE_HELP = """\

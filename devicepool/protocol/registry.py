@@ -278,5 +278,3 @@ register_model("gmm_ubm", _RecipeFactory("make_gmm_ubm"), "fbank", "GMM-UBM (MAP
 FUSION_MEMBERS = ("da_cnn", "dft_cnn", "gsv_svm")
 register_model("fusion", FusionFactory(FUSION_MEMBERS), "waveform",
                "Fusion (DA-CNN + DFT-CNN + GSV-SVM)")
-
-_FusionFactory = FusionFactory  # the name used before 0.4 was released
