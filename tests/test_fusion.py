@@ -69,12 +69,15 @@ def test_fused_system_never_below_its_best_member(seed):
     test = groups >= 20
     members = [("a", _member([0, 1])), ("b", _member([2, 3])),
                ("c", _member([4, 5], LinearSVC()))]
-    fused = FusionClassifier(members, random_state=0).fit(X[~test], y[~test], groups=groups[~test])
     best = max(clone(m).fit(X[~test], y[~test]).score(X[test], y[test]) for _, m in members)
-    assert fused.score(X[test], y[test]) >= best
+    for weighting in ("equal", "learned"):
+        fused = FusionClassifier(members, weighting=weighting, random_state=0)
+        fused.fit(X[~test], y[~test], groups=groups[~test])
+        assert fused.score(X[test], y[test]) >= best, weighting
+        assert set(fused.dev_accuracy_) == {"a", "b", "c", "fused"}
+    # the learned fusion: on its own held-out scores, never above a calibrated member
     ce = fused.dev_cross_entropy_
     assert ce["fused"] <= min(ce[name] for name in "abc") + 1e-3
-    assert set(fused.dev_accuracy_) == {"a", "b", "c", "fused"}
 
 
 class _Recorder(ClassifierMixin, BaseEstimator):
@@ -93,13 +96,14 @@ class _Recorder(ClassifierMixin, BaseEstimator):
 
 def test_inner_split_holds_out_whole_speakers_and_members_are_refitted():
     X, y, groups = _synthetic(0, n_speakers=12)
-    fused = FusionClassifier([("r", _Recorder()), ("s", _Recorder())], random_state=3, refit=False)
+    fused = FusionClassifier([("r", _Recorder()), ("s", _Recorder())], cv=None, random_state=3,
+                             refit=False)
     fused.fit(X, y, groups=groups)
     seen = fused.estimators_[0].seen_groups_
     assert 0 < len(seen) < 12 and fused.n_dev_ == len(y) - fused.estimators_[0].n_fit_
     dev_speakers = set(groups.tolist()) - seen
     assert len(dev_speakers) == 4  # a third of 12, whole speakers
-    refitted = FusionClassifier([("r", _Recorder())], random_state=3).fit(X, y, groups=groups)
+    refitted = FusionClassifier([("r", _Recorder())], cv=None, random_state=3).fit(X, y, groups=groups)
     assert refitted.estimators_[0].n_fit_ == len(y) and refitted.estimators_[0].seen_groups_ == set(range(12))
     proba = refitted.predict_proba(X)
     np.testing.assert_allclose(proba.sum(1), 1.0)
@@ -120,7 +124,11 @@ def test_fusion_without_speakers_warns_and_bad_setups_are_refused():
         FusionClassifier([("x", object())]).fit(X, y)
     one_speaker = np.zeros(len(y))
     with pytest.raises(ValueError, match="no inner split leaves every device on both sides"):
+        FusionClassifier([("r", _Recorder())], cv=None).fit(X, y, groups=one_speaker)
+    with pytest.raises(ValueError, match="cv=3 folds .* do not exist"):
         FusionClassifier([("r", _Recorder())]).fit(X, y, groups=one_speaker)
+    with pytest.warns(UserWarning, match="2 cross-fitting folds instead of cv=3"):
+        FusionClassifier([("r", _Recorder())]).fit(X, y, groups=(np.arange(len(y)) // 4) % 2)
     with pytest.raises(ValueError, match="groups must have one entry per utterance"):
         FusionClassifier([("r", _Recorder())]).fit(X, y, groups=[1, 2])
 
@@ -173,3 +181,37 @@ def test_classical_models_and_a_fusion_run_in_the_protocol(small_corpus, tmp_pat
     assert members["gsv_svm"].named_steps["features"].sample_rate == 8000
     with pytest.raises(ValueError, match=r"no member of the fusion .* takes \['nope'\]"):
         spec.factory(nope=1)
+
+
+def test_cross_fitted_fusion_uses_every_training_utterance_once_as_held_out():
+    X, y, groups = _synthetic(1, n_speakers=9)
+    fused = FusionClassifier([("r", _Recorder()), ("lr", _member([0, 1]))], cv=3, weighting="learned",
+                             random_state=0).fit(X, y, groups=groups)
+    assert fused.n_dev_ == len(y)
+    assert fused.estimators_[0].n_fit_ == len(y)  # refitted on everything
+    assert fused.dev_cross_entropy_["fused"] <= min(fused.dev_cross_entropy_["r"],
+                                                   fused.dev_cross_entropy_["lr"]) + 1e-3
+    with pytest.raises(ValueError, match="cv=12 folds .* do not exist"):
+        FusionClassifier([("r", _Recorder())], cv=12).fit(X, y, groups=np.zeros(len(y)))
+
+
+def test_equal_weighting_sums_the_members_calibrated_alone():
+    from devicepool.estimators._linear_fusion import fit_linear_fusion
+
+    X, y, groups = _synthetic(2, n_speakers=9)
+    members = [("a", _member([0, 1])), ("c", _member([4, 5], LinearSVC()))]
+    fused = FusionClassifier(members, random_state=0).fit(X, y, groups=groups)
+    learned = FusionClassifier(members, weighting="learned", random_state=0).fit(X, y, groups=groups)
+    # same out-of-fold scores: recompute each member's own calibration from them
+    from sklearn.model_selection import GroupKFold
+
+    from devicepool.estimators.fusion import member_scores
+    held = {n: np.empty((len(y), 4)) for n, _ in members}
+    for tr, te in GroupKFold(3).split(X, y, groups):
+        for n, m in members:
+            held[n][te] = member_scores(clone(m).fit(X[tr], y[tr]), X[te], fused.classes_)
+    dev = np.concatenate([te for _, te in GroupKFold(3).split(X, y, groups)])
+    cal = [fit_linear_fusion([held[n][dev]], y[dev], 4) for n, _ in members]
+    np.testing.assert_allclose(fused.weights_, [a[0] for a, _ in cal], rtol=1e-6)
+    np.testing.assert_allclose(fused.offsets_, cal[0][1] + cal[1][1], atol=1e-6)
+    assert not np.allclose(learned.weights_, fused.weights_)

@@ -85,8 +85,8 @@ class FusionFactory:
     def __init__(self, members):
         self.members = tuple(members)
 
-    def __call__(self, random_state=None, sample_rate=16000, validation_fraction=1 / 3,
-                 refit=True, **params):
+    def __call__(self, random_state=None, sample_rate=16000, cv=3, weighting="equal",
+                 validation_fraction=1 / 3, refit=True, **params):
         from devicepool.estimators import FusionClassifier
 
         unused = set(params)
@@ -99,11 +99,12 @@ class FusionFactory:
         if unused:
             raise ValueError(f"no member of the fusion ({', '.join(self.members)}) takes "
                              f"{sorted(unused)}")
-        return FusionClassifier(members, validation_fraction=validation_fraction, refit=refit,
+        return FusionClassifier(members, cv=cv, weighting=weighting,
+                                validation_fraction=validation_fraction, refit=refit,
                                 random_state=random_state)
 
     def accepts(self, key):
-        return key in ("sample_rate", "validation_fraction", "refit") or any(
+        return key in ("sample_rate", "cv", "weighting", "validation_fraction", "refit") or any(
             get_model(name).accepts(key) for name in self.members)
 
     def __repr__(self):
