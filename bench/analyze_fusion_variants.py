@@ -1,6 +1,19 @@
-import numpy as np, itertools, json
-from devicepool.estimators._linear_fusion import fit_linear_fusion, fuse, cross_entropy
-z = np.load("/tmp/w/fv/fv_scores.npz")
+"""Fusion variants recomputed from the scores saved by bench_fusion_variants.py.
+
+Usage: ``python bench/analyze_fusion_variants.py [SCORES.npz]`` (default: the H200 run in
+``bench/results``). Prints, per variant, the accuracy per corpus and mode and its smallest
+margin over the best single member (sorted by that margin).
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from devicepool.estimators._linear_fusion import cross_entropy, fit_linear_fusion, fuse
+
+DEFAULT = Path(__file__).resolve().parent / "results" / "fusion_variants_h200_scores.npz"
+z = np.load(sys.argv[1] if len(sys.argv) > 1 else DEFAULT)
 keys = sorted({tuple(k.split("|")[:3]) for k in z.files})
 M = ("da_cnn", "sa_cnn", "dft_cnn", "gsv_svm")
 def variant(held, ytr, test, members, how, ridge=1e-4):
