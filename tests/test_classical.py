@@ -274,3 +274,13 @@ def test_gmm_ubm_recipe_takes_speakers_through_the_pipeline():
     assert groups_fit_params(pipe, [1, 2]) == {"gmm__groups": [1, 2]}
     assert groups_fit_params(pipe, None) == {}
     assert groups_fit_params(make_gsv_svm(0), [1]) == {}
+
+
+def test_forensic_protocol_refuses_a_model_without_embeddings_before_any_fit():
+    from devicepool.datasets import make_device_corpus
+    from devicepool.protocol import run_forensic_protocol
+
+    corpus = make_device_corpus(n_devices=6, n_speakers=2, n_utterances=1, modes="neutral",
+                                random_state=0)
+    with pytest.raises(ValueError, match="model 'gmm_ubm' has no transform: the forensic"):
+        run_forensic_protocol(corpus, model="gmm_ubm", progress=False)

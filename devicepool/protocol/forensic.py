@@ -325,6 +325,12 @@ def fit_forensic(corpus, model="da_cnn", n_splits=3, mode="neutral", model_param
     c = _check_corpus(corpus)
     _check_args(c, mode, model_params, random_state)
     spec, params = get_model(model), dict(model_params or {})
+    probe = spec.factory(random_state=0, **params)
+    missing = [m for m in ("transform", "predict_proba") if not hasattr(probe, m)]
+    if missing:
+        raise ValueError(f"model {model!r} has no {' or '.join(missing)}: the forensic protocol "
+                         "compares embeddings ('transform') and needs posteriors; use a network "
+                         "(da_cnn, sa_cnn, dft_cnn)")
     splits = forensic_splits(c.target, c.groups, n_splits, int(random_state), model, mode)
     t0 = time.perf_counter()
     fingerprint = _corpus_fingerprint(c)
