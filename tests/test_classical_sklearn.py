@@ -13,24 +13,21 @@ _NO_WIDTH = "utterances have any length: there is no fixed n_features_in_ for a 
 _WAVE = ("sklearn's tabular rows are read as waveforms; the output is an object array of "
          "them, and its dtype / empty-data / object checks expect tabular wording")
 
+#: the expected failures of a stateless per-utterance step (as FilterBank's)
+_STATELESS = {
+    **{c: _RAGGED for c in (
+        "check_pipeline_consistency", "check_estimators_pickle",
+        "check_transformer_data_not_an_array", "check_transformer_general",
+        "check_methods_sample_order_invariance", "check_methods_subset_invariance",
+        "check_fit_idempotent")},
+    "check_n_features_in": _NO_WIDTH,
+    "check_n_features_in_after_fitting": _NO_WIDTH,
+}
+
 _FAILS = {
-    "MFCC": {
-        **{c: _RAGGED for c in (
-            "check_pipeline_consistency", "check_estimators_pickle",
-            "check_transformer_data_not_an_array", "check_transformer_general",
-            "check_methods_sample_order_invariance", "check_methods_subset_invariance",
-            "check_fit_idempotent")},
-        "check_n_features_in": _NO_WIDTH,
-        "check_n_features_in_after_fitting": _NO_WIDTH,
-    },
+    "MFCC": _STATELESS,
     "Waveform": {
-        **{c: _RAGGED for c in (
-            "check_pipeline_consistency", "check_estimators_pickle",
-            "check_transformer_data_not_an_array", "check_transformer_general",
-            "check_methods_sample_order_invariance", "check_methods_subset_invariance",
-            "check_fit_idempotent")},
-        "check_n_features_in": _NO_WIDTH,
-        "check_n_features_in_after_fitting": _NO_WIDTH,
+        **_STATELESS,
         "check_estimators_dtypes": ("int64 samples are refused on purpose (ambiguous scale; "
                                     "tested in test_audio)"),
         "check_dtype_object": _WAVE,
