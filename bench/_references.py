@@ -41,6 +41,23 @@ def make_svm_percentiles(random_state=None, **params):
                          SVC(kernel="rbf", C=params.get("C", 10.0), gamma="scale"))
 
 
+def make_gsv_svm_nonspeech(random_state=None, sample_rate=16000, **params):
+    """The library's GSV-SVM on the non-speech frames only (after Kritsiolis & Kotropoulos:
+    the device is modelled where the speaker is silent); reads waveforms."""
+    from devicepool.estimators import make_gsv_svm
+    from devicepool.features import MFCC, FilterBank
+
+    pipe = make_gsv_svm(random_state, **params)
+    pipe.steps[0] = ("mfcc", MFCC(frames="nonspeech", filterbank=FilterBank(sample_rate=sample_rate)))
+    return pipe
+
+
+#: waveform-input references (``feature="waveform"``), run only when named
+WAVEFORM_REFERENCES = {
+    "gsv_svm_nonspeech": ("GSV-SVM on non-speech frames (Kritsiolis & Kotropoulos)",
+                          make_gsv_svm_nonspeech),
+}
+
 REFERENCES = {
     "logreg_meanstd": ("mean/std log-filterbank + logistic regression", make_logreg_meanstd),
     "svm_percentiles": ("per-band mean/std/p10/p90 + RBF-SVM (Hanilci)", make_svm_percentiles),
@@ -48,9 +65,11 @@ REFERENCES = {
 
 
 def register_references():
-    """Register the references with the protocol (feature: FilterBank)."""
+    """Register the references with the protocol (FilterBank features; the waveform ones read the samples)."""
     from devicepool.protocol import register_model
 
     for name, (label, factory) in REFERENCES.items():
         register_model(name, factory, feature="fbank", label=label)
+    for name, (label, factory) in WAVEFORM_REFERENCES.items():
+        register_model(name, factory, feature="waveform", label=label)
     return list(REFERENCES)
