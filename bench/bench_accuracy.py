@@ -91,11 +91,20 @@ def main(argv=None):
                    help="networks also run with run_protocol(mode_augmentation=True), as rows "
                         "'<name>+modeaug' (comma-separated; '' for none)")
     p.add_argument("--tag", default="", help="suffix of the result file (ablations)")
+    p.add_argument("--fusion", action="append", default=[], metavar="NAME=M1+M2+...",
+                   help="register a fusion of registered models under NAME (name it in --models "
+                        "too), e.g. fusion_da_gsv=da_cnn+gsv_svm")
     args = p.parse_args(argv)
 
     from devicepool.protocol import combine_results, get_model, register_model, run_protocol
 
     register_references()
+    for item in args.fusion:
+        from devicepool.protocol import FusionFactory
+
+        name, _, members = item.partition("=")
+        register_model(name, FusionFactory(members.split("+")), "waveform",
+                       "Fusion (" + " + ".join(get_model(m).label for m in members.split("+")) + ")")
     desc = machine_description()
     print_machine(desc)
     nets = [m for m in args.models.split(",") if m]
