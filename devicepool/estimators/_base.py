@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.exceptions import NotFittedError
-from sklearn.metrics import accuracy_score
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNetClassifier
@@ -39,7 +38,7 @@ from ._data import (
 from ._inference import UtteranceOutputs, run_network
 from ._persistence import load_classifier, save_classifier
 from ._plan import length_cap, training_plan, warn_budget_crops
-from ._targets import check_known, check_target, encode_target
+from ._targets import check_target, encode_target, known_label_accuracy
 from ._weights import utterance_weights, weighted_mean
 
 __all__ = ["UtteranceOutputs"]  # re-exported: the type predict_outputs returns
@@ -422,12 +421,7 @@ class _UtteranceClassifier(NeuralNetClassifier):
 
     def score(self, X, y, sample_weight=None):
         """Accuracy on ``(X, y)``; labels not seen in ``fit`` raise ValueError."""
-        check_is_fitted(self)
-        y = np.asarray(y)
-        if y.ndim != 1:
-            y = y.ravel()
-        check_known(y, self.classes_)
-        return accuracy_score(y, self.predict(X), sample_weight=sample_weight)
+        return known_label_accuracy(self, X, y, sample_weight)
 
     def transform(self, X: FeatureSet) -> np.ndarray:
         """Pooled utterance embeddings ``(n_utterances, embedding_dim)`` float32.

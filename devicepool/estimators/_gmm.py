@@ -4,8 +4,9 @@ statistics, MAP adaptation of the means, supervectors and GMM-UBM scores.
 Only these are written here; the UBM itself is scikit-learn's
 :class:`~sklearn.mixture.GaussianMixture` (``covariance_type="diag"``). Everything is
 vectorised over frames: the frames of many utterances are processed together in chunks
-of at most :data:`CHUNK_FRAMES` frames (times the number of mixtures scored at once), so
-memory does not grow with the corpus.
+of at most :data:`CHUNK_VALUES` log-densities (frames x components x mixtures scored at
+once; an utterance longer than that is a chunk of its own), so memory does not grow with
+the corpus.
 
 MAP adaptation of the means (Reynolds, Quatieri & Dunn 2000), relevance factor ``r``::
 
@@ -21,11 +22,11 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import logsumexp
 
-__all__ = ["CHUNK_FRAMES", "sample_frames", "fit_ubm", "log_gaussians", "utterance_stats",
+__all__ = ["CHUNK_VALUES", "sample_frames", "fit_ubm", "log_gaussians", "utterance_stats",
            "map_means", "supervectors", "llr_scores"]
 
-#: frames per chunk (x mixtures scored at once: about 64 MiB of float64 log-densities)
-CHUNK_FRAMES = 1 << 17
+#: log-densities (frames x components x mixtures) per chunk: 16 MiB of float64
+CHUNK_VALUES = 1 << 21
 
 
 def sample_frames(X, max_frames, rng):
@@ -67,9 +68,10 @@ def fit_ubm(frames, n_components, *, max_iter=100, reg_covar=1e-3, n_init=1, ran
                            random_state=random_state).fit(frames)
 
 
-def _chunks(lengths, per_frame=1):
-    """``(start, stop)`` utterance ranges whose frames (x ``per_frame``) fit one chunk."""
-    budget = max(1, CHUNK_FRAMES // max(1, per_frame))
+def _chunks(lengths, per_frame):
+    """``(start, stop)`` utterance ranges whose frames x ``per_frame`` values fit one chunk
+    of :data:`CHUNK_VALUES` (a longer utterance is a range of its own)."""
+    budget = max(1, CHUNK_VALUES // max(1, per_frame))
     start, frames = 0, 0
     for i, n in enumerate(lengths):
         if frames and frames + n > budget:
@@ -135,7 +137,7 @@ def utterance_stats(ubm, X):
     lengths = [len(u) for u in X]
     n = np.zeros((len(X), k))
     f = np.zeros((len(X), k, d))
-    for a, b in _chunks(lengths, per_frame=k // 16 + 1):
+    for a, b in _chunks(lengths, per_frame=k):
         frames = np.concatenate(X[a:b]).astype(np.float64)
         logp = log_gaussians(frames, means[None], variances, log_w)[:, 0]   # (T, K)
         gamma = np.exp(logp - logsumexp(logp, axis=1, keepdims=True))
@@ -209,7 +211,7 @@ def llr_scores(ubm, class_means, X):
     s, k = stacked.shape[:2]
     lengths = np.asarray([len(u) for u in X])
     out = np.empty((len(X), s - 1))
-    for a, b in _chunks(lengths, per_frame=s * k // 16 + 1):
+    for a, b in _chunks(lengths, per_frame=s * k):
         frames = np.concatenate(X[a:b]).astype(np.float64)
         frame_ll = logsumexp(log_gaussians(frames, stacked, variances, log_w), axis=2)  # (T, S)
         llr = frame_ll[:, 1:] - frame_ll[:, :1]

@@ -10,7 +10,7 @@ from sklearn.utils.multiclass import check_classification_targets
 
 from .._text import plain
 
-__all__ = ["check_target", "encode_target", "check_known"]
+__all__ = ["check_target", "encode_target", "check_known", "known_label_accuracy"]
 
 
 def check_target(y, n, owner):
@@ -67,3 +67,17 @@ def check_known(y, classes):
             f"y contains labels not seen in fit: {plain(np.unique(y[unseen])[:5])}; "
             f"known classes are {plain(classes)}"
         )
+
+
+def known_label_accuracy(est, X, y, sample_weight=None):
+    """``est``'s accuracy on ``(X, y)``, refusing labels it was not fitted on (the
+    ``score`` of every devicepool classifier)."""
+    from sklearn.metrics import accuracy_score
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(est)
+    y = np.asarray(y)
+    if y.ndim != 1:
+        y = y.ravel()
+    check_known(y, est.classes_)
+    return accuracy_score(y, est.predict(X), sample_weight=sample_weight)

@@ -32,7 +32,7 @@ from .._typing import ArrayLike, FeatureSet
 from .._validation import Interval, check_feature_set, validate_params
 from . import _gmm
 from ._linear_fusion import fit_linear_fusion, fuse
-from ._targets import check_known, check_target, encode_target
+from ._targets import check_target, encode_target, known_label_accuracy
 from ._weights import _check_sample_weight
 
 __all__ = ["GaussianSupervector", "GMMUBMClassifier"]
@@ -354,7 +354,5 @@ class GMMUBMClassifier(_UBMMixin, ClassifierMixin, BaseEstimator):
         return self.classes_[best]
 
     def score(self, X, y, sample_weight=None):
-        """Accuracy (unknown labels in ``y`` are refused)."""
-        check_is_fitted(self, "means_")
-        check_known(np.asarray(y), self.classes_)
-        return super().score(X, y, sample_weight=sample_weight)
+        """Accuracy on ``(X, y)``; labels not seen in ``fit`` raise ValueError."""
+        return known_label_accuracy(self, X, y, sample_weight)

@@ -16,7 +16,7 @@ from .._typing import ArrayLike
 from .._validation import Interval, StrOptions, validate_params
 from ._linear_fusion import cross_entropy, fit_linear_fusion, fuse
 from ._routing import groups_fit_params
-from ._targets import check_known, check_target, encode_target
+from ._targets import check_target, encode_target, known_label_accuracy
 
 __all__ = ["FusionClassifier", "member_scores"]
 
@@ -353,7 +353,5 @@ class FusionClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[best]
 
     def score(self, X, y, sample_weight=None):
-        """Accuracy (unknown labels in ``y`` are refused)."""
-        check_is_fitted(self, "estimators_")
-        check_known(np.asarray(y), self.classes_)
-        return super().score(X, y, sample_weight=sample_weight)
+        """Accuracy on ``(X, y)``; labels not seen in ``fit`` raise ValueError."""
+        return known_label_accuracy(self, X, y, sample_weight)

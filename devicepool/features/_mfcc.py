@@ -221,9 +221,10 @@ class MFCC(TransformerMixin, BaseEstimator):
             return [mfcc(u, *args) for u in fb.transform(items)]
         # each file is read once, for both the filterbank and the voicing labels
         waves = [as_waveform(item, fb.sample_rate, index=i) for i, item in enumerate(items)]
+        config = fb._config()
         for i, (item, wave) in enumerate(zip(items, waves)):
             path = item if isinstance(item, (str, os.PathLike)) else None
-            fb._check_length(wave, where(i, path), fb._config())
+            fb._check_length(wave, where(i, path), config)
         out, empty = [], []
         for i, (item, wave, feats) in enumerate(zip(items, waves, fb.transform(waves))):
             cepstra = mfcc(feats, *args)

@@ -120,10 +120,7 @@ def _torch_threads(n):
 
 def _fit_estimator(task, data):
     train_idx = np.flatnonzero((data.mode == task.train_mode) & ~data.folds[task.fold])
-    params = dict(task.params)
-    if task.spec.feature == "waveform":
-        params.setdefault("sample_rate", data.sample_rate)  # the classifier makes its features
-    est = task.spec.factory(random_state=task.seed, **params)
+    est = task.spec.make_classifier(data.sample_rate, random_state=task.seed, **task.params)
     if task.progress and "progress" in est.get_params() and "progress" not in task.params:
         est.set_params(progress=True)  # the estimator's own epoch bar
     # speaker-disjoint internal validation (the networks' early stopping, the GMM-UBM's

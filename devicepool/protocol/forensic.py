@@ -49,7 +49,6 @@ with ``out_dir``, writes the files (:mod:`.forensic_eval`).
 from __future__ import annotations
 
 import contextlib
-import inspect
 import os
 import time
 import zlib
@@ -200,9 +199,9 @@ def _fit_fold(task, features, target, groups):
         est = task.spec.factory(random_state=task.seed, **task.params)
         if task.progress and "progress" in est.get_params() and "progress" not in task.params:
             est.set_params(progress=True)
-        kwargs = {}
-        if "groups" in inspect.signature(est.fit).parameters:
-            kwargs["groups"] = groups[task.train_idx]
+        from ..estimators._routing import groups_fit_params
+
+        kwargs = groups_fit_params(est, groups[task.train_idx])
         t0 = time.perf_counter()
         est.fit(features[task.train_idx], target[task.train_idx], **kwargs)
         t1 = time.perf_counter()
@@ -325,7 +324,7 @@ def fit_forensic(corpus, model="da_cnn", n_splits=3, mode="neutral", model_param
     c = _check_corpus(corpus)
     _check_args(c, mode, model_params, random_state)
     spec, params = get_model(model), dict(model_params or {})
-    probe = spec.factory(random_state=0, **params)
+    probe = spec.make_classifier(c.sample_rate, random_state=0, **params)
     missing = [m for m in ("transform", "predict_proba") if not hasattr(probe, m)]
     if missing:
         raise ValueError(f"model {model!r} has no {' or '.join(missing)}: the forensic protocol "

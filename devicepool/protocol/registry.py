@@ -166,6 +166,16 @@ class ModelSpec:
         except (TypeError, ValueError):
             return False
 
+    def make_classifier(self, sample_rate=16000, **params):
+        """``factory(**params)``: the unfitted classifier of the features at ``sample_rate``.
+
+        A ``"waveform"`` model makes its own features, so its factory is also given
+        ``sample_rate`` (unless ``params`` holds one).
+        """
+        if self.feature == "waveform":
+            params.setdefault("sample_rate", sample_rate)
+        return self.factory(**params)
+
     def make_pipeline(self, sample_rate=16000, **params):
         """``Pipeline([("features", <transformer>), ("clf", factory(**params))])``.
 
@@ -180,10 +190,8 @@ class ModelSpec:
         """
         from sklearn.pipeline import Pipeline
 
-        if self.feature == "waveform":
-            params.setdefault("sample_rate", sample_rate)
         return Pipeline([("features", self.make_features(sample_rate)),
-                         ("clf", self.factory(**params))])
+                         ("clf", self.make_classifier(sample_rate, **params))])
 
 
 _MODELS: dict[str, ModelSpec] = {}
