@@ -79,3 +79,27 @@ if os.environ.get("DEVICEPOOL_COUNT_BAD_INPUTS"):
 
         with open(os.environ["DEVICEPOOL_COUNT_BAD_INPUTS"], "w") as fh:
             json.dump(dict(_BAD_INPUTS, tests=session.testscollected), fh)
+
+
+#: the folder layout the command-line tests write corpora in
+FOLDER_PATTERN = "{device}/{mode}/{speaker}_{utterance}.wav"
+
+
+def folder_path(root, device, mode, speaker, utterance):
+    """Where one recording goes in :data:`FOLDER_PATTERN` (spaces in device names and
+    underscores in speakers and utterances made safe for the pattern)."""
+    return root / FOLDER_PATTERN.format(device=str(device).replace(" ", "_"), mode=mode,
+                                        speaker=str(speaker).replace("_", "-"),
+                                        utterance=str(utterance).replace("_", "-"))
+
+
+def write_folder_corpus(root, bunch):
+    """An embedded-corpus ``Bunch`` as 16-bit WAV files under ``root``; returns ``root``."""
+    import soundfile as sf
+
+    for x, dev, spk, mode, utt in zip(bunch.data, bunch.target, bunch.groups, bunch.mode,
+                                      bunch.utterance):
+        path = folder_path(root, dev, mode, spk, utt)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, np.asarray(x, dtype=np.float32), bunch.sample_rate, subtype="PCM_16")
+    return root

@@ -11,12 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import FOLDER_PATTERN, write_folder_corpus
 
 from devicepool.cli import DEMO_SETTINGS, main
 from devicepool.datasets import make_device_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
-PATTERN = "{device}/{mode}/{speaker}_{utterance}.wav"
+PATTERN = FOLDER_PATTERN
 
 
 
@@ -35,14 +36,8 @@ def run_cli(*args, timeout=900):
 @pytest.fixture(scope="module")
 def folder_corpus(tmp_path_factory):
     """The embedded corpus written as real WAV files in a folder layout."""
-    root = tmp_path_factory.mktemp("corpus")
     b = make_device_corpus(n_devices=3, n_speakers=3, n_utterances=2, random_state=0)
-    for x, dev, spk, mode, utt in zip(b.data, b.target, b.groups, b.mode, b.utterance):
-        path = root / PATTERN.format(device=str(dev).replace(" ", "_"), mode=mode,
-                                     speaker=str(spk).replace("_", "-"), utterance=str(utt).replace("_", "-"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        sf.write(path, np.asarray(x, dtype=np.float32), b.sample_rate, subtype="PCM_16")
-    return root
+    return write_folder_corpus(tmp_path_factory.mktemp("corpus"), b)
 
 
 def one_line_error(proc, code=2):

@@ -3,20 +3,19 @@
 import logging
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 
 distributed = pytest.importorskip("distributed")
 
 import joblib  # noqa: E402
+from conftest import FOLDER_PATTERN, write_folder_corpus  # noqa: E402
 
 from devicepool.cli import main  # noqa: E402
 from devicepool.datasets import make_device_corpus  # noqa: E402
 from devicepool.protocol import run_protocol  # noqa: E402
 
 FAST = {"max_epochs": 2, "batch_size": 8}
-PATTERN = "{device}/{mode}/{speaker}_{utterance}.wav"
+PATTERN = FOLDER_PATTERN
 
 
 @pytest.fixture(scope="module")
@@ -51,15 +50,7 @@ def test_protocol_on_a_cluster_matches_the_serial_run(cluster, corpus, tmp_path)
 
 @pytest.fixture(scope="module")
 def folder_corpus(tmp_path_factory, corpus):
-    root = tmp_path_factory.mktemp("corpus")
-    for x, dev, spk, mode, utt in zip(corpus.data, corpus.target, corpus.groups, corpus.mode,
-                                      corpus.utterance):
-        path = root / PATTERN.format(device=str(dev).replace(" ", "_"), mode=mode,
-                                     speaker=str(spk).replace("_", "-"),
-                                     utterance=str(utt).replace("_", "-"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        sf.write(path, np.asarray(x, dtype=np.float32), corpus.sample_rate, subtype="PCM_16")
-    return root
+    return write_folder_corpus(tmp_path_factory.mktemp("corpus"), corpus)
 
 
 def test_cli_evaluate_on_a_scheduler(cluster, folder_corpus, tmp_path, capsys):

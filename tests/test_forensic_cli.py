@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
+from conftest import FOLDER_PATTERN, write_folder_corpus
 from sklearn.linear_model import LogisticRegression
 
 from devicepool import protocol
@@ -25,18 +25,12 @@ from devicepool.forensic import (
     verbal_equivalent,
 )
 
-PATTERN = "{device}/{mode}/{speaker}_{utterance}.wav"
+PATTERN = FOLDER_PATTERN
 
 
 def write_corpus(root, **spec):
     """The embedded corpus as WAV files in the folder layout ``PATTERN``."""
-    b = make_device_corpus(random_state=0, **spec)
-    for x, dev, spk, mode, utt in zip(b.data, b.target, b.groups, b.mode, b.utterance):
-        path = root / PATTERN.format(device=str(dev).replace(" ", "_"), mode=mode,
-                                     speaker=str(spk).replace("_", "-"), utterance=str(utt).replace("_", "-"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        sf.write(path, np.asarray(x, dtype=np.float32), b.sample_rate, subtype="PCM_16")
-    return root
+    return write_folder_corpus(root, make_device_corpus(random_state=0, **spec))
 
 
 def corpus_args(root):

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import FOLDER_PATTERN, write_folder_corpus
 
 import devicepool
 from devicepool._progress import show_bars
@@ -32,7 +33,7 @@ from devicepool.estimators import DACNNClassifier
 from devicepool.protocol.lock import output_lock
 
 ROOT = Path(__file__).resolve().parents[1]
-PATTERN = "{device}/{mode}/{speaker}_{utterance}.wav"
+PATTERN = FOLDER_PATTERN
 
 
 def make_utterances(n=24, n_classes=3, width=24, seed=0):
@@ -44,14 +45,8 @@ def make_utterances(n=24, n_classes=3, width=24, seed=0):
 
 @pytest.fixture(scope="module")
 def folder_corpus(tmp_path_factory):
-    root = tmp_path_factory.mktemp("corpus")
     b = make_device_corpus(n_devices=3, n_speakers=3, n_utterances=2, random_state=0)
-    for x, dev, spk, mode, utt in zip(b.data, b.target, b.groups, b.mode, b.utterance):
-        path = root / PATTERN.format(device=dev, mode=mode, speaker=str(spk).replace("_", "-"),
-                                     utterance=str(utt).replace("_", "-"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        sf.write(path, np.asarray(x, dtype=np.float32), b.sample_rate, subtype="PCM_16")
-    return root
+    return write_folder_corpus(tmp_path_factory.mktemp("corpus"), b)
 
 
 def corpus_args(root):

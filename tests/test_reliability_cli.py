@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import FOLDER_PATTERN, folder_path
 
 from devicepool.audio import resample
 from devicepool.cli import _commands as commands
@@ -25,7 +26,7 @@ from devicepool.cli._modelfile import load_model
 from devicepool.datasets import make_device_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
-PATTERN = "{device}/{mode}/{speaker}_{utterance}.wav"
+PATTERN = FOLDER_PATTERN
 ENV = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
 
 
@@ -61,8 +62,7 @@ def write_corpus(root, rate=16000, rate_of=lambda path: None):
     """The embedded corpus as WAV files at ``rate`` (``rate_of(path)`` overrides per file)."""
     b = make_device_corpus(n_devices=3, n_speakers=3, n_utterances=2, random_state=0)
     for x, dev, spk, mode, utt in zip(b.data, b.target, b.groups, b.mode, b.utterance):
-        path = root / PATTERN.format(device=str(dev).replace(" ", "_"), mode=mode,
-                                     speaker=str(spk).replace("_", "-"), utterance=str(utt).replace("_", "-"))
+        path = folder_path(root, dev, mode, spk, utt)
         path.parent.mkdir(parents=True, exist_ok=True)
         r = rate_of(path) or rate
         x = np.asarray(x, dtype=np.float64)
