@@ -103,3 +103,18 @@ def write_folder_corpus(root, bunch):
         path.parent.mkdir(parents=True, exist_ok=True)
         sf.write(path, np.asarray(x, dtype=np.float32), bunch.sample_rate, subtype="PCM_16")
     return root
+
+
+def mean_frame(X):
+    """Each utterance's mean frame: ``(n_utterances, n_features)``."""
+    return np.stack([u.mean(0) for u in X])
+
+
+def mean_frame_logreg(random_state=None, **params):
+    """A seconds-fast registered model for protocol and command-line tests: mean frame +
+    logistic regression (module level, so loky workers unpickle it by reference)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    return make_pipeline(FunctionTransformer(mean_frame), LogisticRegression(max_iter=500))

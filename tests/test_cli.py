@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import FOLDER_PATTERN, write_folder_corpus
+from conftest import FOLDER_PATTERN, mean_frame_logreg, write_folder_corpus
 
 from devicepool.cli import DEMO_SETTINGS, main
 from devicepool.datasets import make_device_corpus
@@ -170,23 +170,11 @@ def test_evaluate_interrupted_then_resumed(folder_corpus, tmp_path):
     assert len(list((out / "results").rglob("*.json"))) == 12
 
 
-def _mean_frame(X):
-    return np.stack([u.mean(0) for u in X])
-
-
-def _mean_frame_logreg(random_state=None, **params):
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import FunctionTransformer
-
-    return make_pipeline(FunctionTransformer(_mean_frame), LogisticRegression(max_iter=500))
-
-
 def test_a_registered_model_is_a_command_line_choice(folder_corpus, tmp_path, capsys):
     from devicepool.protocol import register_model, unregister_model
 
     corpus = ["--corpus", "folder", "--root", str(folder_corpus), "--pattern", PATTERN]
-    register_model("lr_cli", _mean_frame_logreg, feature="fbank", label="LR (test)")
+    register_model("lr_cli", mean_frame_logreg, feature="fbank", label="LR (test)")
     try:
         assert main(["evaluate", *corpus, "--models", "lr_cli", "--out", str(tmp_path / "e"),
                      "--quiet"]) == 0

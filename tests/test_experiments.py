@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import mean_frame
 
 from devicepool.datasets import make_device_corpus
 from devicepool.protocol import (
@@ -319,17 +320,13 @@ def test_paper_claims_and_chance_levels_are_judged_from_the_numbers():
     assert chance_levels(res) == {"N": 100 / 6, "MOBI": 25.0}
 
 
-def _mean_frame(X):
-    return np.stack([u.mean(0) for u in X])
-
-
 def test_mode_augmentation_adds_training_copies_only(corpus, tmp_path):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer
 
     register_model("lr_meanframe", lambda random_state=None, **p: make_pipeline(
-        FunctionTransformer(_mean_frame), LogisticRegression(max_iter=500)))
+        FunctionTransformer(mean_frame), LogisticRegression(max_iter=500)))
     try:
         plain = run_protocol(corpus, models=["lr_meanframe"], progress=False, report=False)
         aug = run_protocol(corpus, models=["lr_meanframe"], progress=False, report=False,
@@ -357,7 +354,7 @@ def test_a_registered_model_runs_in_worker_processes(corpus):
     from sklearn.preprocessing import FunctionTransformer
 
     register_model("lr_workers", lambda random_state=None, **p: make_pipeline(
-        FunctionTransformer(_mean_frame), LogisticRegression(max_iter=500)))
+        FunctionTransformer(mean_frame), LogisticRegression(max_iter=500)))
     try:
         serial = run_protocol(corpus, models=["lr_workers"], progress=False, report=False)
         parallel = run_protocol(corpus, models=["lr_workers"], progress=False, report=False, n_jobs=2)

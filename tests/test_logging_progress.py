@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import FOLDER_PATTERN, write_folder_corpus
+from conftest import FOLDER_PATTERN, mean_frame_logreg, write_folder_corpus
 
 import devicepool
 from devicepool._progress import show_bars
@@ -412,22 +412,10 @@ def test_the_public_api_has_type_hints():
 # ----------------------------------------------------------------------------- fixtures
 
 
-def _mean_frame(X):
-    return np.stack([np.asarray(x).mean(axis=0) for x in X])
-
-
-def _mean_frame_logreg(random_state=None, **params):
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import FunctionTransformer
-
-    return make_pipeline(FunctionTransformer(_mean_frame), LogisticRegression(max_iter=500))
-
-
 @pytest.fixture
 def quick_model():
     from devicepool.protocol import register_model, unregister_model
 
-    register_model("lr_log", _mean_frame_logreg, feature="fbank", label="LR")
+    register_model("lr_log", mean_frame_logreg, feature="fbank", label="LR")
     yield "lr_log"
     unregister_model("lr_log")

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import FOLDER_PATTERN, folder_path
+from conftest import FOLDER_PATTERN, folder_path, mean_frame_logreg
 
 from devicepool.audio import resample
 from devicepool.cli import _commands as commands
@@ -491,23 +491,11 @@ def test_sigterm_stops_the_n_jobs_workers(folder_corpus, tmp_path):
 # ----------------------------------------------------------------------------- 9. locked output
 
 
-def _mean_frame(X):
-    return np.stack([u.mean(0) for u in X])
-
-
-def _mean_frame_logreg(random_state=None, **params):
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import FunctionTransformer
-
-    return make_pipeline(FunctionTransformer(_mean_frame), LogisticRegression(max_iter=500))
-
-
 @pytest.fixture
 def quick_model():
     from devicepool.protocol import register_model, unregister_model
 
-    register_model("lr_rel", _mean_frame_logreg, feature="fbank", label="LR")
+    register_model("lr_rel", mean_frame_logreg, feature="fbank", label="LR")
     yield "lr_rel"
     unregister_model("lr_rel")
 
