@@ -29,11 +29,13 @@ _LAZY = {
     "GaussianSupervector": "devicepool.estimators",
     "GMMUBMClassifier": "devicepool.estimators",
     "FusionClassifier": "devicepool.estimators",
+    "DeviceEmbedding": "devicepool.estimators",
     # datasets
     "load_mobiphone": "devicepool.datasets",
     "load_wspire": "devicepool.datasets",
     "load_audio_folder": "devicepool.datasets",
     "make_device_corpus": "devicepool.datasets",
+    "random_devices": "devicepool.datasets",
     # protocol
     "run_protocol": "devicepool.protocol",
 }

@@ -399,7 +399,43 @@ def test_device_lr_swapped_hypotheses_negate_the_llr(device_lr, splits):
     swapped = clone(m.calibrator_).fit(-m.calibration_scores_, 1 - m.calibration_labels_)
     E = splits["test"][0]
     scores = m.score(E[:5], E[5:15])
-    np.testing.assert_allclose(swapped.transform(-scores), -m.predict_llr(E[:5], E[5:15]), atol=1e-4)
+    np.testing.assert_allclose(swapped.transform(-scores), -m.calibrator_.transform(scores), atol=1e-4)
+
+
+def test_device_lr_bounds_llrs_to_elub(device_lr, splits):
+    """predict_llr is the calibrator's output clipped to the ELUB bounds of the calibration
+    LRs; bounds=None leaves it unbounded."""
+    from sklearn.base import clone
+
+    from devicepool.forensic import elub_bounds
+
+    m = device_lr
+    low, high = m.llr_bounds_
+    expected = elub_bounds(m.calibrator_.transform(m.calibration_scores_), m.calibration_labels_)
+    assert (low, high) == expected and low < 0 < high
+    E = splits["test"][0]
+    raw = m.calibrator_.transform(m.score(E[:5], E[5:15]))
+    assert (raw > high).any()  # the test is not vacuous: some raw LRs exceed the bound
+    np.testing.assert_allclose(m.predict_llr(E[:5], E[5:15]), np.clip(raw, low, high))
+    Eb, db, _ = splits["background"]
+    unbounded = clone(m).set_params(bounds=None).fit(*splits["calibration"], X_background=Eb,
+                                                     devices_background=db)
+    assert unbounded.llr_bounds_ == (-np.inf, np.inf)
+    np.testing.assert_allclose(unbounded.predict_llr(E[:5], E[5:15]), raw)
+
+
+def test_elub_bounds_grow_with_the_evidence_and_refuse_bad_input():
+    from devicepool.forensic import elub_bounds
+
+    rng = np.random.default_rng(1)
+    def bounds(n):
+        y = np.r_[np.ones(n), np.zeros(n)]
+        return elub_bounds(np.r_[rng.normal(3, 1, n), rng.normal(-3, 1, n)], y)
+    small, large = bounds(20), bounds(2000)
+    assert small[1] < large[1] and small[0] > large[0]  # more data support stronger LRs
+    assert small[1] <= np.log10(21) + 0.01  # never beyond what one misleading pair allows
+    with pytest.raises(ValueError):
+        elub_bounds([0.1, np.nan], [1, 0])
 
 
 def test_device_lr_is_reproducible_and_uses_x_without_background(splits):

@@ -383,5 +383,11 @@ def cmd_compare(args):
     return run(args)
 
 
+def cmd_pretrain(args):
+    from ._pretrain_command import cmd_pretrain as run
+
+    return run(args)
+
+
 COMMANDS = {"demo": cmd_demo, "evaluate": cmd_evaluate, "train": cmd_train, "predict": cmd_predict,
-            "calibrate": cmd_calibrate, "compare": cmd_compare}
+            "calibrate": cmd_calibrate, "compare": cmd_compare, "pretrain": cmd_pretrain}

@@ -73,10 +73,31 @@ def _forensic_part(payload, path):
     return payload["forensic"], dict(payload.get("forensic_data") or {})
 
 
+def _pretrained_summary(lr):
+    """The calibration summary of an embedding bundle's back end (its recorded validation)."""
+    meta = lr.embedder.metadata_
+    if "calibration_data" in meta:  # a bundle that 'devicepool calibrate' recalibrated
+        return dict(meta["calibration_data"], model="pretrained device embedding, recalibrated")
+    recipe, val = meta.get("recipe", {}), meta.get("validation", {})
+    chosen = val.get("chosen")
+    held = val.get(chosen, {}) if chosen else {}
+    return {"model": "pretrained device embedding", "backbone": recipe.get("backbone"),
+            "calibration_devices": recipe.get("n_calibration_devices"),
+            "calibration_population": "simulated devices disjoint from the embedding's training devices",
+            "validation_cllr": held.get("cllr"), "validation_eer": held.get("eer")}
+
+
 def _load_calibrated(args):
     """``(DeviceLR with the model file's pipeline as embedder, calibration summary)``."""
     from devicepool._validation import where
     from devicepool.forensic import DeviceLR
+
+    if args.model is None or _is_bundle(args.model):
+        try:
+            lr = DeviceLR.pretrained(weights=args.model)
+        except (FileNotFoundError, ValueError) as exc:
+            raise UsageError(str(exc)) from None
+        return lr, _pretrained_summary(lr)
 
     pipe, payload = _modelfile.read_model_file(args.model, allow_pickle=args.allow_pickle)
     part, summary = _forensic_part(payload, args.model)
@@ -86,6 +107,17 @@ def _load_calibrated(args):
         raise UsageError(f"cannot load the forensic calibration of {where(path=args.model)}: "
                          f"{exc}") from None
     return lr, summary
+
+
+def _is_bundle(path):
+    """Whether ``path`` is an embedding bundle (of ``devicepool pretrain``), not a model file."""
+    from devicepool.estimators.embedding import read_bundle
+
+    try:
+        read_bundle(path)
+    except (FileNotFoundError, ValueError):
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------- calibrate
@@ -117,15 +149,45 @@ def _summary(args, corpus, devices, speakers, lr):
             "cllr": float(cllr(llr, y)), "cllr_min": float(cllr_min(llr, y))}
 
 
-def cmd_calibrate(args):
-    from devicepool.forensic import DeviceLR
+def _cv_summary(lr_settings, E, devices, speakers):
+    """Speaker-disjoint cross-validated measures of the calibration recipe, or None."""
+    import numpy as np
 
+    from devicepool.forensic import cllr, cllr_min, cross_validated_llrs, eer
+
+    try:
+        llr, y = cross_validated_llrs(lr_settings, E, devices, speakers, n_splits=3)
+    except ValueError as exc:
+        return {"error": str(exc)}
+    return {"cv_cllr": float(cllr(llr, y)), "cv_cllr_min": float(cllr_min(llr, y)),
+            "cv_eer": float(eer(llr, y)),
+            "cv_same_lr_below_1": float(np.mean(llr[y == 1] < 0)),
+            "cv_diff_lr_above_1": float(np.mean(llr[y == 0] > 0))}
+
+
+def _calibrate_embedder(args):
+    """``(embedder, payload or bundle, kind)`` for calibrate: a model file's pipeline, or
+    the pretrained embedding (no --model, or an embedding bundle)."""
+    if args.model is None or _is_bundle(args.model):
+        from devicepool.estimators.embedding import DeviceEmbedding, read_bundle
+
+        return DeviceEmbedding(weights=args.model).fit(), dict(read_bundle(args.model)), "bundle"
     pipe, payload = _base_payload(args)
     if not hasattr(pipe, "transform"):
         name = _modelfile.model_name_of(pipe) or type(pipe).__name__
         raise UsageError(f"model {name!r} in {args.model} gives no device embeddings (no "
                          "'transform'); calibrate needs a network's model file (da_cnn, sa_cnn "
-                         "or dft_cnn)")
+                         "or dft_cnn), an embedding bundle, or no --model (the pretrained embedding)")
+    return pipe, payload, "model"
+
+
+def cmd_calibrate(args):
+    from sklearn.base import clone
+
+    from devicepool import __version__
+    from devicepool.forensic import DeviceLR
+
+    embedder, payload, kind = _calibrate_embedder(args)
     leftover = _modelfile.check_output(args.output)
     if leftover:
         say(args, f"devicepool calibrate: removed {args.output + '.tmp'!r}, left by an interrupted run")
@@ -135,22 +197,34 @@ def cmd_calibrate(args):
               f"{len(set(map(str, devices)))} devices ({args.scoring} scoring, "
               f"{args.calibration} calibration)")
     t0 = time.perf_counter()
-    lr = DeviceLR(embedder=pipe, scoring=args.scoring, calibration=args.calibration,
-                  lda_dim=args.lda_dim, n_references=args.n_references,
-                  random_state=args.seed).fit(data, devices, speakers)
+    E = embedder.transform(data)
+    settings = DeviceLR(scoring=args.scoring, calibration=args.calibration, lda_dim=args.lda_dim,
+                        n_references=args.n_references, random_state=args.seed)
+    lr = clone(settings).fit(E, devices, speakers)
     summary = _summary(args, corpus, devices, speakers, lr)
-    if "forensic" in payload:
-        say(args, f"devicepool calibrate: replacing the calibration already in {args.model}")
-    from devicepool import __version__
-
-    out = dict(payload, devicepool_version=__version__, forensic=_to_tensors(lr.to_payload()),
-               forensic_data=summary)
+    summary.update(_cv_summary(settings, E, devices, speakers))
+    if kind == "bundle":
+        out = dict(payload, lr=_to_tensors(lr.to_payload()),
+                   calibration_data=json.dumps(summary, sort_keys=True))
+    else:
+        if "forensic" in payload:
+            say(args, f"devicepool calibrate: replacing the calibration already in {args.model}")
+        out = dict(payload, devicepool_version=__version__, forensic=_to_tensors(lr.to_payload()),
+                   forensic_data=summary)
     _modelfile.save_payload(out, args.output)
     print(f"calibration corpus: {summary['n_recordings']} recordings, {len(summary['devices'])} "
           f"devices, {summary['n_speakers']} speakers ({args.mode} speech)")
     print(f"calibration pairs: {lr.n_same_pairs_} same-device, {lr.n_diff_pairs_} different-device "
           f"(up to {args.n_references} references each, by other speakers)")
-    print(f"Cllr {summary['cllr']:.3f} (Cllr_min {summary['cllr_min']:.3f}) {CALIBRATION_CLLR_NOTE}")
+    if "cv_cllr" in summary:
+        print(f"cross-validated (speaker-disjoint, 3 folds): Cllr {summary['cv_cllr']:.3f} "
+              f"(Cllr_min {summary['cv_cllr_min']:.3f}), EER {100 * summary['cv_eer']:.1f} %, "
+              f"same-device LR < 1: {100 * summary['cv_same_lr_below_1']:.1f} %")
+    else:
+        print(f"no cross-validated Cllr: {summary['error']}")
+    print(f"(resubstitution Cllr {summary['cllr']:.3f}, {CALIBRATION_CLLR_NOTE})")
+    lo, hi = lr.llr_bounds_
+    print(f"LRs bounded to log10 LR in [{lo:+.2f}, {hi:+.2f}] (ELUB of the calibration pairs)")
     say(args, f"saved {args.output} (weights-only, {time.perf_counter() - t0:.1f} s)")
     return 0
 
@@ -185,11 +259,30 @@ def _calibration_doc(lr, summary):
     return doc
 
 
-def _print_text(rows, references, summary):
-    n_dev = len(summary.get("devices", []))
+def _bounds_line(bounds, rows):
+    low, high = bounds
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return None
+    at = [r["file"] for r in rows if r["llr"] <= low + 1e-9 or r["llr"] >= high - 1e-9]
+    line = (f"LRs are bounded to log10 LR in [{low:+.2f}, {high:+.2f}]: the calibration data support "
+            "no stronger evidence (empirical lower and upper bounds, ELUB)")
+    if at:
+        line += f"; {len(at)} result(s) sit at a bound (the evidence may be stronger than stated)"
+    return line
+
+
+def _print_text(rows, references, summary, bounds_line=None, warnings=()):
+    n_dev = len(summary.get("devices", [])) or summary.get("calibration_devices") or 0
     print(f"# H1: {H1} ({len(references)} reference recordings)")
     print(f"# H2: {H2}" + (f"; the calibration data hold {n_dev} devices" if n_dev else ""))
+    if summary.get("model") == "pretrained device embedding":
+        print("# model: the shipped pretrained device embedding, calibrated on "
+              f"{summary.get('calibration_population')}")
     print(f"# {CAUTION}")
+    if bounds_line:
+        print(f"# {bounds_line}")
+    for w in warnings:
+        print(f"# warning: {w}")
     print("# file\tlog10 LR\tverbal equivalent (ENFSI 2015 scale)")
     for row in rows:
         print(f"{tsv_field(row['file'])}\t{row['llr']:+.2f}\t{row['verbal']}")
@@ -205,15 +298,23 @@ def cmd_compare(args):
         say(args, f"note: the calibration compared each recording with up to {lr.n_references} "
                   f"reference recordings; you gave {len(references)} (the LRs are best calibrated "
                   f"for that number: 'devicepool calibrate --n-references {len(references)}')")
+    from devicepool.forensic.coverage import coverage_warnings
+
+    warnings, _ = coverage_warnings(questioned, references, summary.get("coverage"))
     llrs = lr.predict_llr(questioned, references)
     rows = [_result_row(f, float(v)) for f, v in zip(questioned, llrs)]
+    bounds = tuple(float(b) for b in getattr(lr, "llr_bounds_", (-math.inf, math.inf)))
+    line = _bounds_line(bounds, rows)
     if args.json:
-        doc = {"model": os.fspath(args.model), "hypotheses": {"H1": H1, "H2": H2},
+        doc = {"model": "pretrained" if args.model is None else os.fspath(args.model),
+               "hypotheses": {"H1": H1, "H2": H2},
                "caution": CAUTION, "verbal_scale": SCALE, "references": references,
-               "questioned": rows, "calibration": _calibration_doc(lr, summary)}
+               "questioned": rows, "calibration": _calibration_doc(lr, summary),
+               "llr_bounds": [b if math.isfinite(b) else None for b in bounds], "bounds_note": line,
+               "warnings": warnings}
         print(json.dumps(doc, indent=1))
     else:
-        _print_text(rows, references, summary)
+        _print_text(rows, references, summary, line, warnings)
     return 0
 
 

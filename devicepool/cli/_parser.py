@@ -32,7 +32,11 @@ the calibration data) and a caution on '# ' lines, then one line per questioned 
 tab-separated: file (escaped as in predict), log10 LR (2 decimals) and its verbal
 equivalent on the ENFSI (2015) scale. The LR is the strength of the evidence, not the
 probability that H1 is true. --json gives one document (model, hypotheses, caution,
-verbal_scale, references, questioned with file, llr, lr, verbal, and calibration).
+verbal_scale, references, questioned with file, llr, lr, verbal, and calibration, bounds and
+warnings). The LRs are bounded to what the calibration data support (ELUB); a line says so
+when a result sits at a bound. Recordings outside what the calibration covered (too short,
+(near) silent, too low a rate, another speaking mode) are named on '# warning:' lines.
+Without --model the shipped pretrained embedding and its calibration are used.
 """
 
 
@@ -223,7 +227,10 @@ def _add_calibrate(sub):
                        "corpus and write the model file with it. The calibration corpus is the "
                        "relevant population of the LRs: recordings of devices like the casework's, "
                        "never the questioned recordings.")
-    c.add_argument("--model", required=True, metavar="FILE", help="a model file of 'devicepool train'")
+    c.add_argument("--model", default=None, metavar="FILE",
+                   help="a model file of 'devicepool train', or an embedding bundle (default: the "
+                        "shipped pretrained embedding; the output is then an embedding bundle with "
+                        "your calibration)")
     _corpus_args(c, training=False)
     c.add_argument("--mode", choices=("all", "neutral", "whisper"), default="all",
                    help="calibrate on this speaking mode only (default all)")
@@ -243,8 +250,10 @@ def _add_calibrate(sub):
 def _add_compare(sub):
     r = sub.add_parser("compare", help="log10 LR that questioned recordings come from one device",
                        epilog=_COMPARE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    r.add_argument("--model", required=True, metavar="FILE",
-                   help="a model file of 'devicepool calibrate'")
+    r.add_argument("--model", default=None, metavar="FILE",
+                   help="a model file of 'devicepool calibrate' or an embedding bundle of 'devicepool "
+                        "pretrain' (default: the shipped pretrained embedding and its calibration, "
+                        "no training needed)")
     r.add_argument("--reference", nargs="+", required=True, metavar="FILE",
                    help="recordings made with ONE device (e.g. the seized phone)")
     r.add_argument("--questioned", nargs="+", required=True, metavar="FILE",
@@ -253,6 +262,33 @@ def _add_compare(sub):
     r.add_argument("--allow-pickle", action="store_true",
                    help=f"also load a pickle: {PICKLE_RISK}")
     _common_args(r, seed=False)
+
+
+def _add_pretrain(sub):
+    r = sub.add_parser("pretrain", help="train a device embedding on thousands of simulated devices",
+                       description="Pretrain a universal device embedding (docs/pretrained.md): draw "
+                       "a population of simulated devices from measured microphone responses "
+                       "(random EQ, codecs, rates, noise, gain, clipping, AGC), record synthetic and "
+                       "real speech through them, train an embedding network with an additive angular "
+                       "margin loss, fit its scorer and calibration on disjoint simulated devices, "
+                       "and write an embedding bundle (weights only). Resumable: rerun the same "
+                       "command; Ctrl-C writes a checkpoint first.")
+    r.add_argument("--microphones", required=True, metavar="DIR",
+                   help="folder of measured microphone impulse responses (WAV); the 12 of the "
+                        "default corpus are left out")
+    r.add_argument("--source", default=None, metavar="DIR",
+                   help="folder of real speech, Free Spoken Digit Dataset naming "
+                        "({digit}_{speaker}_{index}.wav); without it, synthetic speech only")
+    r.add_argument("-o", "--output", required=True, metavar="DIR",
+                   help="working folder: features, checkpoint, train_log.jsonl, device_embedding.pt")
+    r.add_argument("--devices", type=_positive_int, default=None, help="training devices (default 2000)")
+    r.add_argument("--recordings", type=_positive_int, default=None,
+                   help="recordings per training device (default 10)")
+    r.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps (default 4000)")
+    r.add_argument("--backbone", choices=("ecapa", "da_cnn"), default=None,
+                   help="embedding network (default ecapa)")
+    r.add_argument("--jobs", type=_positive_int, default=1, help="processes for the simulation")
+    _common_args(r)
 
 
 def build_parser():
@@ -274,4 +310,5 @@ def build_parser():
     _add_predict(sub)
     _add_calibrate(sub)
     _add_compare(sub)
+    _add_pretrain(sub)
     return p

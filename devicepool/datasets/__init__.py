@@ -26,6 +26,13 @@ from .corpus import (
 )
 from .folder import load_audio_folder
 from .mobiphone import load_mobiphone, split_utterances
+from .population import (
+    DEFAULT_MICROPHONES,
+    microphone_files,
+    random_device,
+    random_devices,
+    speech_sources,
+)
 from .wspire import load_wspire
 
 __all__ = [
@@ -42,4 +49,9 @@ __all__ = [
     "DEFAULT_DEVICES",
     "available_codecs",
     "microphone_names",
+    "DEFAULT_MICROPHONES",
+    "microphone_files",
+    "random_device",
+    "random_devices",
+    "speech_sources",
 ]

@@ -7,12 +7,14 @@ A device is a seeded chain applied to a clean utterance:
    talker placement), random gain; different for every recording;
 2. **microphone**: convolution with a *measured* microphone impulse response shipped in
    ``devicepool/datasets/data/micirp`` (MicIRP collection, micirp.blogspot.com &
-   Xaudia.com), normalised to 0 dB at 1 kHz;
+   Xaudia.com) or in any WAV file the spec names by path, normalised to 0 dB at 1 kHz;
 3. **analogue band limits**: 2nd-order Butterworth high-pass / low-pass of the input stage;
+   then the device's own parametric EQ (shelves, peaks, resonances; ``DeviceSpec.eq``);
 4. **self-noise**: coloured noise (white, pink or brown) at the device's floor, jittered
    per recording, plus optional mains hum (50 Hz and harmonics);
-5. **gain and clipping**: the recording gain, then hard clipping at the converter's
-   full scale (or a soft ``tanh`` overload);
+5. **gain, AGC and clipping**: the recording gain, an optional automatic gain control
+   (``DeviceSpec.agc``), then hard clipping at the converter's full scale (or a soft
+   ``tanh`` overload);
 6. **converter and codec**: resampling to the codec rate (8 kHz for narrow-band phones,
    with the polyphase anti-alias filter), then a real encode/decode round trip through
    libsndfile (via :mod:`soundfile`, in memory): 16-bit PCM, u-law, A-law, GSM 6.10,
@@ -39,6 +41,7 @@ __all__ = [
     "codec_roundtrip",
     "apply_device",
     "microphone_names",
+    "eq_response",
 ]
 
 MIC_DIR = Path(__file__).resolve().parent / "data" / "micirp"
@@ -71,7 +74,7 @@ class DeviceSpec:
         Label used as the class (``target``).
     mic : str
         Stem of a measured impulse response in ``datasets/data/micirp`` (see
-        :func:`microphone_names`).
+        :func:`microphone_names`), or the path of a WAV file holding one (``.wav``).
     codec : str
         Key of the codec (``"pcm16"``, ``"ulaw"``, ``"alaw"``, ``"gsm610"``, ``"g721"``,
         ``"g723_24"``, ``"g723_40"``, ``"ima_adpcm"``, ``"ms_adpcm"``, ``"mp3"``,
@@ -96,6 +99,14 @@ class DeviceSpec:
         libsndfile compression level (0 = best quality, 1 = smallest) for lossy codecs.
     description : str
         One line of prose for the docs.
+    eq : tuple of (kind, freq, gain_db, q), default=()
+        The device's parametric EQ after the microphone: RBJ biquad sections, ``kind``
+        one of ``"peak"``, ``"lowshelf"``, ``"highshelf"``; ``freq`` in Hz, ``gain_db``
+        in dB, ``q`` > 0 (a resonance is a peak of high ``q``).
+    agc : float or None, default=None
+        Automatic gain control: the target RMS level in dBFS of a slow feedback gain
+        (20 ms frames, 50 ms attack, 500 ms release, at most +/-20 dB), applied after the
+        recording gain and before clipping; None for none.
     """
 
     name: str
@@ -111,6 +122,8 @@ class DeviceSpec:
     soft_clip: bool = False
     compression_level: float | None = None
     description: str = ""
+    eq: tuple = ()
+    agc: float | None = None
 
     # a plain class attribute (no annotation), so not a dataclass field
     _parameter_constraints = {
@@ -127,6 +140,8 @@ class DeviceSpec:
         "soft_clip": ["boolean"],
         "compression_level": [Interval(Real, 0, 1, closed="both"), None],
         "description": [str],
+        "eq": [tuple, list],
+        "agc": [Interval(Real, -80, 0, closed="both"), None],
     }
 
     def __post_init__(self):
@@ -139,12 +154,35 @@ class DeviceSpec:
                 f"The 'band' parameter of {owner} must be (low, high) Hz with "
                 f"0 <= low < high; got {self.band!r}."
             )
+        for section in self.eq:
+            _check_eq_section(section, owner)
 
     def as_dict(self):
         """The specification as a plain dict (``device_info`` entries)."""
         d = asdict(self)
         d["band"] = tuple(float(b) for b in self.band)
+        # the parts added in 0.5 appear only when used, so older fingerprints still hold
+        if self.eq:
+            d["eq"] = [list(sec) for sec in self.eq]
+        else:
+            del d["eq"]
+        if self.agc is None:
+            del d["agc"]
         return d
+
+
+_EQ_KINDS = ("peak", "lowshelf", "highshelf")
+
+
+def _check_eq_section(section, owner):
+    ok = (isinstance(section, (tuple, list)) and len(section) == 4 and section[0] in _EQ_KINDS
+          and all(isinstance(v, Real) and not isinstance(v, bool) and np.isfinite(v)
+                  for v in section[1:]))
+    if not ok or section[1] <= 0 or section[3] <= 0:
+        raise InvalidParameterError(
+            f"Each 'eq' section of {owner} must be (kind, freq, gain_db, q) with kind in "
+            f"{_EQ_KINDS}, freq > 0 Hz and q > 0; got {section!r}."
+        )
 
 
 #: Default devices, in the order ``make_device_corpus(n_devices=k)`` takes them.
@@ -223,11 +261,11 @@ def _mic_ir(name, sample_rate):
 
     from ..audio import resample
 
-    path = MIC_DIR / f"{name}.wav"
+    path = Path(name) if name.lower().endswith(".wav") else MIC_DIR / f"{name}.wav"
     if not path.is_file():
         raise ValueError(
             f"unknown microphone {name!r}: no impulse response {str(path)!r}; choose one of "
-            f"{microphone_names()}"
+            f"{microphone_names()} or name a WAV file by its path"
         )
     h, rate = sf.read(str(path), dtype="float64")
     if h.ndim > 1:
@@ -358,6 +396,57 @@ def _random_eq(freqs, rng, depth_db):
     return np.interp(lf, np.log2(centres), gains)
 
 
+def _biquad(kind, freq, gain_db, q, sr):
+    """RBJ audio-EQ-cookbook biquad ``(b, a)`` (normalised, a[0] = 1)."""
+    A = 10 ** (gain_db / 40.0)
+    w = 2 * np.pi * min(freq, 0.49 * sr) / sr
+    cw, alpha = np.cos(w), np.sin(w) / (2 * q)
+    if kind == "peak":
+        b = [1 + alpha * A, -2 * cw, 1 - alpha * A]
+        a = [1 + alpha / A, -2 * cw, 1 - alpha / A]
+    else:
+        sign = 1.0 if kind == "lowshelf" else -1.0
+        sq = 2 * np.sqrt(A) * alpha
+        b = [A * ((A + 1) - sign * (A - 1) * cw + sq), sign * 2 * A * ((A - 1) - sign * (A + 1) * cw),
+             A * ((A + 1) - sign * (A - 1) * cw - sq)]
+        a = [(A + 1) + sign * (A - 1) * cw + sq, -sign * 2 * ((A - 1) + sign * (A + 1) * cw),
+             (A + 1) + sign * (A - 1) * cw - sq]
+    return np.asarray(b) / a[0], np.asarray(a) / a[0]
+
+
+def eq_response(eq, freqs, sr):
+    """Complex response of the EQ sections ``eq`` (see :class:`DeviceSpec`) at ``freqs`` Hz."""
+    z = np.exp(-1j * 2 * np.pi * np.asarray(freqs, dtype=float) / sr)
+    H = np.ones(len(z), dtype=complex)
+    for kind, freq, gain_db, q in eq:
+        b, a = _biquad(kind, float(freq), float(gain_db), float(q), sr)
+        H *= (b[0] + b[1] * z + b[2] * z**2) / (a[0] + a[1] * z + a[2] * z**2)
+    return H
+
+
+def _agc(y, target_dbfs, sr):
+    """Feedback-free AGC: per-20-ms-frame gain toward ``target_dbfs``, smoothed with a 50 ms
+    attack (gain going down) and 500 ms release (going up), limited to +/-20 dB."""
+    hop = max(int(0.02 * sr), 1)
+    m = -(-len(y) // hop)
+    pad = np.zeros(m * hop)
+    pad[: len(y)] = y
+    rms = np.sqrt(np.mean(pad.reshape(m, hop) ** 2, axis=1)) + 1e-9
+    want = np.clip(target_dbfs - 20 * np.log10(rms), -20.0, 20.0)
+    # frames quieter than -60 dBFS (pauses) hold the gain instead of pumping noise up
+    hold = 20 * np.log10(rms) < -60.0
+    a_att, a_rel = np.exp(-0.02 / 0.05), np.exp(-0.02 / 0.5)
+    g = np.empty(m)
+    cur = 0.0
+    for i in range(m):
+        if not hold[i]:
+            k = a_att if want[i] < cur else a_rel
+            cur = k * cur + (1 - k) * want[i]
+        g[i] = cur
+    gains = np.interp(np.arange(len(y)), np.arange(m) * hop + hop / 2, g)
+    return y * 10 ** (gains / 20.0)
+
+
 def apply_device(x, spec, sample_rate, rng, *, variability=1.0):
     """Record the clean utterance ``x`` "through" the device ``spec``.
 
@@ -405,6 +494,8 @@ def apply_device(x, spec, sample_rate, rng, *, variability=1.0):
     H = fft.rfft(h, m)
     if v > 0:
         H = H * 10 ** (_random_eq(np.arange(len(H)) * sr / m, rng, 3.0 * v) / 20.0)
+    if spec.eq:
+        H = H * eq_response(spec.eq, np.arange(len(H)) * sr / m, sr)
     y = fft.irfft(fft.rfft(x, m) * H, m)[:n]
     # 3. analogue band limits.
     lo, hi = float(spec.band[0]), min(float(spec.band[1]), 0.45 * sr)
@@ -422,6 +513,8 @@ def apply_device(x, spec, sample_rate, rng, *, variability=1.0):
         y = y + 10 ** (spec.hum_dbfs / 20.0) * hum / np.sqrt(np.mean(hum**2))
     # 5. gain and clipping.
     y = y * 10 ** ((spec.gain_db + rng.normal(0.0, 3.0) * v) / 20.0)
+    if spec.agc is not None:
+        y = _agc(y, float(spec.agc), sr)
     if spec.clip is not None:
         if spec.soft_clip:
             y = spec.clip * np.tanh(y / spec.clip)

@@ -52,8 +52,9 @@ from ._callbacks import EarlyStoppingBest, EpochProgress, OneCycleSchedule, Stop
 from ._data import BucketIterator, CropCollate, UtteranceDataset, collate_utterances
 from .classical import GaussianSupervector, GMMUBMClassifier
 from .classifiers import DACNNClassifier, DFTCNNClassifier, SACNNClassifier
+from .embedding import DeviceEmbedding
 from .fusion import FusionClassifier
-from .recipes import make_gmm_ubm, make_gsv_svm
+from .recipes import make_gmm_ubm, make_gsv_svm, make_pretrained_lr
 
 __all__ = [
     "SACNNClassifier",
@@ -64,6 +65,8 @@ __all__ = [
     "FusionClassifier",
     "make_gsv_svm",
     "make_gmm_ubm",
+    "make_pretrained_lr",
+    "DeviceEmbedding",
     "UtteranceOutputs",
     "UtteranceDataset",
     "BucketIterator",

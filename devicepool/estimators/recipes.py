@@ -16,7 +16,7 @@ from sklearn.svm import LinearSVC
 from ..features import MFCC
 from .classical import GaussianSupervector, GMMUBMClassifier
 
-__all__ = ["make_gsv_svm", "make_gmm_ubm"]
+__all__ = ["make_gsv_svm", "make_gmm_ubm", "make_pretrained_lr"]
 
 
 def make_gsv_svm(random_state=None, *, n_mfcc=20, n_deltas=1, n_components=64, relevance=16.0,
@@ -78,4 +78,39 @@ def make_gmm_ubm(random_state=None, *, n_mfcc=20, n_deltas=1, n_components=64, r
         ("gmm", GMMUBMClassifier(n_components=n_components, relevance=relevance,
                                  ubm_frames=ubm_frames, calibration_folds=calibration_folds,
                                  random_state=random_state)),
+    ])
+
+
+def make_pretrained_lr(random_state=None, *, sample_rate=None, C=10.0, weights=None):
+    """The few-shot device classifier: the pretrained embedding + logistic regression.
+
+    Waveforms (or paths) in. The embedding is not trained (it was pretrained on simulated
+    devices, ``docs/pretrained.md``); only the linear back end learns the devices, so a few
+    recordings per device suffice. Fit it with a handful of recordings of each device.
+
+    Parameters
+    ----------
+    random_state : None or int
+        The logistic regression's (its lbfgs solver is deterministic; kept for the
+        registry's factory signature).
+    sample_rate : int, optional
+        Rate of the waveforms (files are resampled by themselves).
+    C : float, default=10.0
+        Inverse regularisation of the logistic regression.
+    weights : str or os.PathLike, optional
+        Another embedding bundle than the shipped one.
+
+    Returns
+    -------
+    pipeline : sklearn.pipeline.Pipeline
+        ``embed`` (:class:`~devicepool.estimators.embedding.DeviceEmbedding`) -> ``clf``
+        (:class:`~sklearn.linear_model.LogisticRegression`).
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    from .embedding import DeviceEmbedding
+
+    return Pipeline([
+        ("embed", DeviceEmbedding(weights=weights, sample_rate=sample_rate)),
+        ("clf", LogisticRegression(C=C, max_iter=2000, random_state=random_state)),
     ])

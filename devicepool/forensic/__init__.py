@@ -17,13 +17,18 @@ Layer: above :mod:`devicepool.estimators`, below :mod:`devicepool.protocol`; imp
 numpy, scipy, scikit-learn and devicepool's lower layers only.
 
 * :mod:`~devicepool.forensic.metrics` -- :func:`cllr`, :func:`cllr_min`,
-  :func:`cllr_cal`, :func:`eer`, :func:`tippett_data`, :func:`det_data`,
+  :func:`cllr_cal`, :func:`eer`, :func:`elub_bounds`, :func:`tippett_data`, :func:`det_data`,
   :func:`ece_data` (log10 LRs and labels 1 = H1, 0 = H2);
 * :mod:`~devicepool.forensic.scoring` -- :class:`CosineScorer`, :class:`PLDAScorer`;
 * :mod:`~devicepool.forensic.calibration` -- :class:`LogisticCalibrator`,
   :class:`IsotonicCalibrator` (score -> log10 LR);
 * :mod:`~devicepool.forensic.lr` -- :class:`DeviceLR` (embedder -> scorer ->
   calibrator);
+* :mod:`~devicepool.forensic.enrolment` -- :class:`EnrolledDevices` (open-set
+  identification by enrolment with the pretrained embedding: "unknown device" when no
+  enrolled device is supported);
+* :mod:`~devicepool.forensic.coverage` -- :func:`coverage_warnings` (recordings outside
+  what a calibration covered);
 * :mod:`~devicepool.forensic.openset` -- :class:`OpenSetClassifier` and
   :data:`UNKNOWN` (identification that may answer "unknown device");
 * :mod:`~devicepool.forensic.verbal` -- :func:`verbal_equivalent` (the ENFSI-style
@@ -37,7 +42,9 @@ Fitted :class:`DeviceLR` and :class:`OpenSetClassifier` have ``to_payload()`` an
 """
 
 from .calibration import IsotonicCalibrator, LogisticCalibrator
-from .lr import DeviceLR
+from .coverage import coverage_warnings, recording_conditions
+from .enrolment import EnrolledDevices
+from .lr import DeviceLR, cross_validated_llrs
 from .metrics import (
     DetData,
     EceData,
@@ -48,6 +55,7 @@ from .metrics import (
     det_data,
     ece_data,
     eer,
+    elub_bounds,
     tippett_data,
 )
 from .openset import UNKNOWN, OpenSetClassifier
@@ -61,6 +69,9 @@ __all__ = [
     "CosineScorer",
     "DetData",
     "DeviceLR",
+    "EnrolledDevices",
+    "coverage_warnings",
+    "recording_conditions",
     "EceData",
     "IsotonicCalibrator",
     "LogisticCalibrator",
@@ -70,9 +81,11 @@ __all__ = [
     "cllr",
     "cllr_cal",
     "cllr_min",
+    "cross_validated_llrs",
     "det_data",
     "ece_data",
     "eer",
+    "elub_bounds",
     "plot_det",
     "plot_ece",
     "plot_tippett",

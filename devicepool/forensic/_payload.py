@@ -14,7 +14,7 @@ A ``DeviceLR`` payload (``format`` ``"devicepool.forensic.DeviceLR"``, ``format_
     {"format": ..., "format_version": 1,
      "params": {"scoring": "plda" | "cosine", "calibration": "logistic" | "isotonic",
                 "lda_dim": int | None, "n_references": int, "max_pairs": int,
-                "random_state": int | None},
+                "random_state": int | None, "bounds": "elub" | None},
      "n_features_in": int,
      "scorer": {"kind": "plda" | "cosine", "lda_dim": ..., "n_features_in": int,
                 "devices": [labels], "mean": (d,),
@@ -26,7 +26,8 @@ A ``DeviceLR`` payload (``format`` ``"devicepool.forensic.DeviceLR"``, ``format_
                  | {"kind": "isotonic", "X_thresholds": (t,), "y_thresholds": (t,),
                     "prior_log_odds": float, "llr_bounds": [low, high]},
      "calibration": {"scores": (p,), "labels": (p,), "n_same_pairs": int,
-                     "n_diff_pairs": int}}
+                     "n_diff_pairs": int},
+     "llr_bounds": [low, high]}   # log10; absent in payloads of 0.4 and earlier (unbounded)
 
 The scorer's LDA step is kept as the affine map it applies (``(x - xbar) @
 scalings[:, :k]``, what :class:`~sklearn.discriminant_analysis.LinearDiscriminantAnalysis`
@@ -188,7 +189,8 @@ def lr_payload(model):
               "calibration": _plain_setting(model.calibration, _CALIBRATOR_KINDS),
               "lda_dim": model.lda_dim, "n_references": int(model.n_references),
               "max_pairs": int(model.max_pairs),
-              "random_state": int(rs) if isinstance(rs, Integral) else None}
+              "random_state": int(rs) if isinstance(rs, Integral) else None,
+              "bounds": model.bounds}
     return {"format": LR_FORMAT, "format_version": FORMAT_VERSION, "params": params,
             "n_features_in": int(model.n_features_in_),
             "scorer": _scorer_payload(model.scorer_),
@@ -196,7 +198,8 @@ def lr_payload(model):
             "calibration": {"scores": _array(model.calibration_scores_),
                             "labels": _array(model.calibration_labels_, np.int64),
                             "n_same_pairs": int(model.n_same_pairs_),
-                            "n_diff_pairs": int(model.n_diff_pairs_)}}
+                            "n_diff_pairs": int(model.n_diff_pairs_)},
+            "llr_bounds": [float(b) for b in model.llr_bounds_]}
 
 
 def _check_format(payload, fmt, owner):
@@ -214,7 +217,10 @@ def lr_from_payload(cls, payload, embedder=None):
     """A fitted ``cls`` (:class:`~devicepool.forensic.DeviceLR`) from :func:`lr_payload`."""
     _check_format(payload, LR_FORMAT, "DeviceLR")
     try:
-        model = cls(embedder=embedder, **dict(payload["params"]))
+        params = dict(payload["params"])
+        # payloads of 0.4 and earlier: no bounds (their LRs were never bounded)
+        params.setdefault("bounds", None)
+        model = cls(embedder=embedder, **params)
         model.n_features_in_ = int(payload["n_features_in"])
         model.scorer_ = _scorer_from_payload(payload["scorer"])
         model.calibrator_ = _calibrator_from_payload(payload["calibrator"])
@@ -223,6 +229,9 @@ def lr_from_payload(cls, payload, embedder=None):
         model.calibration_labels_ = _array(cal["labels"], np.int64)
         model.n_same_pairs_ = int(cal["n_same_pairs"])
         model.n_diff_pairs_ = int(cal["n_diff_pairs"])
+        bounds = payload.get("llr_bounds")
+        model.llr_bounds_ = ((-np.inf, np.inf) if bounds is None
+                             else (float(bounds[0]), float(bounds[1])))
     except (KeyError, TypeError, IndexError, AttributeError) as exc:
         raise ValueError(f"DeviceLR.from_payload: damaged payload ({type(exc).__name__}: "
                          f"{exc})") from None

@@ -38,9 +38,10 @@ from ._checks import HasMethods, check_embeddings, check_labels
 from ._pairs import make_pairs, reference_means
 from ._payload import lr_from_payload, lr_payload
 from .calibration import IsotonicCalibrator, LogisticCalibrator
+from .metrics import elub_bounds
 from .scoring import CosineScorer, PLDAScorer
 
-__all__ = ["DeviceLR"]
+__all__ = ["DeviceLR", "cross_validated_llrs"]
 
 _SCORERS = {"plda": PLDAScorer, "cosine": CosineScorer}
 _CALIBRATORS = {"logistic": LogisticCalibrator, "isotonic": IsotonicCalibrator}
@@ -81,6 +82,10 @@ class DeviceLR(BaseEstimator):
         At most this many calibration pairs of each kind.
     random_state : None, int, RandomState or Generator, default=None
         Drives the choice of pairs.
+    bounds : {"elub"} or None, default="elub"
+        Bound the log10 LRs to what the calibration data support: the empirical lower
+        and upper bounds (:func:`~devicepool.forensic.elub_bounds`) of the calibration
+        pairs' LRs. None: unbounded (what 0.4 and earlier gave).
 
     Attributes
     ----------
@@ -94,6 +99,8 @@ class DeviceLR(BaseEstimator):
         Raw scores of the calibration pairs (same-device first).
     calibration_labels_ : ndarray of shape (n_same_pairs_ + n_diff_pairs_,)
         1 = same device, 0 = different devices.
+    llr_bounds_ : (float, float)
+        The log10 LR bounds applied (``(-inf, inf)`` for ``bounds=None``).
     """
 
     _parameter_constraints = {
@@ -104,10 +111,11 @@ class DeviceLR(BaseEstimator):
         "n_references": [Interval(Integral, 1, None, closed="left")],
         "max_pairs": [Interval(Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
+        "bounds": [StrOptions({"elub"}), None],
     }
 
     def __init__(self, embedder=None, scoring="plda", calibration="logistic", lda_dim=None,
-                 n_references=3, max_pairs=20000, random_state=None):
+                 n_references=3, max_pairs=20000, random_state=None, bounds="elub"):
         self.embedder = embedder
         self.scoring = scoring
         self.calibration = calibration
@@ -115,6 +123,7 @@ class DeviceLR(BaseEstimator):
         self.n_references = n_references
         self.max_pairs = max_pairs
         self.random_state = random_state
+        self.bounds = bounds
 
     # ------------------------------------------------------------------ helpers
     def _embed(self, X, name, n_features=None):
@@ -201,6 +210,8 @@ class DeviceLR(BaseEstimator):
         scores, y = self._pair_scores(E, devices, speakers, _generator(self.random_state))
         self.calibrator_ = self._make_calibrator().fit(scores, y)
         self.calibration_scores_, self.calibration_labels_ = scores, y
+        self.llr_bounds_ = (elub_bounds(self.calibrator_.transform(scores), y) if self.bounds == "elub"
+                            else (-np.inf, np.inf))
         self.n_same_pairs_ = int(y.sum())
         self.n_diff_pairs_ = int(len(y) - y.sum())
         return self
@@ -238,7 +249,12 @@ class DeviceLR(BaseEstimator):
         llr : ndarray of shape (m,)
         """
         check_is_fitted(self, "calibrator_")
-        return self.calibrator_.transform(self.score(questioned, references))
+        return self.calibrate_scores(self.score(questioned, references))
+
+    def calibrate_scores(self, scores):
+        """Bounded log10 LRs of raw scores (the calibrator, then ``llr_bounds_``), shape (m,)."""
+        check_is_fitted(self, "calibrator_")
+        return np.clip(self.calibrator_.transform(scores), *self.llr_bounds_)
 
     def predict_lr(self, questioned, references):
         """Likelihood ratios ``10 ** predict_llr(questioned, references)``, shape (m,)."""
@@ -268,7 +284,47 @@ class DeviceLR(BaseEstimator):
         devices = check_labels(devices, len(E), name="devices", owner="DeviceLR")
         rs = self.random_state if random_state is None else random_state
         scores, y = self._pair_scores(E, devices, speakers, _generator(rs))
-        return self.calibrator_.transform(scores), y
+        return self.calibrate_scores(scores), y
+
+    # ------------------------------------------------------------------ pretrained
+    @classmethod
+    def pretrained(cls, weights=None, embedder="pretrained"):
+        """The shipped device embedding with its scorer and calibration: no training needed.
+
+        The calibration was fitted on simulated devices disjoint from the embedding's
+        training devices (``docs/pretrained.md``: the recipe, the validation figures and
+        the limits). The relevant population (H2) is that simulated population.
+
+        Parameters
+        ----------
+        weights : str or os.PathLike or None, default=None
+            An embedding bundle (``devicepool pretrain``); None: the shipped one.
+        embedder : "pretrained", object with ``transform`` or None, default="pretrained"
+            ``"pretrained"``: the bundle's :class:`~devicepool.estimators.DeviceEmbedding`
+            (recordings in); None: the model takes embeddings.
+
+        Returns
+        -------
+        model : DeviceLR
+            Fitted: ``predict_llr(questioned, references)`` works at once.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> lr = DeviceLR.pretrained()
+        >>> rng = np.random.default_rng(0)
+        >>> llr = lr.predict_llr([rng.standard_normal(16000) * 0.1], [rng.standard_normal(16000) * 0.1])
+        >>> llr.shape
+        (1,)
+        """
+        from ..estimators.embedding import DeviceEmbedding, read_bundle
+
+        bundle = read_bundle(weights)
+        if bundle.get("lr") is None:
+            raise ValueError(f"the embedding bundle {weights or 'shipped'!r} has no calibrated back end")
+        if isinstance(embedder, str) and embedder == "pretrained":
+            embedder = DeviceEmbedding(weights=weights).fit()
+        return cls.from_payload(bundle["lr"], embedder=embedder)
 
     # ------------------------------------------------------------------ persistence
     def to_payload(self):
@@ -310,3 +366,60 @@ class DeviceLR(BaseEstimator):
             Not a DeviceLR payload, a newer format version, or a damaged one.
         """
         return lr_from_payload(cls, payload, embedder=embedder)
+
+
+def cross_validated_llrs(model, X, devices, speakers, *, n_splits=3, X_background=None,
+                         devices_background=None):
+    """Speaker-disjoint cross-validated log10 LRs of a ``DeviceLR`` recipe on ``X``.
+
+    The honest figure of a calibration: ``model`` (unfitted settings; cloned) is fitted
+    on the speakers of ``n_splits - 1`` folds and its LRs are taken on pairs of the held-out
+    speakers' recordings (references by other held-out speakers), for every fold; the
+    LRs of all folds are pooled. The resubstitution Cllr (calibration pairs scored by
+    the calibration fitted on them) is optimistic; this one is not.
+
+    Parameters
+    ----------
+    model : DeviceLR
+    X : utterance set or array-like of shape (n, d)
+    devices, speakers : array-like of shape (n,)
+    n_splits : int, default=3
+        Speaker folds (at most the number of speakers // 2: a fold needs 2 speakers).
+    X_background, devices_background : optional
+        As :meth:`DeviceLR.fit`.
+
+    Returns
+    -------
+    llr, y : ndarray of shape (p,)
+        Pooled held-out log10 LRs and hypotheses (1 = same device).
+
+    Raises
+    ------
+    ValueError
+        Fewer than 4 speakers (no fold could hold 2 speakers out and still calibrate).
+    """
+    from sklearn.model_selection import GroupKFold
+
+    devices = np.asarray(devices)
+    speakers = np.asarray(speakers)
+    n_spk = len(np.unique(speakers))
+    if n_spk < 4:
+        raise ValueError(f"cross-validated LRs need at least 4 speakers (2 held out per fold, "
+                         f"2 to calibrate on); the data have {n_spk}")
+    k = max(2, min(int(n_splits), n_spk // 2))
+    embed = model._embed if model.embedder is not None else (lambda A, name: np.asarray(A, dtype=float))
+    E = embed(X, "X")
+    Eb = None if X_background is None else embed(X_background, "X_background")
+    llrs, ys = [], []
+    for tr, te in GroupKFold(k).split(E, groups=speakers):
+        m = clone(model).set_params(embedder=None).fit(
+            E[tr], devices[tr], speakers[tr], X_background=Eb, devices_background=devices_background)
+        try:
+            llr, y = m.pair_llrs(E[te], devices[te], speakers[te])
+        except ValueError:  # a held-out fold without pairs of one kind
+            continue
+        llrs.append(llr)
+        ys.append(y)
+    if not llrs:
+        raise ValueError("no held-out fold had both same- and different-device pairs")
+    return np.concatenate(llrs), np.concatenate(ys)

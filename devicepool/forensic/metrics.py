@@ -36,6 +36,7 @@ from sklearn.metrics import det_curve, roc_curve
 from ._checks import check_scores, check_scores_labels
 
 __all__ = [
+    "elub_bounds",
     "DetData",
     "EceData",
     "TippettData",
@@ -152,6 +153,64 @@ def cllr_cal(llr, y):
     float
     """
     return cllr(llr, y) - cllr_min(llr, y)
+
+
+def elub_bounds(llr, y, *, add_misleading=1, step=0.01):
+    """Empirical lower and upper bounds of log10 LRs (ELUB; Vergeer et al., 2016).
+
+    How far do the calibration data support an LR? At each decision threshold ``t`` (an
+    LR; the Bayes decision at prior odds ``1 / t``), the system's Bayes error rate, with
+    ``add_misleading`` maximally misleading comparisons of each hypothesis added to the
+    data (an H1 pair with LR 0 and an H2 pair with LR infinity), is compared with that of
+    the neutral system (LR = 1 always). The upper bound is the smallest ``t > 1`` where
+    the system does worse than the neutral one, the lower bound the largest ``t < 1``:
+    LRs beyond them are not supported by the data (a few hundred pairs cannot support
+    an LR of a million).
+
+    Parameters
+    ----------
+    llr : array-like of shape (n,)
+        log10 LRs of the calibration (or validation) pairs.
+    y : array-like of shape (n,)
+        1 = H1, 0 = H2.
+    add_misleading : int, default=1
+    step : float, default=0.01
+        Grid of thresholds, in log10 units.
+
+    Returns
+    -------
+    (low, high) : tuple of float
+        Bounds in log10 units (``low <= 0 <= high``).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.r_[np.ones(200), np.zeros(200)]
+    >>> llr = np.r_[rng.normal(2, 1, 200), rng.normal(-2, 1, 200)]
+    >>> low, high = elub_bounds(llr, y)
+    >>> bool(-4 < low < -1.5), bool(1.5 < high < 4)
+    (True, True)
+    """
+    llr, y = check_scores_labels(llr, y, owner="elub_bounds")
+    h1 = np.sort(llr[y == 1])
+    h0 = np.sort(llr[y == 0])
+    n1, n0 = len(h1) + add_misleading, len(h0) + add_misleading
+    top = max(0.0, float(llr.max())) + step
+    bottom = min(0.0, float(llr.min())) - step
+    grid = np.arange(np.floor(bottom / step), np.ceil(top / step) + 1) * step
+    # misses: H1 pairs at or below t (the added misleading one always); false alarms: H2 above t
+    miss = (np.searchsorted(h1, grid, side="right") + add_misleading) / n1
+    fa = (len(h0) - np.searchsorted(h0, grid, side="right") + add_misleading) / n0
+    odds = 10.0 ** -grid  # prior odds of H1 at which t is the decision threshold
+    p1 = odds / (1 + odds)
+    system = p1 * miss + (1 - p1) * fa
+    neutral = np.minimum(p1, 1 - p1)
+    worse = system > neutral
+    above = grid[(grid > 0) & worse]
+    below = grid[(grid < 0) & worse]
+    high = float(above.min()) if len(above) else float(grid.max())
+    low = float(below.max()) if len(below) else float(grid.min())
+    return low, high
 
 
 def eer(llr, y, *, return_threshold=False):

@@ -350,10 +350,21 @@ def fit_forensic(corpus, model="da_cnn", n_splits=3, mode="neutral", model_param
     return ForensicFits(c.target, c.groups, c.mode, mode, splits, outputs, _to_jsonable(settings))
 
 
+def _pretrained_beside(corpus, n_splits, random_state):
+    """The shipped pretrained system on the protocol's folds (nothing trained on the corpus)."""
+    from ..estimators.embedding import DeviceEmbedding
+    from ..forensic import DeviceLR
+    from .pretrained_eval import evaluate_pretrained
+
+    E = DeviceEmbedding.pretrained().transform(corpus.data)
+    return evaluate_pretrained(corpus, E, DeviceLR.pretrained(embedder=None), n_splits=n_splits,
+                               random_state=random_state)
+
+
 def run_forensic_protocol(corpus, model="da_cnn", n_splits=3, mode="neutral", scoring="plda",
                           calibration="logistic", far=0.05, model_params=None, random_state=0,
                           out_dir=None, progress=True, n_jobs=None, lda_dim=None, n_references=3,
-                          open_set_score="max_proba", wait=False):
+                          open_set_score="max_proba", wait=False, pretrained=False):
     """Validate the forensic system: LRs on unseen devices and speakers, and open set.
 
     Parameters
@@ -385,6 +396,10 @@ def run_forensic_protocol(corpus, model="da_cnn", n_splits=3, mode="neutral", sc
     wait : bool, default=False
         Wait for another run holding ``out_dir`` instead of raising
         :class:`~devicepool.protocol.OutputLockedError`.
+    pretrained : bool, default=False
+        Also measure the shipped pretrained embedding and calibration on the same folds,
+        with nothing trained on the corpus (:func:`evaluate_pretrained`; open set by
+        enrolment): ``result.pretrained``.
 
     Returns
     -------
@@ -398,6 +413,8 @@ def run_forensic_protocol(corpus, model="da_cnn", n_splits=3, mode="neutral", sc
         fits = fit_forensic(corpus, model, n_splits, mode, model_params, random_state, progress,
                             n_jobs, None if out_dir is None else os.path.join(out_dir, "cache"))
         result = fits.evaluate(scoring, calibration, far, lda_dim, n_references, open_set_score)
+        if pretrained:
+            result.pretrained = _pretrained_beside(corpus, n_splits, random_state)
         if out_dir is not None:
             _write_outputs(result, out_dir)
     return result

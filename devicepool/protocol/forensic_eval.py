@@ -94,6 +94,8 @@ class ForensicResult:
     settings: dict
     notes: list = field(default_factory=list)
     paths: dict = field(default_factory=dict)
+    #: :func:`~devicepool.protocol.pretrained_eval.evaluate_pretrained` on the same folds, when asked
+    pretrained: dict | None = None
 
     def mean(self, measure):
         """Mean over folds of a measure (a fraction, or bits for Cllr)."""
@@ -103,7 +105,8 @@ class ForensicResult:
         """Everything but the pooled pairs, as plain JSON values."""
         return _to_jsonable({"settings": self.settings, "summary": self.summary,
                              "pooled": self.pooled, "folds": self.folds, "notes": self.notes,
-                             "n_pairs": int(len(self.y)), "n_same": int(np.sum(self.y))})
+                             "n_pairs": int(len(self.y)), "n_same": int(np.sum(self.y)),
+                             **({"pretrained": self.pretrained} if self.pretrained else {})})
 
     def to_markdown(self, title=None):
         """The measures (mean ± std over folds, per fold), the folds and the settings."""
@@ -196,7 +199,7 @@ def _cross_llrs(lr, fits, k, q_rows, r_rows, n_references):
     Zr = lr.scorer_.transform(out.embeddings[r_rows])
     means = np.stack([Zr[r].mean(axis=0) for r in refs])
     counts = np.array([len(r) for r in refs])
-    return lr.calibrator_.transform(lr.scorer_.score_transformed(Zq[qs], means, counts)), y
+    return lr.calibrate_scores(lr.scorer_.score_transformed(Zq[qs], means, counts)), y
 
 
 def _cross_mode(lr, fits, k, system, other):
@@ -324,6 +327,13 @@ def _markdown(result, title=None):
                      f"{', '.join(f['calibration_speakers'])} | {', '.join(f['test_speakers'])} | "
                      f"{f['lr']['n_same']} / {f['lr']['n_diff']} | {f['fit_seconds']:.1f} |")
     lines += [""] + [f"Note: {n}" for n in result.notes] + ([""] if result.notes else [])
+    if result.pretrained:
+        sm = result.pretrained["summary"]
+        lines += ["### The pretrained embedding on the same folds (nothing trained on the corpus)", "",
+                  "| measure | mean ± std over folds |", "|---|---|"]
+        for key, (mean, std) in sm.items():
+            lines.append(f"| {key} | {mean:.4f} ± {std:.4f} |")
+        lines.append("")
     return "\n".join(lines)
 
 

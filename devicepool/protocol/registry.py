@@ -283,6 +283,8 @@ register_model("da_cnn", _EstimatorFactory("DACNNClassifier"), "fbank", "DA-CNN"
 register_model("gsv_svm", _RecipeFactory("make_gsv_svm"), "fbank",
                "GSV-SVM (Gaussian supervector + linear SVM)")
 register_model("gmm_ubm", _RecipeFactory("make_gmm_ubm"), "fbank", "GMM-UBM (MAP device GMMs)")
+register_model("pretrained_lr", _RecipeFactory("make_pretrained_lr"), "waveform",
+               "Pretrained embedding + logistic regression (few-shot)")
 #: the members of the registered ``fusion`` model
 FUSION_MEMBERS = ("da_cnn", "dft_cnn", "gsv_svm")
 register_model("fusion", FusionFactory(FUSION_MEMBERS), "waveform",

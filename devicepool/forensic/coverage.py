@@ -1,0 +1,106 @@
+"""Is a recording inside what a calibration covered? :func:`recording_conditions`, :func:`coverage_warnings`.
+
+A likelihood ratio is only as valid as its calibration data: a 0.2 s clip, a (near)
+silent file, a file at a rate the calibration never had, or whispered questioned
+speech against neutral references (when the calibration held only same-mode pairs) lie
+outside it. :func:`coverage_warnings` names each such recording and why, against the
+conditions a calibration records (its ``coverage`` dict).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["recording_conditions", "coverage_warnings", "DEFAULT_COVERAGE"]
+
+#: What the shipped calibration covers (``docs/pretrained.md``): about 1.5-2.5 s
+#: recordings, both modes, any level above the silence floor.
+DEFAULT_COVERAGE = {"min_duration_s": 1.0, "max_duration_s": 30.0, "min_level_dbfs": -60.0,
+                    "min_rate_hz": 8000, "modes": ["neutral", "whisper"], "cross_mode": True}
+
+
+def recording_conditions(item, sample_rate=16000):
+    """Duration, level, native rate and speaking mode of one recording (path or waveform).
+
+    Returns
+    -------
+    conditions : dict
+        ``duration_s``, ``level_dbfs`` (RMS over non-silent frames, or of the whole file
+        when all are silent), ``native_rate`` (files; None for arrays), ``voiced_fraction``
+        (voiced frames among non-silent ones) and ``mode`` (``"whisper"`` below 10 % voiced,
+        else ``"neutral"``; ``"silence"`` when no frame is above the silence floor).
+    """
+    from ..audio import as_waveform, soundfile_name
+    from ..features import voicing_labels
+
+    native = None
+    if isinstance(item, (str, bytes)) or hasattr(item, "__fspath__"):
+        import soundfile as sf
+
+        native = int(sf.info(soundfile_name(item)).samplerate)
+    x = as_waveform(item, sample_rate)
+    out = {"duration_s": len(x) / sample_rate, "native_rate": native}
+    if len(x) < int(0.025 * sample_rate):
+        return dict(out, level_dbfs=float(20 * np.log10(np.sqrt(np.mean(x**2)) + 1e-12)),
+                    voiced_fraction=0.0, mode="silence")
+    labels, feats = voicing_labels(x, sample_rate, return_features=True)
+    active = labels != "silence"
+    level = feats["level_db"][active] if active.any() else feats["level_db"]
+    out["level_dbfs"] = float(10 * np.log10(np.mean(10 ** (level / 10)) + 1e-12))
+    out["voiced_fraction"] = float(np.mean(labels[active] == "voiced")) if active.any() else 0.0
+    if not active.any():
+        out["mode"] = "silence"
+    else:
+        out["mode"] = "whisper" if out["voiced_fraction"] < 0.10 else "neutral"
+    return out
+
+
+def coverage_warnings(questioned, references, coverage=None, sample_rate=16000):
+    """Warnings for recordings outside what a calibration covered.
+
+    Parameters
+    ----------
+    questioned, references : sequence of paths or waveforms
+    coverage : dict, optional
+        ``min_duration_s``, ``max_duration_s``, ``min_level_dbfs``, ``min_rate_hz``,
+        ``modes`` (speaking modes the calibration held), ``cross_mode`` (whether it held
+        questioned and references of different modes). Default :data:`DEFAULT_COVERAGE`.
+    sample_rate : int, default=16000
+
+    Returns
+    -------
+    warnings : list of str
+        One line per problem, naming the recording (``questioned[i]`` / ``reference[i]``
+        or its path) and the rule.
+    conditions : dict
+        ``{"questioned": [...], "references": [...]}``, the :func:`recording_conditions`.
+    """
+    cov = dict(DEFAULT_COVERAGE, **(coverage or {}))
+    found = {"questioned": [recording_conditions(q, sample_rate) for q in questioned],
+             "references": [recording_conditions(r, sample_rate) for r in references]}
+    warnings = []
+    for role, items in (("questioned", questioned), ("references", references)):
+        for i, (item, c) in enumerate(zip(items, found[role])):
+            name = str(item) if isinstance(item, str) or hasattr(item, "__fspath__") else f"{role}[{i}]"
+            if c["mode"] == "silence" or c["level_dbfs"] < cov["min_level_dbfs"]:
+                warnings.append(f"{name}: (near) silent, {c['level_dbfs']:.0f} dBFS (calibration covers "
+                                f"speech above {cov['min_level_dbfs']:.0f} dBFS): the LR is not meaningful")
+            if c["duration_s"] < cov["min_duration_s"]:
+                warnings.append(f"{name}: {c['duration_s']:.2f} s long; the calibration covers "
+                                f"{cov['min_duration_s']:.1f}-{cov['max_duration_s']:.0f} s recordings "
+                                "(shorter ones give weaker, less reliable evidence)")
+            elif c["duration_s"] > cov["max_duration_s"]:
+                warnings.append(f"{name}: {c['duration_s']:.0f} s long; the calibration covers up to "
+                                f"{cov['max_duration_s']:.0f} s")
+            if c["native_rate"] is not None and c["native_rate"] < cov["min_rate_hz"]:
+                warnings.append(f"{name}: recorded at {c['native_rate']} Hz, below the "
+                                f"{cov['min_rate_hz']} Hz the calibration covers")
+            if c["mode"] not in ("silence",) and c["mode"] not in cov["modes"]:
+                warnings.append(f"{name}: {c['mode']} speech, but the calibration held only "
+                                f"{'/'.join(cov['modes'])} speech")
+    q_modes = {c["mode"] for c in found["questioned"]} - {"silence"}
+    r_modes = {c["mode"] for c in found["references"]} - {"silence"}
+    if q_modes and r_modes and q_modes != r_modes and not cov["cross_mode"]:
+        warnings.append(f"questioned speech looks {'/'.join(sorted(q_modes))} and the references "
+                        f"{'/'.join(sorted(r_modes))}; the calibration held no cross-mode pairs")
+    return warnings, found

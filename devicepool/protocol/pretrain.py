@@ -1,0 +1,403 @@
+"""Pretraining a universal device embedding on a simulated device population.
+
+:func:`pretrain` runs the recipe of a :class:`PretrainRecipe` in a working folder:
+
+1. **sources** -- clean speech (:func:`~devicepool.datasets.speech_sources`): synthetic
+   speakers and real speakers of a folder, both modes, vocalised copies;
+2. **population** -- ``n_devices`` training devices and ``n_calibration_devices``
+   disjoint ones (:func:`~devicepool.datasets.random_devices` over microphones that
+   exclude the default corpus's); every device records ``recordings_per_device``
+   randomly chosen clean utterances; the log filter-bank features are cached in shards
+   (``features/shard-*.npz``), so the simulation runs once and a restart skips the
+   shards already written;
+3. **training** -- a :class:`~devicepool.models.embedding_net.DeviceEmbeddingNet` with an
+   additive angular margin head over the training devices, on random crops, AdamW with
+   a warm-up then cosine learning rate and a margin warm-up; a checkpoint every
+   ``checkpoint_every`` steps (written atomically; a rerun resumes from it; Ctrl-C
+   writes one before it stops), the loss in ``train_log.jsonl``;
+4. **back end** -- the chain (cosine or PLDA scorer x logistic or isotonic calibration)
+   that validates best on half of the calibration devices (Cllr on the other half),
+   refitted on all of them: scorer background = a sample of training devices,
+   calibration pairs = the calibration devices (references by other speakers);
+5. the **bundle** ``device_embedding.pt`` (weights only; :mod:`devicepool.pretrained`).
+
+The protocol owns the I/O, seeding, threads and logging here; the network is a plain
+module and the population a pure function of its seed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["PretrainRecipe", "pretrain", "population_features"]
+
+
+@dataclass(frozen=True)
+class PretrainRecipe:
+    """Everything that determines a pretrained device embedding (see the module)."""
+
+    seed: int = 0
+    # population
+    n_devices: int = 2000
+    recordings_per_device: int = 10
+    n_calibration_devices: int = 300
+    calibration_recordings: int = 8
+    # speech sources
+    n_synthetic: int = 400
+    utterances_per_speaker: int = 4
+    real_speakers: tuple = ("jackson", "nicolas", "theo")
+    n_real: int = 300
+    whisper_fraction: float = 0.4
+    vocalise_fraction: float = 0.1
+    duration: float = 2.0
+    sample_rate: int = 16000
+    real_share: float | None = None  # share of recordings drawn from real speech (None: as pooled)
+    source_eq_db: float = 0.0  # per-recording random colouration of the source (its own channel)
+    # features and network
+    n_mels: int = 64
+    backbone: str = "ecapa"
+    channels: int = 96
+    embedding_dim: int = 128
+    # training
+    crop_frames: int = 140
+    batch_size: int = 128
+    max_steps: int = 4000
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_fraction: float = 0.05
+    margin: float = 0.2
+    margin_warmup_fraction: float = 0.2
+    scale: float = 30.0
+    checkpoint_every: int = 250
+    background_devices: int = 300
+    microphones: tuple = field(default=(), compare=True)  # stems, filled by pretrain()
+
+    def to_dict(self):
+        d = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+def _atomic_torch_save(obj, path):
+    import torch
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _filterbank(recipe):
+    from ..features import FilterBank
+
+    return FilterBank(sample_rate=recipe.sample_rate, n_mels=recipe.n_mels)
+
+
+def source_colouration(x, sample_rate, rng, depth_db):
+    """``x`` through a random smooth EQ (octave points 125 Hz-8 kHz, N(0, depth_db) dB,
+    interpolated): the unknown channel a real source was itself recorded through."""
+    from scipy import fft
+
+    n = len(x)
+    m = fft.next_fast_len(n, real=True)
+    freqs = np.arange(m // 2 + 1) * sample_rate / m
+    centres = 125.0 * 2.0 ** np.arange(7)
+    gains = rng.normal(0.0, depth_db, len(centres))
+    g = np.interp(np.log2(np.maximum(freqs, 1.0)), np.log2(centres), gains)
+    return fft.irfft(fft.rfft(x, m) * 10 ** (g / 20.0), m)[:n]
+
+
+def _record_shard(recipe, devices, first, sources, start, stop, tag):
+    """Features of devices ``[start, stop)`` of ``devices``: frames, offsets, labels, meta."""
+    from ..datasets._devices import apply_device
+
+    fb = _filterbank(recipe)
+    n_rec = recipe.recordings_per_device if tag == "train" else recipe.calibration_recordings
+    waves, labels, spk, mode = [], [], [], []
+    real = np.flatnonzero(sources.kind != "synthetic")
+    synthetic = np.flatnonzero(sources.kind == "synthetic")
+    for d in range(start, stop):
+        for r in range(n_rec):
+            rng = np.random.default_rng([recipe.seed, 201 if tag == "train" else 202, first + d, r])
+            if recipe.real_share is None or not len(real) or not len(synthetic):
+                j = int(rng.integers(len(sources.data)))
+            else:
+                pool = real if rng.random() < recipe.real_share else synthetic
+                j = int(pool[rng.integers(len(pool))])
+            x = sources.data[j]
+            if recipe.source_eq_db > 0:
+                x = source_colouration(x, recipe.sample_rate, rng, recipe.source_eq_db)
+            waves.append(apply_device(x, devices[d], recipe.sample_rate, rng).astype(np.float32))
+            labels.append(d)
+            spk.append(str(sources.speaker[j]))
+            mode.append(str(sources.mode[j]))
+    feats = fb.fit_transform(waves)
+    lengths = np.array([len(f) for f in feats])
+    return dict(frames=np.concatenate(list(feats)).astype(np.float16), lengths=lengths,
+                labels=np.array(labels), speakers=np.array(spk), modes=np.array(mode))
+
+
+def population_features(recipe, workdir, *, microphones, source=None, n_jobs=1, log=print):
+    """Simulate (or reload) the training and calibration recordings' features.
+
+    Parameters
+    ----------
+    recipe : PretrainRecipe
+    workdir : str or os.PathLike
+    microphones : sequence of str
+        Impulse-response WAV paths (the default corpus's microphones left out).
+    source : str or os.PathLike, optional
+        Folder of real speech (FSDD naming) for ``recipe.real_speakers``.
+    n_jobs : int, default=1
+    log : callable
+
+    Returns
+    -------
+    train, calibration : dict
+        ``frames`` (n_frames, n_mels) float16, ``lengths``, ``labels`` (device index),
+        ``speakers``, ``modes``.
+    """
+    from joblib import Parallel, delayed
+
+    from ..datasets.population import random_devices, speech_sources
+
+    work = Path(workdir)
+    (work / "features").mkdir(parents=True, exist_ok=True)
+    sources = None
+    out = {}
+    for tag, n, first in (("train", recipe.n_devices, 0),
+                          ("calibration", recipe.n_calibration_devices, recipe.n_devices)):
+        bounds = [(s, min(s + 100, n)) for s in range(0, n, 100)]
+        todo = [b for b in bounds if not (work / "features" / f"{tag}-{b[0]:05d}.npz").exists()]
+        if todo:
+            devices = random_devices(n, recipe.seed, microphones=list(microphones), start=first)
+        if todo and sources is None:
+            t0 = time.time()
+            sources = speech_sources(
+                recipe.n_synthetic, recipe.utterances_per_speaker, source=source,
+                source_speakers=list(recipe.real_speakers) if source is not None else None,
+                n_real=recipe.n_real, whisper_fraction=recipe.whisper_fraction,
+                vocalise_fraction=recipe.vocalise_fraction, duration=recipe.duration,
+                sample_rate=recipe.sample_rate, random_state=recipe.seed)
+            log(f"sources: {len(sources.data)} clean utterances in {time.time() - t0:.0f} s")
+        for i in range(0, len(todo), max(n_jobs, 1) * 2):
+            batch = todo[i:i + max(n_jobs, 1) * 2]
+            t0 = time.time()
+            shards = Parallel(n_jobs=n_jobs)(
+                delayed(_record_shard)(recipe, devices, first, sources, s, e, tag) for s, e in batch)
+            for (s, _e), shard in zip(batch, shards):
+                path = work / "features" / f"{tag}-{s:05d}.npz"
+                tmp = path.with_name(f".{path.stem}.tmp.npz")
+                np.savez(tmp, **shard)
+                os.replace(tmp, path)
+            log(f"{tag}: devices up to {batch[-1][1]} of {n} simulated ({time.time() - t0:.0f} s)")
+        parts = [dict(np.load(work / "features" / f"{tag}-{s:05d}.npz")) for s, _ in bounds]
+        out[tag] = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return out["train"], out["calibration"]
+
+
+def _offsets(lengths):
+    return np.concatenate([[0], np.cumsum(lengths)[:-1]])
+
+
+def _batch(data, rows, crop, rng):
+    """A (B, crop, F) float32 batch of random crops of the recordings ``rows``."""
+    frames, lengths, offs = data["frames"], data["lengths"], data["offsets"]
+    out = np.zeros((len(rows), crop, frames.shape[1]), dtype=np.float32)
+    lens = np.empty(len(rows), dtype=np.int64)
+    for i, r in enumerate(rows):
+        n = int(lengths[r])
+        k = min(n, crop)
+        s = int(rng.integers(0, n - k + 1)) + int(offs[r])
+        out[i, :k] = frames[s:s + k]
+        lens[i] = k
+    return out, lens
+
+
+def embed_recordings(net, data, batch_size=64):
+    """Embeddings (n, d) of every recording of ``data`` (whole recordings, length-sorted)."""
+    import torch
+
+    frames, lengths, offs = data["frames"], data["lengths"], _offsets(data["lengths"])
+    order = np.argsort(lengths)
+    E = np.empty((len(lengths), net.embedding_dim), dtype=np.float32)
+    net.eval()
+    with torch.no_grad():
+        for i in range(0, len(order), batch_size):
+            rows = order[i:i + batch_size]
+            T = int(lengths[rows].max())
+            x = np.zeros((len(rows), T, frames.shape[1]), dtype=np.float32)
+            for j, r in enumerate(rows):
+                x[j, :lengths[r]] = frames[offs[r]:offs[r] + lengths[r]]
+            E[rows] = net(torch.from_numpy(x), torch.from_numpy(lengths[rows].astype(np.int64))).numpy()
+    return E
+
+
+def _lr_at(step, recipe):
+    warm = max(int(recipe.warmup_fraction * recipe.max_steps), 1)
+    if step < warm:
+        return float(recipe.lr * (step + 1) / warm)
+    t = (step - warm) / max(recipe.max_steps - warm, 1)
+    return float(recipe.lr * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * t))))
+
+
+def _margin_at(step, recipe):
+    ramp = max(int(recipe.margin_warmup_fraction * recipe.max_steps), 1)
+    return recipe.margin * min(1.0, step / ramp)
+
+
+def _new_state(recipe, train, n_classes):
+    import torch
+
+    from ..models.embedding_net import AAMSoftmax, DeviceEmbeddingNet
+
+    torch.manual_seed(recipe.seed)
+    net = DeviceEmbeddingNet(recipe.n_mels, backbone=recipe.backbone, channels=recipe.channels,
+                             embedding_dim=recipe.embedding_dim)
+    # input statistics from a sample of gain-removed frames
+    rng = np.random.default_rng([recipe.seed, 301])
+    rows = rng.choice(len(train["lengths"]), size=min(2000, len(train["lengths"])), replace=False)
+    x, lens = _batch(train, rows, 400, rng)
+    xg = DeviceEmbeddingNet.remove_gain(torch.from_numpy(x), torch.from_numpy(lens))
+    valid = torch.arange(x.shape[1])[None, :] < torch.from_numpy(lens)[:, None]
+    net.fit_input_statistics(xg[valid])
+    head = AAMSoftmax(recipe.embedding_dim, n_classes, recipe.margin, recipe.scale)
+    opt = torch.optim.AdamW(list(net.parameters()) + list(head.parameters()), lr=recipe.lr,
+                            weight_decay=recipe.weight_decay)
+    return net, head, opt
+
+
+def _train(recipe, train, work, log, progress):
+    import torch
+    from tqdm.auto import tqdm
+
+    from .._progress import show_bars
+
+    ckpt_path = work / "checkpoint.pt"
+    train = dict(train, offsets=_offsets(train["lengths"]))
+    n_classes = int(train["labels"].max()) + 1
+    net, head, opt = _new_state(recipe, train, n_classes)
+    step = 0
+    if ckpt_path.exists():
+        ck = torch.load(ckpt_path, weights_only=True)
+        if ck["recipe"] != json.dumps(recipe.to_dict(), sort_keys=True):
+            raise ValueError(f"{ckpt_path} was written by another recipe; use another folder")
+        net.load_state_dict(ck["net"])
+        head.load_state_dict(ck["head"])
+        opt.load_state_dict(ck["opt"])
+        step = int(ck["step"])
+        log(f"resumed at step {step}")
+    by_device = [np.flatnonzero(train["labels"] == d) for d in range(n_classes)]
+
+    def save():
+        _atomic_torch_save({"net": net.state_dict(), "head": head.state_dict(), "opt": opt.state_dict(),
+                            "step": step, "recipe": json.dumps(recipe.to_dict(), sort_keys=True)},
+                           ckpt_path)
+
+    log_file = open(work / "train_log.jsonl", "a")
+    bar = tqdm(total=recipe.max_steps, initial=step, desc="pretrain", unit="step",
+               disable=not show_bars(progress), leave=True)
+    t0, losses = time.time(), []
+    try:
+        net.train()
+        while step < recipe.max_steps:
+            # the batch of step s is a function of (seed, s): a resumed run sees the same data
+            rng = np.random.default_rng([recipe.seed, 401, step])
+            devs = rng.integers(0, n_classes, recipe.batch_size)
+            rows = np.array([by_device[d][rng.integers(len(by_device[d]))] for d in devs])
+            x, lens = _batch(train, rows, recipe.crop_frames, rng)
+            for g in opt.param_groups:
+                g["lr"] = _lr_at(step, recipe)
+            emb = net(torch.from_numpy(x), torch.from_numpy(lens))
+            y = torch.from_numpy(devs)
+            loss = head(emb, y, margin=_margin_at(step, recipe))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            step += 1
+            bar.update(1)
+            if step % 50 == 0 or step == recipe.max_steps:
+                with torch.no_grad():
+                    acc = float((head.logits(emb).argmax(1) == y).float().mean())
+                rec = {"step": step, "loss": float(np.mean(losses)), "train_accuracy": acc,
+                       "lr": _lr_at(step - 1, recipe), "margin": _margin_at(step - 1, recipe),
+                       "elapsed_s": round(time.time() - t0, 1)}
+                log_file.write(json.dumps(rec) + "\n")
+                log_file.flush()
+                bar.set_postfix(loss=f"{rec['loss']:.3f}")
+                losses = []
+            if step % recipe.checkpoint_every == 0:
+                save()
+    except KeyboardInterrupt:
+        save()
+        log(f"interrupted: checkpoint at step {step} in {ckpt_path}; rerun to resume")
+        raise
+    finally:
+        bar.close()
+        log_file.close()
+    save()
+    return net.eval()
+
+
+def pretrain(recipe: PretrainRecipe, workdir, *, microphone_folder, source=None, n_jobs=1,
+             threads=None, progress=True, log=print):
+    """Run the pretraining recipe in ``workdir`` (resumable) and write the bundle.
+
+    Parameters
+    ----------
+    recipe : PretrainRecipe
+    workdir : str or os.PathLike
+        Features, checkpoint, log and the bundle ``device_embedding.pt`` go here.
+    microphone_folder : str or os.PathLike
+        Measured microphone responses (``shared/data/micirp``); the 12 of the default
+        corpus are left out.
+    source : str or os.PathLike, optional
+        Real-speech folder (FSDD naming) for ``recipe.real_speakers``.
+    n_jobs : int, default=1
+        Processes for the simulation.
+    threads : int, optional
+        Torch threads for training.
+    progress : bool, default=True
+    log : callable, default=print
+
+    Returns
+    -------
+    path : pathlib.Path
+        The bundle.
+    """
+    import torch
+
+    from ..datasets.population import microphone_files
+    from .pretrain_backend import fit_backend, write_bundle
+
+    work = Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    mics = microphone_files(microphone_folder)
+    recipe = _with_microphones(recipe, mics)
+    (work / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=1, sort_keys=True))
+    if threads:
+        torch.set_num_threads(int(threads))
+    train, cal = population_features(recipe, work, microphones=mics, source=source, n_jobs=n_jobs, log=log)
+    log(f"population: {len(train['lengths'])} training recordings of {recipe.n_devices} devices, "
+        f"{len(cal['lengths'])} calibration recordings of {recipe.n_calibration_devices} devices")
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        net = _train(recipe, train, work, log, progress)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    backend = fit_backend(recipe, net, train, cal, log=log)
+    return write_bundle(work / "device_embedding.pt", recipe, net, backend)
+
+
+def _with_microphones(recipe, mics):
+    from dataclasses import replace
+
+    return replace(recipe, microphones=tuple(Path(m).stem for m in mics))

@@ -1,0 +1,129 @@
+"""The pretrained embedding's back end (scorer + calibration) and its bundle file.
+
+:func:`fit_backend` chooses the scorer and calibrator of the shipped
+:class:`~devicepool.forensic.DeviceLR` by validation: every chain is fitted on the
+calibration devices of even index and judged (Cllr) on pairs of the odd ones; the best
+is refitted on all calibration devices. The scorer's background is a sample of the
+training devices; no calibration device was seen in training.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["CHAINS", "fit_backend", "write_bundle"]
+
+#: The candidate chains, (scoring, calibration).
+CHAINS = (("cosine", "logistic"), ("cosine", "isotonic"), ("plda", "logistic"), ("plda", "isotonic"))
+
+
+def _subset(data, rows):
+    """The recordings ``rows`` of a ragged feature set (frames, lengths, labels, ...)."""
+    offs = np.concatenate([[0], np.cumsum(data["lengths"])[:-1]])
+    frames = np.concatenate([data["frames"][offs[r]:offs[r] + data["lengths"][r]] for r in rows])
+    out = {k: v[rows] for k, v in data.items() if k not in ("frames", "offsets")}
+    out["frames"] = frames
+    return out
+
+
+def _unit(E):
+    return E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
+
+
+def _measures(llr, y):
+    from ..forensic import cllr, cllr_min, eer
+
+    return {"cllr": float(cllr(llr, y)), "cllr_min": float(cllr_min(llr, y)), "eer": float(eer(llr, y)),
+            "same_lr_below_1": float(np.mean(llr[y == 1] < 0)),
+            "diff_lr_above_1": float(np.mean(llr[y == 0] > 0)),
+            "n_same": int(y.sum()), "n_diff": int(len(y) - y.sum())}
+
+
+def fit_backend(recipe, net, train, cal, *, log=print):
+    """The validated and refitted ``DeviceLR`` (embedder None: it takes embeddings).
+
+    Returns
+    -------
+    lr : DeviceLR
+    validation : dict
+        Per chain, the measures on the held-out half; ``"chosen"``.
+    """
+    from ..forensic import DeviceLR
+    from .pretrain import embed_recordings
+
+    t0 = time.time()
+    bg_rows = np.flatnonzero(train["labels"] < recipe.background_devices)
+    E_bg = _unit(embed_recordings(net, _subset(train, bg_rows)))
+    d_bg = train["labels"][bg_rows]
+    E = _unit(embed_recordings(net, cal))
+    dev, spk = cal["labels"], cal["speakers"]
+    log(f"back end: {len(E_bg)} background and {len(E)} calibration embeddings "
+        f"({time.time() - t0:.0f} s)")
+    half = dev % 2 == 0
+    validation = {}
+    for scoring, calibration in CHAINS:
+        lr = DeviceLR(scoring=scoring, calibration=calibration, random_state=recipe.seed).fit(
+            E[half], dev[half], spk[half], X_background=E_bg, devices_background=d_bg)
+        llr, y = lr.pair_llrs(E[~half], dev[~half], spk[~half])
+        validation[f"{scoring}+{calibration}"] = _measures(llr, y)
+        log(f"  {scoring}+{calibration}: " + ", ".join(
+            f"{k} {v:.4g}" for k, v in validation[f"{scoring}+{calibration}"].items()))
+    chosen = min(validation, key=lambda k: validation[k]["cllr"])
+    scoring, calibration = chosen.split("+")
+    lr = DeviceLR(scoring=scoring, calibration=calibration, random_state=recipe.seed).fit(
+        E, dev, spk, X_background=E_bg, devices_background=d_bg)
+    validation["chosen"] = chosen
+    log(f"back end: {chosen} chosen (lowest held-out Cllr)")
+    return lr, validation
+
+
+def _tensors(value):
+    import torch
+
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, dict):
+        return {k: _tensors(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_tensors(v) for v in value]
+    return value
+
+
+def write_bundle(path, recipe, net, backend, *, extra_validation=None):
+    """Write the weights-only bundle (format in :mod:`devicepool.estimators.embedding`).
+
+    Returns
+    -------
+    path : pathlib.Path
+    """
+    import platform
+
+    import torch
+
+    from .. import __version__
+    from ..estimators.embedding import BUNDLE_FORMAT, BUNDLE_VERSION
+    from .pretrain import _atomic_torch_save
+
+    lr, validation = backend
+    if extra_validation:
+        validation = {**validation, **extra_validation}
+    bundle = {
+        "format": BUNDLE_FORMAT, "format_version": BUNDLE_VERSION,
+        "network": {"n_features": net.n_features, "backbone": net.backbone, "channels": net.channels,
+                    "embedding_dim": net.embedding_dim},
+        "features": {"sample_rate": int(recipe.sample_rate), "n_mels": int(recipe.n_mels)},
+        "state_dict": {k: v.detach().clone() for k, v in net.state_dict().items()},
+        "recipe": json.dumps(recipe.to_dict(), sort_keys=True),
+        "provenance": json.dumps({"devicepool": __version__, "torch": torch.__version__,
+                                  "python": platform.python_version(),
+                                  "date": time.strftime("%Y-%m-%d", time.gmtime())}, sort_keys=True),
+        "validation": json.dumps(validation, sort_keys=True),
+        "lr": _tensors(lr.to_payload()),
+    }
+    path = Path(path)
+    _atomic_torch_save(bundle, path)
+    return path
