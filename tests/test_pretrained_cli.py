@@ -84,7 +84,8 @@ def test_a_tiny_pretraining_runs_end_to_end_and_resumes(shared_data, tmp_path, c
 
     work = tmp_path / "work"
     argv = ["pretrain", "--microphones", str(shared_data / "micirp"), "-o", str(work), "--devices", "12",
-            "--recordings", "4", "--steps", "20", "--threads", "1"]
+            "--recordings", "4", "--steps", "20", "--threads", "1", "--calibration-devices", "8",
+            "--speakers", "12"]
     assert main(argv) == 0
     captured = capsys.readouterr()
     assert "wrote" in captured.out and (work / "device_embedding.pt").is_file()

@@ -143,7 +143,7 @@ def _corpus_args(sp, training=True):
 def _lr_args(sp, default=None):
     """--scoring and --calibration of the likelihood-ratio system."""
     suffix = " (default {})"
-    sp.add_argument("--scoring", choices=("plda", "cosine"), default=default and default[0],
+    sp.add_argument("--scoring", choices=("plda", "cosine", "snorm"), default=default and default[0],
                     help="score of a questioned recording against the references" +
                          (suffix.format(default[0]) if default else ""))
     sp.add_argument("--calibration", choices=("logistic", "isotonic"), default=default and default[1],
@@ -281,10 +281,14 @@ def _add_pretrain(sub):
                         "({digit}_{speaker}_{index}.wav); without it, synthetic speech only")
     r.add_argument("-o", "--output", required=True, metavar="DIR",
                    help="working folder: features, checkpoint, train_log.jsonl, device_embedding.pt")
-    r.add_argument("--devices", type=_positive_int, default=None, help="training devices (default 2000)")
+    r.add_argument("--devices", type=_positive_int, default=None, help="training devices (default 3000)")
     r.add_argument("--recordings", type=_positive_int, default=None,
-                   help="recordings per training device (default 10)")
-    r.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps (default 4000)")
+                   help="recordings per training device (default 12)")
+    r.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps (default 12000)")
+    r.add_argument("--calibration-devices", type=_positive_int, default=None,
+                   help="simulated devices of the calibration, disjoint from the training ones (default 300)")
+    r.add_argument("--speakers", type=_positive_int, default=None,
+                   help="synthetic speakers of the speech sources (default 400)")
     r.add_argument("--backbone", choices=("ecapa", "da_cnn"), default=None,
                    help="embedding network (default ecapa)")
     r.add_argument("--jobs", type=_positive_int, default=1, help="processes for the simulation")

@@ -19,7 +19,8 @@ numpy, scipy, scikit-learn and devicepool's lower layers only.
 * :mod:`~devicepool.forensic.metrics` -- :func:`cllr`, :func:`cllr_min`,
   :func:`cllr_cal`, :func:`eer`, :func:`elub_bounds`, :func:`tippett_data`, :func:`det_data`,
   :func:`ece_data` (log10 LRs and labels 1 = H1, 0 = H2);
-* :mod:`~devicepool.forensic.scoring` -- :class:`CosineScorer`, :class:`PLDAScorer`;
+* :mod:`~devicepool.forensic.scoring` -- :class:`CosineScorer`, :class:`PLDAScorer`,
+  :class:`SNormCosineScorer`;
 * :mod:`~devicepool.forensic.calibration` -- :class:`LogisticCalibrator`,
   :class:`IsotonicCalibrator` (score -> log10 LR);
 * :mod:`~devicepool.forensic.lr` -- :class:`DeviceLR` (embedder -> scorer ->
@@ -60,7 +61,7 @@ from .metrics import (
 )
 from .openset import UNKNOWN, OpenSetClassifier
 from .plots import plot_det, plot_ece, plot_tippett
-from .scoring import CosineScorer, PLDAScorer
+from .scoring import CosineScorer, PLDAScorer, SNormCosineScorer
 from .verbal import VERBAL_SCALE, verbal_equivalent
 
 __all__ = [
@@ -77,6 +78,7 @@ __all__ = [
     "LogisticCalibrator",
     "OpenSetClassifier",
     "PLDAScorer",
+    "SNormCosineScorer",
     "TippettData",
     "cllr",
     "cllr_cal",

@@ -12,15 +12,17 @@ A ``DeviceLR`` payload (``format`` ``"devicepool.forensic.DeviceLR"``, ``format_
 1)::
 
     {"format": ..., "format_version": 1,
-     "params": {"scoring": "plda" | "cosine", "calibration": "logistic" | "isotonic",
+     "params": {"scoring": "plda" | "cosine" | "snorm", "calibration": "logistic" | "isotonic",
                 "lda_dim": int | None, "n_references": int, "max_pairs": int,
                 "random_state": int | None, "bounds": "elub" | None},
      "n_features_in": int,
-     "scorer": {"kind": "plda" | "cosine", "lda_dim": ..., "n_features_in": int,
+     "scorer": {"kind": "plda" | "cosine" | "snorm", "lda_dim": ..., "n_features_in": int,
                 "devices": [labels], "mean": (d,),
                 "lda": None | {"xbar": (d,), "scalings": (d, r), "n_components": k},
                 # PLDA only:
-                "model_mean": (k,), "projection": (k, k), "between": (k,)},
+                "model_mean": (k,), "projection": (k, k), "between": (k,),
+                # AS-norm only:
+                "top_k": int, "cohort": (n_devices, k)},
      "calibrator": {"kind": "logistic", "C": float, "coef": float, "intercept": float,
                     "prior_log_odds": float}
                  | {"kind": "isotonic", "X_thresholds": (t,), "y_thresholds": (t,),
@@ -47,7 +49,7 @@ import numpy as np
 from sklearn.isotonic import IsotonicRegression
 
 from .calibration import IsotonicCalibrator, LogisticCalibrator
-from .scoring import CosineScorer, PLDAScorer
+from .scoring import CosineScorer, PLDAScorer, SNormCosineScorer
 
 __all__ = ["LR_FORMAT", "OPENSET_FORMAT", "FORMAT_VERSION", "LinearProjection", "lr_payload",
            "lr_from_payload", "openset_payload", "openset_from_payload"]
@@ -56,7 +58,7 @@ LR_FORMAT = "devicepool.forensic.DeviceLR"
 OPENSET_FORMAT = "devicepool.forensic.OpenSetClassifier"
 FORMAT_VERSION = 1
 
-_SCORER_KINDS = {PLDAScorer: "plda", CosineScorer: "cosine"}
+_SCORER_KINDS = {PLDAScorer: "plda", CosineScorer: "cosine", SNormCosineScorer: "snorm"}
 _CALIBRATOR_KINDS = {LogisticCalibrator: "logistic", IsotonicCalibrator: "isotonic"}
 
 
@@ -119,14 +121,19 @@ def _scorer_payload(scorer):
     if kind == "plda":
         out.update(model_mean=_array(scorer.model_mean_), projection=_array(scorer.projection_),
                    between=_array(scorer.between_))
+    if kind == "snorm":
+        out.update(top_k=int(scorer.top_k), cohort=_array(scorer.cohort_))
     return out
 
 
 def _scorer_from_payload(p):
     cls = {v: k for k, v in _SCORER_KINDS.items()}.get(p["kind"])
     if cls is None:
-        raise ValueError(f"unknown scorer kind {p['kind']!r} (known: plda, cosine)")
+        raise ValueError(f"unknown scorer kind {p['kind']!r} (known: plda, cosine, snorm)")
     scorer = cls(lda_dim=p["lda_dim"])
+    if cls is SNormCosineScorer:
+        scorer.top_k = int(p["top_k"])
+        scorer.cohort_ = _array(p["cohort"])
     scorer.devices_ = np.asarray(p["devices"])
     scorer.n_features_in_ = int(p["n_features_in"])
     scorer.mean_ = _array(p["mean"])

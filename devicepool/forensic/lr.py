@@ -39,11 +39,11 @@ from ._pairs import make_pairs, reference_means
 from ._payload import lr_from_payload, lr_payload
 from .calibration import IsotonicCalibrator, LogisticCalibrator
 from .metrics import elub_bounds
-from .scoring import CosineScorer, PLDAScorer
+from .scoring import CosineScorer, PLDAScorer, SNormCosineScorer
 
 __all__ = ["DeviceLR", "cross_validated_llrs"]
 
-_SCORERS = {"plda": PLDAScorer, "cosine": CosineScorer}
+_SCORERS = {"plda": PLDAScorer, "cosine": CosineScorer, "snorm": SNormCosineScorer}
 _CALIBRATORS = {"logistic": LogisticCalibrator, "isotonic": IsotonicCalibrator}
 _CHUNK = 4096  # pairs scored at once (bounds the memory of the reference means)
 
@@ -69,7 +69,7 @@ class DeviceLR(BaseEstimator):
         every ``X`` is already embeddings ``(n_utterances, d)``. :func:`sklearn.base.clone`
         (grid search, cross-validation) would return it unfitted: wrap it in
         :class:`sklearn.frozen.FrozenEstimator` to keep it fitted through clones.
-    scoring : {"plda", "cosine"} or scorer, default="plda"
+    scoring : {"plda", "cosine", "snorm"} or scorer, default="plda"
         The scorer (a scorer object is cloned).
     calibration : {"logistic", "isotonic"} or calibrator, default="logistic"
         The score-to-log10-LR calibrator (a calibrator object is cloned).

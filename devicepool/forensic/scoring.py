@@ -16,7 +16,15 @@ whitens the within-device scatter) and length normalisation to the unit sphere.
   come from two devices", in closed form (below). It is a score, not yet a calibrated
   LR: the model is only as right as its Gaussian assumptions.
 
-Both return raw scores (higher = more like the same device); a calibrator
+* :class:`SNormCosineScorer`: the cosine, normalised by adaptive symmetric score
+  normalisation (AS-norm, as in speaker verification): the questioned vector and the
+  reference mean are each scored against a cohort (the training devices' mean vectors),
+  and the cosine is standardised by the mean and standard deviation of each side's
+  ``top_k`` highest cohort scores, then averaged. Recordings whose every similarity is
+  shifted (another speech source, another duration) get comparable scores, so one
+  calibration holds across conditions.
+
+All return raw scores (higher = more like the same device); a calibrator
 (:mod:`devicepool.forensic.calibration`) turns them into log10 LRs.
 """
 
@@ -34,7 +42,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._validation import Interval, validate_params
 from ._checks import check_embeddings, check_labels
 
-__all__ = ["CosineScorer", "PLDAScorer"]
+__all__ = ["CosineScorer", "PLDAScorer", "SNormCosineScorer"]
 
 #: Relative ridge added to W and B of the PLDA model: ``RIDGE * trace(W) / d`` times the
 #: identity, so that both are positive definite when there are fewer embeddings than
@@ -211,6 +219,59 @@ class CosineScorer(_Scorer):
         norms = np.linalg.norm(Zr_mean, axis=1, keepdims=True)
         r = Zr_mean / np.maximum(norms, np.finfo(float).tiny)
         return np.einsum("ij,ij->i", Zq, r)
+
+
+class SNormCosineScorer(_Scorer):
+    """Cosine similarity with adaptive symmetric score normalisation against a cohort.
+
+    Parameters
+    ----------
+    lda_dim : int or None, default=None
+    top_k : int, default=100
+        Cohort scores (the highest) that give each side's mean and standard deviation.
+
+    Attributes
+    ----------
+    cohort_ : ndarray of shape (n_devices, dim)
+        Unit-norm mean vector of each training device (preprocessed).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> centres = rng.normal(size=(30, 8)) * 3
+    >>> devices = np.repeat(np.arange(30), 10)
+    >>> E = centres[devices] + rng.normal(size=(300, 8))
+    >>> s = SNormCosineScorer(top_k=10).fit(E, devices)
+    >>> same, other = s.score(E[:1], E[1:10])[0], s.score(E[:1], E[10:20])[0]
+    >>> bool(same > other)
+    True
+    """
+
+    _parameter_constraints = {**_Scorer._parameter_constraints,
+                              "top_k": [Interval(Integral, 1, None, closed="left")]}
+
+    def __init__(self, lda_dim=None, top_k=100):
+        super().__init__(lda_dim=lda_dim)
+        self.top_k = top_k
+
+    def _fit_model(self, Z, codes):
+        sums = np.zeros((len(self.devices_), Z.shape[1]))
+        np.add.at(sums, codes, Z)
+        self.cohort_ = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), np.finfo(float).tiny)
+
+    def _side(self, V):
+        k = min(int(self.top_k), len(self.cohort_))
+        c = V @ self.cohort_.T
+        top = np.partition(c, c.shape[1] - k, axis=1)[:, -k:]
+        return top.mean(axis=1), np.maximum(top.std(axis=1), 1e-6)
+
+    def score_transformed(self, Zq, Zr_mean, n_references):
+        norms = np.linalg.norm(Zr_mean, axis=1, keepdims=True)
+        r = Zr_mean / np.maximum(norms, np.finfo(float).tiny)
+        s = np.einsum("ij,ij->i", Zq, r)
+        mq, sq = self._side(Zq)
+        mr, sr = self._side(r)
+        return 0.5 * ((s - mq) / sq + (s - mr) / sr)
 
 
 class PLDAScorer(_Scorer):

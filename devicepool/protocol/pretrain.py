@@ -45,8 +45,8 @@ class PretrainRecipe:
 
     seed: int = 0
     # population
-    n_devices: int = 2000
-    recordings_per_device: int = 10
+    n_devices: int = 3000
+    recordings_per_device: int = 12
     n_calibration_devices: int = 300
     calibration_recordings: int = 8
     # speech sources
@@ -58,8 +58,8 @@ class PretrainRecipe:
     vocalise_fraction: float = 0.1
     duration: float = 2.0
     sample_rate: int = 16000
-    real_share: float | None = None  # share of recordings drawn from real speech (None: as pooled)
-    source_eq_db: float = 0.0  # per-recording random colouration of the source (its own channel)
+    real_share: float | None = 0.5  # share of recordings drawn from real speech (None: as pooled)
+    source_eq_db: float = 4.0  # per-recording random colouration of the source (its own channel)
     # features and network
     n_mels: int = 64
     backbone: str = "ecapa"
@@ -68,7 +68,7 @@ class PretrainRecipe:
     # training
     crop_frames: int = 140
     batch_size: int = 128
-    max_steps: int = 4000
+    max_steps: int = 12000
     lr: float = 2e-3
     weight_decay: float = 1e-4
     warmup_fraction: float = 0.05
@@ -77,7 +77,15 @@ class PretrainRecipe:
     scale: float = 30.0
     checkpoint_every: int = 250
     background_devices: int = 300
+    calibration_speech: str = "real"  # calibrate on "real" (and vocalised real) speech only, or "all"
     microphones: tuple = field(default=(), compare=True)  # stems, filled by pretrain()
+
+    #: Fields that only the back end reads: a checkpoint stays valid when they change.
+    BACKEND_FIELDS = ("background_devices", "calibration_speech", "checkpoint_every")
+
+    def training_dict(self):
+        """The fields that determine the trained network (what a checkpoint must match)."""
+        return {k: v for k, v in self.to_dict().items() if k not in self.BACKEND_FIELDS}
 
     def to_dict(self):
         d = asdict(self)
@@ -273,6 +281,10 @@ def _new_state(recipe, train, n_classes):
     return net, head, opt
 
 
+def _training_fields(recipe_dict):
+    return {k: v for k, v in recipe_dict.items() if k not in PretrainRecipe.BACKEND_FIELDS}
+
+
 def _train(recipe, train, work, log, progress):
     import torch
     from tqdm.auto import tqdm
@@ -286,7 +298,7 @@ def _train(recipe, train, work, log, progress):
     step = 0
     if ckpt_path.exists():
         ck = torch.load(ckpt_path, weights_only=True)
-        if ck["recipe"] != json.dumps(recipe.to_dict(), sort_keys=True):
+        if _training_fields(json.loads(ck["recipe"])) != json.loads(json.dumps(recipe.training_dict())):
             raise ValueError(f"{ckpt_path} was written by another recipe; use another folder")
         net.load_state_dict(ck["net"])
         head.load_state_dict(ck["head"])
@@ -297,7 +309,7 @@ def _train(recipe, train, work, log, progress):
 
     def save():
         _atomic_torch_save({"net": net.state_dict(), "head": head.state_dict(), "opt": opt.state_dict(),
-                            "step": step, "recipe": json.dumps(recipe.to_dict(), sort_keys=True)},
+                            "step": step, "recipe": json.dumps(recipe.training_dict(), sort_keys=True)},
                            ckpt_path)
 
     log_file = open(work / "train_log.jsonl", "a")
