@@ -32,6 +32,8 @@ import numpy as np  # noqa: E402
 from _common import SHARED, machine_description, save_results  # noqa: E402
 
 HELD_OUT_FSDD = ("george", "lucas", "yweweler")
+#: the FSDD speakers the pretraining heard (for the diagnostic --fsdd-questioned pretraining)
+PRETRAINING_FSDD = ("jackson", "nicolas", "theo")
 
 ROWS = [
     ("neutral.eer", "EER, neutral", True), ("neutral.cllr", "Cllr, neutral", False),
@@ -48,14 +50,14 @@ ROWS = [
 ]
 
 
-def corpus_for(name, seed=0):
+def corpus_for(name, seed=0, fsdd_questioned=HELD_OUT_FSDD):
     from devicepool import make_device_corpus
 
     if name == "embedded":
         return make_device_corpus(n_devices=12, n_speakers=12, n_utterances=6, random_state=seed), None
     if name == "fsdd":
         return (make_device_corpus(n_devices=12, source=str(SHARED / "fsdd" / "recordings"), n_utterances=8,
-                                   random_state=seed), HELD_OUT_FSDD)
+                                   random_state=seed), fsdd_questioned)
     raise SystemExit(f"unknown corpus {name!r} (embedded, fsdd)")
 
 
@@ -92,6 +94,9 @@ def main(argv=None):
     p.add_argument("--corpus", default="embedded,fsdd")
     p.add_argument("--tag", default="")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--fsdd-questioned", choices=("held_out", "pretraining"), default="held_out",
+                   help="FSDD speakers questioned: those the pretraining left out (default), or, as a "
+                        "diagnostic of what familiar real speakers are worth, those it heard")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     emb = DeviceEmbedding(weights=args.bundle).fit()
@@ -99,7 +104,8 @@ def main(argv=None):
     results, timing = {}, {}
     for name in args.corpus.split(","):
         for mode_set in ("both",):
-            corpus, held_out = corpus_for(name)
+            fsdd_q = HELD_OUT_FSDD if args.fsdd_questioned == "held_out" else PRETRAINING_FSDD
+            corpus, held_out = corpus_for(name, fsdd_questioned=fsdd_q)
             t0 = time.perf_counter()
             E = emb.transform(corpus.data)
             dt = time.perf_counter() - t0
@@ -115,7 +121,7 @@ def main(argv=None):
         "machine": machine_description(), "bundle": args.bundle or "shipped",
         "metadata": emb.metadata_, "timing": timing, "results": results, "markdown": md,
         "protocol": "forensic_splits(n_splits=3, random_state=0); corpora of bench_forensic.py; "
-                    f"FSDD questioned speakers {HELD_OUT_FSDD}; threads {args.threads}",
+                    f"FSDD questioned speakers {args.fsdd_questioned}; threads {args.threads}",
     })
 
 

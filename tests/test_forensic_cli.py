@@ -145,8 +145,16 @@ def test_device_lr_payload_is_plain_and_keeps_the_embedder_out():
     E, d, s = device_embeddings(4, 0)
     model = DeviceLR(scoring=CosineScorer(lda_dim=2), random_state=np.random.default_rng(0)).fit(E, d, s)
     payload = model.to_payload()
-    assert payload["format"] == "devicepool.forensic.DeviceLR" and payload["format_version"] == 1
+    assert payload["format"] == "devicepool.forensic.DeviceLR" and payload["format_version"] == 2
     assert payload["params"]["scoring"] == "cosine" and payload["params"]["random_state"] is None
+    assert payload["params"]["bounds"] == "elub" and len(payload["llr_bounds"]) == 2
+    # a payload of 0.4 (format 1: no bounds) still loads, and its LRs stay unbounded
+    old = dict(payload, format_version=1, params={k: v for k, v in payload["params"].items() if k != "bounds"})
+    del old["llr_bounds"]
+    restored = DeviceLR.from_payload(old)
+    assert restored.bounds is None and restored.llr_bounds_ == (-np.inf, np.inf)
+    np.testing.assert_array_equal(restored.predict_llr(E[:3], E[3:6]),
+                                  model.calibrator_.transform(model.score(E[:3], E[3:6])))
     assert payload["scorer"]["lda"]["n_components"] == 2
     assert "embedder" not in payload["params"]
     embedder = object()
@@ -166,8 +174,8 @@ def test_device_lr_payload_errors():
     payload = DeviceLR(random_state=0).fit(E, d, s).to_payload()
     with pytest.raises(ValueError, match="not a DeviceLR payload"):
         DeviceLR.from_payload({"format": "other"})
-    with pytest.raises(ValueError, match="format version 2"):
-        DeviceLR.from_payload(dict(payload, format_version=2))
+    with pytest.raises(ValueError, match="format version 3"):
+        DeviceLR.from_payload(dict(payload, format_version=3))
     damaged = dict(payload, scorer={k: v for k, v in payload["scorer"].items() if k != "projection"})
     with pytest.raises(ValueError, match="damaged payload"):
         DeviceLR.from_payload(damaged)

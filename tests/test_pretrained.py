@@ -11,6 +11,7 @@ import torch
 from devicepool.datasets import (
     DEFAULT_DEVICES,
     DEFAULT_MICROPHONES,
+    SIBLING_MICROPHONES,
     DeviceSpec,
     microphone_files,
     random_device,
@@ -56,7 +57,7 @@ def test_random_devices_refuse_an_empty_microphone_list_and_bad_counts():
 def test_microphone_files_leave_out_the_default_corpus(shared_data):
     files = microphone_files(shared_data / "micirp")
     stems = {Path(f).stem for f in files}
-    assert stems and not stems & set(DEFAULT_MICROPHONES)
+    assert len(stems) == 25 and not stems & set(DEFAULT_MICROPHONES + SIBLING_MICROPHONES)
     assert set(DEFAULT_MICROPHONES) == {d.mic for d in DEFAULT_DEVICES} and len(DEFAULT_MICROPHONES) == 12
     with pytest.raises(FileNotFoundError):
         microphone_files(shared_data / "no-such-folder")
@@ -239,3 +240,95 @@ def test_pretrained_few_shot_by_enrolment_on_unseen_devices(small_corpus):
     test = np.flatnonzero(spk != "spk01")
     pred = np.asarray(c.devices)[(E[test] @ E[enrol].T).argmax(1)]
     assert np.mean(pred == dev[test]) >= 0.9
+
+
+def test_the_shipped_embedding_never_heard_the_evaluation_microphones():
+    recipe = json.loads(read_bundle()["recipe"])
+    assert recipe["microphones"] and not set(recipe["microphones"]) & set(DEFAULT_MICROPHONES + SIBLING_MICROPHONES)
+    assert not set(recipe["real_speakers"]) & {"george", "lucas", "yweweler"}
+
+
+# --------------------------------------------------------------------------- back ends
+
+def _clustered(n_devices, per_device, n_speakers, seed, dim=16):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_devices, dim)) * 2
+    dev = np.repeat(np.arange(n_devices), per_device)
+    spk = np.tile(np.arange(per_device) % n_speakers, n_devices)
+    return centres[dev] + rng.normal(size=(len(dev), dim)), dev, spk
+
+
+def test_snorm_scorer_round_trips_and_needs_a_background():
+    from devicepool.forensic import DeviceLR
+
+    E, d, s = _clustered(20, 8, 4, 0)
+    Eb, db, _ = _clustered(40, 6, 3, 1)
+    with pytest.raises(ValueError, match="needs X_background"):
+        DeviceLR(scoring="snorm").fit(E, d, s)
+    lr = DeviceLR(scoring="snorm", random_state=0).fit(E, d, s, X_background=Eb, devices_background=db)
+    again = DeviceLR.from_payload(lr.to_payload())
+    np.testing.assert_array_equal(again.predict_llr(E[:4], E[4:8]), lr.predict_llr(E[:4], E[4:8]))
+    assert lr.predict_llr(E[:1], E[1:4])[0] > 0 > lr.predict_llr(E[:1], E[9:12])[0]
+
+
+def test_cross_validated_llrs_hold_out_speakers():
+    from devicepool.forensic import DeviceLR, cllr, cross_validated_llrs
+
+    E, d, s = _clustered(10, 8, 4, 2)
+    settings = DeviceLR(scoring="cosine", random_state=0)
+    llr, y = cross_validated_llrs(settings, E, d, s, n_splits=2)
+    assert set(np.unique(y)) == {0, 1} and np.isfinite(llr).all()
+    fitted = DeviceLR(scoring="cosine", random_state=0).fit(E, d, s)
+    resub = cllr(fitted.calibrator_.transform(fitted.calibration_scores_), fitted.calibration_labels_)
+    assert cllr(llr, y) >= resub - 0.05  # held-out speakers are not easier than the fitted ones
+    with pytest.raises(ValueError, match="at least 4 speakers"):
+        cross_validated_llrs(settings, E, d, s % 3)
+
+
+def test_enrolled_devices_answer_unknown_for_devices_not_enrolled(small_corpus):
+    from devicepool.forensic import UNKNOWN, EnrolledDevices
+
+    c = small_corpus
+    dev, spk = np.asarray(c.target), np.asarray(c.groups)
+    known = np.isin(dev, c.devices[:2])
+    enrol = known & (spk == "spk01")
+    model = EnrolledDevices().fit(c.data[enrol], dev[enrol])
+    assert list(model.classes_) == sorted(c.devices[:2])
+    test_known = known & (spk == "spk03")
+    assert np.mean(model.predict(c.data[test_known]) == dev[test_known]) >= 0.75
+    unknown = ~known & (spk == "spk03")
+    assert np.mean(model.predict(c.data[unknown]) == UNKNOWN) >= 0.75
+    L = model.decision_function(c.data[unknown])
+    assert L.shape == (unknown.sum(), 2) and (L <= model.lr_.llr_bounds_[1]).all()
+    model.calibrate(c.data[~known & (spk == "spk02")], far=0.0)
+    assert model.far_ == 0.0
+    with pytest.raises(ValueError, match="far must be"):
+        model.calibrate(c.data[unknown], far=1.5)
+
+
+def test_evaluate_pretrained_on_a_small_corpus(small_corpus):
+    from devicepool.forensic import DeviceLR
+    from devicepool.protocol.pretrained_eval import evaluate_pretrained
+
+    c = small_corpus
+    E = DeviceEmbedding.pretrained().transform(c.data)
+    res = evaluate_pretrained(c, E, DeviceLR.pretrained(embedder=None), n_splits=2)
+    assert len(res["folds"]) == 2 and len(res["closed_set_full"]) == 2
+    eer, _ = res["summary"]["neutral.eer"]
+    assert 0 <= eer <= 0.25
+    assert 0 <= res["summary"]["closed_set_enrol"][0] <= 1
+    assert "whisper" not in res["folds"][0]  # the corpus is neutral only
+
+
+def test_the_few_shot_model_is_registered_and_learns_from_a_few_recordings(small_corpus):
+    from devicepool.estimators import make_pretrained_lr
+    from devicepool.protocol import get_model, registered_models
+
+    assert "pretrained_lr" in registered_models()
+    c = small_corpus
+    spk = np.asarray(c.groups)
+    train = np.isin(spk, ["spk01", "spk02"])
+    pipe = get_model("pretrained_lr").make_pipeline(c.sample_rate)
+    pipe.fit(c.data[train], c.target[train])
+    assert pipe.score(c.data[~train], c.target[~train]) >= 0.9
+    assert make_pretrained_lr(C=1.0).named_steps["clf"].C == 1.0

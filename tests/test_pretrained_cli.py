@@ -68,6 +68,17 @@ def test_calibrate_the_pretrained_embedding_reports_a_cross_validated_cllr(folde
     assert doc["calibration"]["scoring"] == "cosine" and "cv_cllr" in doc["calibration"]
 
 
+def test_pretrain_refuses_a_recipe_that_would_fail_late(shared_data, tmp_path):
+    from devicepool.protocol.pretrain import PretrainRecipe, pretrain
+
+    with pytest.raises(ValueError, match="needs real speech"):
+        pretrain(PretrainRecipe(), tmp_path / "w", microphone_folder=shared_data / "micirp", source=None)
+    with pytest.raises(ValueError, match="n_calibration_devices must be >= 4"):
+        pretrain(PretrainRecipe(n_calibration_devices=2, calibration_speech="all"), tmp_path / "w",
+                 microphone_folder=shared_data / "micirp")
+    assert not (tmp_path / "w").exists()  # refused before anything was written
+
+
 def test_pretrain_errors_are_one_line(tmp_path, capsys):
     assert main(["pretrain", "--microphones", str(tmp_path / "nope"), "-o", str(tmp_path / "w")]) == 2
     assert "--microphones" in one_line_error(capsys.readouterr().err)
@@ -76,10 +87,10 @@ def test_pretrain_errors_are_one_line(tmp_path, capsys):
     assert "no WAV file" in one_line_error(capsys.readouterr().err)
 
 
-@pytest.mark.slow
 def test_a_tiny_pretraining_runs_end_to_end_and_resumes(shared_data, tmp_path, capsys):
     """The recipe from scratch (simulation, training, back end, bundle), then a rerun that
-    resumes from the checkpoint instead of training again, and the bundle in use."""
+    resumes from the checkpoint instead of training again, a rerun with another population
+    refused before any simulation, and the bundle in use (about 20 s)."""
     from devicepool.estimators.embedding import DeviceEmbedding
 
     work = tmp_path / "work"
@@ -93,6 +104,12 @@ def test_a_tiny_pretraining_runs_end_to_end_and_resumes(shared_data, tmp_path, c
     assert log[-1]["step"] == 20 and np.isfinite(log[-1]["loss"])
     assert main(argv) == 0
     assert "resumed at step 20" in capsys.readouterr().err
+    other = [a if a != "12" else "13" for a in argv]
+    assert main(other) == 2
+    err = capsys.readouterr().err
+    errors = [ln for ln in err.splitlines() if ln.startswith("devicepool: error:")]
+    assert len(errors) == 1 and "another population" in errors[0] and "n_devices" in errors[0]
+    assert "devices up to" not in err and "Traceback" not in err  # refused before any simulation
     emb = DeviceEmbedding(weights=work / "device_embedding.pt").fit()
     assert emb.metadata_["recipe"]["n_devices"] == 12
     assert emb.transform([np.random.default_rng(0).standard_normal(16000) * 0.1]).shape[0] == 1

@@ -115,7 +115,11 @@ def _is_bundle(path):
 
     try:
         read_bundle(path)
-    except (FileNotFoundError, ValueError):
+    except FileNotFoundError:
+        return False
+    except ValueError as exc:
+        if "bundle format version" in str(exc):
+            raise UsageError(str(exc)) from None
         return False
     return True
 
@@ -165,6 +169,28 @@ def _cv_summary(lr_settings, E, devices, speakers):
             "cv_diff_lr_above_1": float(np.mean(llr[y == 0] > 0))}
 
 
+def _coverage(corpus, data, mode):
+    """What the calibration set covers: durations, modes and native rates of its recordings."""
+    import numpy as np
+    import soundfile as sf
+
+    from devicepool.audio import soundfile_name
+    from devicepool.forensic import coverage_of
+
+    rate = int(getattr(corpus, "sample_rate", 16000))
+    durations, rates = [], []
+    for item in data:
+        if isinstance(item, (str, os.PathLike)):
+            info = sf.info(soundfile_name(item))
+            durations.append(info.frames / info.samplerate)
+            rates.append(int(info.samplerate))
+        else:
+            durations.append(len(item) / rate)
+    modes = np.asarray(getattr(corpus, "mode", ["neutral"] * len(corpus.target)))
+    modes = modes if mode == "all" else [mode]
+    return coverage_of(durations, modes, rates)
+
+
 def _calibrate_embedder(args):
     """``(embedder, payload or bundle, kind)`` for calibrate: a model file's pipeline, or
     the pretrained embedding (no --model, or an embedding bundle)."""
@@ -172,6 +198,7 @@ def _calibrate_embedder(args):
         from devicepool.estimators.embedding import DeviceEmbedding, read_bundle
 
         return DeviceEmbedding(weights=args.model).fit(), dict(read_bundle(args.model)), "bundle"
+
     pipe, payload = _base_payload(args)
     if not hasattr(pipe, "transform"):
         name = _modelfile.model_name_of(pipe) or type(pipe).__name__
@@ -187,6 +214,9 @@ def cmd_calibrate(args):
     from devicepool import __version__
     from devicepool.forensic import DeviceLR
 
+    if args.scoring == "snorm":
+        raise UsageError("--scoring snorm needs a background set of other devices for its cohort, "
+                         "which calibrate has not; use plda or cosine")
     embedder, payload, kind = _calibrate_embedder(args)
     leftover = _modelfile.check_output(args.output)
     if leftover:
@@ -197,12 +227,15 @@ def cmd_calibrate(args):
               f"{len(set(map(str, devices)))} devices ({args.scoring} scoring, "
               f"{args.calibration} calibration)")
     t0 = time.perf_counter()
+    if kind == "bundle":  # waveforms of the corpus are at its rate, not necessarily the network's
+        embedder.set_params(sample_rate=int(getattr(corpus, "sample_rate", 16000)))
     E = embedder.transform(data)
     settings = DeviceLR(scoring=args.scoring, calibration=args.calibration, lda_dim=args.lda_dim,
                         n_references=args.n_references, random_state=args.seed)
     lr = clone(settings).fit(E, devices, speakers)
     summary = _summary(args, corpus, devices, speakers, lr)
     summary.update(_cv_summary(settings, E, devices, speakers))
+    summary["coverage"] = _coverage(corpus, data, args.mode)
     if kind == "bundle":
         out = dict(payload, lr=_to_tensors(lr.to_payload()),
                    calibration_data=json.dumps(summary, sort_keys=True))
@@ -298,9 +331,15 @@ def cmd_compare(args):
         say(args, f"note: the calibration compared each recording with up to {lr.n_references} "
                   f"reference recordings; you gave {len(references)} (the LRs are best calibrated "
                   f"for that number: 'devicepool calibrate --n-references {len(references)}')")
-    from devicepool.forensic.coverage import coverage_warnings
+    from devicepool.forensic.coverage import MINIMAL_COVERAGE, coverage_warnings
 
-    warnings, _ = coverage_warnings(questioned, references, summary.get("coverage"))
+    if "coverage" in summary:
+        coverage = summary["coverage"]
+    elif args.model is None or summary.get("model") == "pretrained device embedding":
+        coverage = None  # the shipped calibration's (DEFAULT_COVERAGE)
+    else:
+        coverage = MINIMAL_COVERAGE  # a calibration of 0.4 or earlier recorded none
+    warnings, _ = coverage_warnings(questioned, references, coverage)
     llrs = lr.predict_llr(questioned, references)
     rows = [_result_row(f, float(v)) for f, v in zip(questioned, llrs)]
     bounds = tuple(float(b) for b in getattr(lr, "llr_bounds_", (-math.inf, math.inf)))

@@ -16,7 +16,14 @@ recordings of one utterance across devices), ``sample_rate``, ``devices`` and
   Xaudia.com) and real codecs; no download needed.
 """
 
-from ._devices import DEFAULT_DEVICES, DeviceSpec, available_codecs, microphone_names
+from ._devices import (
+    DEFAULT_DEVICES,
+    DeviceSpec,
+    apply_device,
+    available_codecs,
+    eq_response,
+    microphone_names,
+)
 from .corpus import (
     make_device_corpus,
     vocalise,
@@ -28,6 +35,7 @@ from .folder import load_audio_folder
 from .mobiphone import load_mobiphone, split_utterances
 from .population import (
     DEFAULT_MICROPHONES,
+    SIBLING_MICROPHONES,
     microphone_files,
     random_device,
     random_devices,
@@ -48,8 +56,11 @@ __all__ = [
     "DeviceSpec",
     "DEFAULT_DEVICES",
     "available_codecs",
+    "apply_device",
+    "eq_response",
     "microphone_names",
     "DEFAULT_MICROPHONES",
+    "SIBLING_MICROPHONES",
     "microphone_files",
     "random_device",
     "random_devices",

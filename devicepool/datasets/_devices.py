@@ -104,7 +104,7 @@ class DeviceSpec:
         one of ``"peak"``, ``"lowshelf"``, ``"highshelf"``; ``freq`` in Hz, ``gain_db``
         in dB, ``q`` > 0 (a resonance is a peak of high ``q``).
     agc : float or None, default=None
-        Automatic gain control: the target RMS level in dBFS of a slow feedback gain
+        Automatic gain control: the target RMS level in dBFS of a slow gain control
         (20 ms frames, 50 ms attack, 500 ms release, at most +/-20 dB), applied after the
         recording gain and before clipping; None for none.
     """

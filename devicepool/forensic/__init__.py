@@ -43,7 +43,7 @@ Fitted :class:`DeviceLR` and :class:`OpenSetClassifier` have ``to_payload()`` an
 """
 
 from .calibration import IsotonicCalibrator, LogisticCalibrator
-from .coverage import coverage_warnings, recording_conditions
+from .coverage import coverage_of, coverage_warnings, recording_conditions
 from .enrolment import EnrolledDevices
 from .lr import DeviceLR, cross_validated_llrs
 from .metrics import (
@@ -71,6 +71,7 @@ __all__ = [
     "DetData",
     "DeviceLR",
     "EnrolledDevices",
+    "coverage_of",
     "coverage_warnings",
     "recording_conditions",
     "EceData",

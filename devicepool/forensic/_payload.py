@@ -9,7 +9,7 @@ write it with :func:`torch.save` and read it back with ``torch.load(weights_only
 ``from_payload`` class methods accept arrays, tensors or nested lists alike.
 
 A ``DeviceLR`` payload (``format`` ``"devicepool.forensic.DeviceLR"``, ``format_version``
-1)::
+2; version 1, without bounds and the AS-norm scorer, is still read)::
 
     {"format": ..., "format_version": 1,
      "params": {"scoring": "plda" | "cosine" | "snorm", "calibration": "logistic" | "isotonic",
@@ -56,7 +56,7 @@ __all__ = ["LR_FORMAT", "OPENSET_FORMAT", "FORMAT_VERSION", "LinearProjection", 
 
 LR_FORMAT = "devicepool.forensic.DeviceLR"
 OPENSET_FORMAT = "devicepool.forensic.OpenSetClassifier"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 (0.5): "bounds" and "llr_bounds", the "snorm" scorer; 1 still reads
 
 _SCORER_KINDS = {PLDAScorer: "plda", CosineScorer: "cosine", SNormCosineScorer: "snorm"}
 _CALIBRATOR_KINDS = {LogisticCalibrator: "logistic", IsotonicCalibrator: "isotonic"}

@@ -11,12 +11,44 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["recording_conditions", "coverage_warnings", "DEFAULT_COVERAGE"]
+__all__ = ["recording_conditions", "coverage_of", "coverage_warnings", "DEFAULT_COVERAGE", "MINIMAL_COVERAGE"]
 
 #: What the shipped calibration covers (``docs/pretrained.md``): about 1.5-2.5 s
 #: recordings, both modes, any level above the silence floor.
 DEFAULT_COVERAGE = {"min_duration_s": 1.0, "max_duration_s": 30.0, "min_level_dbfs": -60.0,
                     "min_rate_hz": 8000, "modes": ["neutral", "whisper"], "cross_mode": True}
+
+
+#: What any calibration is assumed to cover when it recorded nothing (files of 0.4 and
+#: earlier): only the silence and minimum-length checks apply.
+MINIMAL_COVERAGE = {"min_duration_s": 0.5, "max_duration_s": float("inf"), "min_level_dbfs": -60.0,
+                    "min_rate_hz": 0, "modes": ["neutral", "whisper"], "cross_mode": True}
+
+
+def coverage_of(durations, modes, native_rates=()):
+    """The coverage a calibration set gives (for :func:`coverage_warnings`).
+
+    Parameters
+    ----------
+    durations : array-like of float
+        Seconds of each calibration recording.
+    modes : array-like of str
+        Speaking mode of each (``"neutral"``/``"whisper"``).
+    native_rates : array-like of int, optional
+        The files' own sample rates.
+
+    Returns
+    -------
+    coverage : dict
+        Durations from 0.8x the shortest to 1.25x the longest, the modes present,
+        ``cross_mode`` when both are (the calibration pairs then mix them), the lowest rate.
+    """
+    durations = np.asarray(durations, dtype=float)
+    present = sorted({str(m) for m in modes})
+    rates = [int(r) for r in native_rates if r]
+    return {"min_duration_s": float(0.8 * durations.min()), "max_duration_s": float(1.25 * durations.max()),
+            "min_level_dbfs": -60.0, "min_rate_hz": min(rates) if rates else 0, "modes": present,
+            "cross_mode": len(present) > 1}
 
 
 def recording_conditions(item, sample_rate=16000):
@@ -30,15 +62,15 @@ def recording_conditions(item, sample_rate=16000):
         (voiced frames among non-silent ones) and ``mode`` (``"whisper"`` below 10 % voiced,
         else ``"neutral"``; ``"silence"`` when no frame is above the silence floor).
     """
-    from ..audio import as_waveform, soundfile_name
+    from ..audio import as_waveform, read_audio_file, resample
     from ..features import voicing_labels
 
     native = None
-    if isinstance(item, (str, bytes)) or hasattr(item, "__fspath__"):
-        import soundfile as sf
-
-        native = int(sf.info(soundfile_name(item)).samplerate)
-    x = as_waveform(item, sample_rate)
+    if isinstance(item, str) or hasattr(item, "__fspath__"):
+        x, native = read_audio_file(item)
+        x = resample(x, native, sample_rate) if native != sample_rate else x
+    else:
+        x = as_waveform(item, sample_rate)
     out = {"duration_s": len(x) / sample_rate, "native_rate": native}
     if len(x) < int(0.025 * sample_rate):
         return dict(out, level_dbfs=float(20 * np.log10(np.sqrt(np.mean(x**2)) + 1e-12)),
@@ -64,7 +96,8 @@ def coverage_warnings(questioned, references, coverage=None, sample_rate=16000):
     coverage : dict, optional
         ``min_duration_s``, ``max_duration_s``, ``min_level_dbfs``, ``min_rate_hz``,
         ``modes`` (speaking modes the calibration held), ``cross_mode`` (whether it held
-        questioned and references of different modes). Default :data:`DEFAULT_COVERAGE`.
+        questioned and references of different modes); :func:`coverage_of` makes one.
+        Default :data:`DEFAULT_COVERAGE` (the shipped calibration's).
     sample_rate : int, default=16000
 
     Returns

@@ -33,6 +33,10 @@ __all__ = ["EnrolledDevices"]
 class EnrolledDevices(ClassifierMixin, BaseEstimator):
     """Identify recordings among enrolled devices, or answer "unknown device".
 
+    Each device's enrolled recordings are its references: the calibration's LRs are best
+    calibrated for ``lr.n_references`` of them (3 for the shipped one); enrolling many
+    more averages more references and makes the LRs somewhat overconfident.
+
     Parameters
     ----------
     lr : DeviceLR or None, default=None
@@ -99,17 +103,23 @@ class EnrolledDevices(ClassifierMixin, BaseEstimator):
         self.threshold_ = float(self.threshold)
         return self
 
-    def decision_function(self, X):
-        """log10 LR of each recording against each enrolled device, ``(n, n_classes)``."""
+    def _raw_llrs(self, X):
+        """Unbounded log10 LRs ``(n, n_classes)``: the decisions use these, so that LRs tied
+        at the calibration's bound are still ranked."""
         check_is_fitted(self, "enrolled_")
         lr = self.lr_
         E = lr._embed(X, "X", n_features=lr.n_features_in_)
-        return np.stack([lr.calibrate_scores(lr.scorer_.score(E, e)) for e in self.enrolled_], axis=1)
+        return np.stack([lr.calibrator_.transform(lr.scorer_.score(E, e)) for e in self.enrolled_], axis=1)
+
+    def decision_function(self, X):
+        """log10 LR of each recording against each enrolled device, ``(n, n_classes)``,
+        bounded as :meth:`DeviceLR.predict_llr` bounds it."""
+        return np.clip(self._raw_llrs(X), *self.lr_.llr_bounds_)
 
     def predict(self, X):
         """The enrolled device of highest LR, or :data:`UNKNOWN` when it is not above the
         threshold; shape (n,), object."""
-        L = self.decision_function(X)
+        L = self._raw_llrs(X)
         best = L.argmax(axis=1)
         out = self.classes_[best].astype(object)
         out[L[np.arange(len(L)), best] <= self.threshold_] = UNKNOWN
@@ -118,8 +128,9 @@ class EnrolledDevices(ClassifierMixin, BaseEstimator):
     def calibrate(self, X_unknown, far=0.05):
         """Set the threshold so that at most ``far`` of the recordings ``X_unknown`` (of devices
         NOT enrolled) are accepted; returns self."""
-        check_is_fitted(self, "enrolled_")
-        best = self.decision_function(X_unknown).max(axis=1)
+        if not 0 <= far < 1:
+            raise ValueError(f"EnrolledDevices.calibrate: far must be in [0, 1); got {far!r}")
+        best = self._raw_llrs(X_unknown).max(axis=1)
         self.threshold_ = float(np.quantile(best, 1 - far, method="higher"))
         self.far_ = float(np.mean(best > self.threshold_))
         return self

@@ -197,6 +197,9 @@ class DeviceLR(BaseEstimator):
         if (X_background is None) != (devices_background is None):
             raise ValueError("DeviceLR: X_background and devices_background go together; "
                              "got only one of them")
+        if X_background is None and self.scoring == "snorm":
+            raise ValueError("DeviceLR: scoring='snorm' needs X_background (its cohort): without it the "
+                             "cohort would hold the calibration pairs' own devices")
         E = self._embed(X, "X")
         devices = check_labels(devices, len(E), name="devices", owner="DeviceLR")
         self.n_features_in_ = E.shape[1]
@@ -260,7 +263,7 @@ class DeviceLR(BaseEstimator):
         """Likelihood ratios ``10 ** predict_llr(questioned, references)``, shape (m,)."""
         return 10.0 ** self.predict_llr(questioned, references)
 
-    def pair_llrs(self, X, devices, speakers=None, random_state=None):
+    def pair_llrs(self, X, devices, speakers=None, random_state=None, bounded=True):
         """log10 LRs and hypotheses of evaluation pairs built as the calibration pairs.
 
         Parameters
@@ -271,6 +274,10 @@ class DeviceLR(BaseEstimator):
         speakers : array-like of shape (n,), optional
         random_state : None, int, RandomState or Generator, default=None
             None: the estimator's ``random_state``.
+        bounded : bool, default=True
+            Clip to ``llr_bounds_`` (what a user gets); False gives the calibrator's raw
+            values, for discrimination measures (EER, Cllr_min) that ties at a bound would
+            distort.
 
         Returns
         -------
@@ -284,7 +291,8 @@ class DeviceLR(BaseEstimator):
         devices = check_labels(devices, len(E), name="devices", owner="DeviceLR")
         rs = self.random_state if random_state is None else random_state
         scores, y = self._pair_scores(E, devices, speakers, _generator(rs))
-        return self.calibrate_scores(scores), y
+        llr = self.calibrate_scores(scores) if bounded else self.calibrator_.transform(scores)
+        return llr, y
 
     # ------------------------------------------------------------------ pretrained
     @classmethod

@@ -356,7 +356,7 @@ def _pretrained_beside(corpus, n_splits, random_state):
     from ..forensic import DeviceLR
     from .pretrained_eval import evaluate_pretrained
 
-    E = DeviceEmbedding.pretrained().transform(corpus.data)
+    E = DeviceEmbedding.pretrained(sample_rate=int(corpus.sample_rate)).transform(corpus.data)
     return evaluate_pretrained(corpus, E, DeviceLR.pretrained(embedder=None), n_splits=n_splits,
                                random_state=random_state)
 

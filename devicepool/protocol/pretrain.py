@@ -81,7 +81,18 @@ class PretrainRecipe:
     microphones: tuple = field(default=(), compare=True)  # stems, filled by pretrain()
 
     #: Fields that only the back end reads: a checkpoint stays valid when they change.
-    BACKEND_FIELDS = ("background_devices", "calibration_speech", "checkpoint_every")
+    BACKEND_FIELDS = ("background_devices", "calibration_speech", "checkpoint_every",
+                      "n_calibration_devices", "calibration_recordings")
+    #: Fields that determine the simulated features (what a feature cache must match).
+    POPULATION_FIELDS = ("seed", "n_devices", "recordings_per_device", "n_calibration_devices",
+                         "calibration_recordings", "n_synthetic", "utterances_per_speaker",
+                         "real_speakers", "n_real", "whisper_fraction", "vocalise_fraction", "duration",
+                         "sample_rate", "real_share", "source_eq_db", "n_mels", "microphones")
+
+    def population_dict(self):
+        """The fields that determine the simulated features."""
+        d = self.to_dict()
+        return {k: d[k] for k in self.POPULATION_FIELDS}
 
     def training_dict(self):
         """The fields that determine the trained network (what a checkpoint must match)."""
@@ -123,7 +134,7 @@ def source_colouration(x, sample_rate, rng, depth_db):
 
 def _record_shard(recipe, devices, first, sources, start, stop, tag):
     """Features of devices ``[start, stop)`` of ``devices``: frames, offsets, labels, meta."""
-    from ..datasets._devices import apply_device
+    from ..datasets import apply_device
 
     fb = _filterbank(recipe)
     n_rec = recipe.recordings_per_device if tag == "train" else recipe.calibration_recordings
@@ -177,6 +188,7 @@ def population_features(recipe, workdir, *, microphones, source=None, n_jobs=1, 
 
     work = Path(workdir)
     (work / "features").mkdir(parents=True, exist_ok=True)
+    _check_population(recipe, work / "features")
     sources = None
     out = {}
     for tag, n, first in (("train", recipe.n_devices, 0),
@@ -208,6 +220,20 @@ def population_features(recipe, workdir, *, microphones, source=None, n_jobs=1, 
         parts = [dict(np.load(work / "features" / f"{tag}-{s:05d}.npz")) for s, _ in bounds]
         out[tag] = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     return out["train"], out["calibration"]
+
+
+def _check_population(recipe, folder):
+    """Refuse a feature cache simulated for another population (before any simulation)."""
+    path = folder / "population.json"
+    want = json.loads(json.dumps(recipe.population_dict()))
+    if path.exists():
+        have = json.loads(path.read_text())
+        if have != want:
+            diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
+            raise ValueError(f"the features in {str(folder)!r} were simulated for another population "
+                             f"(differing: {', '.join(diff)}); use another working folder")
+    else:
+        path.write_text(json.dumps(want, indent=1, sort_keys=True))
 
 
 def _offsets(lengths):
@@ -312,6 +338,8 @@ def _train(recipe, train, work, log, progress):
                             "step": step, "recipe": json.dumps(recipe.training_dict(), sort_keys=True)},
                            ckpt_path)
 
+    stop = []  # a signal asks to stop; honoured between steps, so a checkpoint is consistent
+    handlers = _stop_between_steps(stop)
     log_file = open(work / "train_log.jsonl", "a")
     bar = tqdm(total=recipe.max_steps, initial=step, desc="pretrain", unit="step",
                disable=not show_bars(progress), leave=True)
@@ -319,6 +347,8 @@ def _train(recipe, train, work, log, progress):
     try:
         net.train()
         while step < recipe.max_steps:
+            if stop:
+                raise KeyboardInterrupt
             # the batch of step s is a function of (seed, s): a resumed run sees the same data
             rng = np.random.default_rng([recipe.seed, 401, step])
             devs = rng.integers(0, n_classes, recipe.batch_size)
@@ -352,10 +382,29 @@ def _train(recipe, train, work, log, progress):
         log(f"interrupted: checkpoint at step {step} in {ckpt_path}; rerun to resume")
         raise
     finally:
+        _restore(handlers)
         bar.close()
         log_file.close()
     save()
     return net.eval()
+
+
+def _stop_between_steps(stop):
+    """SIGINT/SIGTERM set ``stop`` instead of raising mid-step (main thread only)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    old = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        old[sig] = signal.getsignal(sig)
+        signal.signal(sig, lambda signum, frame: stop.append(signum))
+    return old
+
+
+def _restore(handlers):
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
 
 
 def pretrain(recipe: PretrainRecipe, workdir, *, microphone_folder, source=None, n_jobs=1,
@@ -389,6 +438,7 @@ def pretrain(recipe: PretrainRecipe, workdir, *, microphone_folder, source=None,
     from ..datasets.population import microphone_files
     from .pretrain_backend import fit_backend, write_bundle
 
+    _check_recipe(recipe, source)
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     mics = microphone_files(microphone_folder)
@@ -399,14 +449,30 @@ def pretrain(recipe: PretrainRecipe, workdir, *, microphone_folder, source=None,
     train, cal = population_features(recipe, work, microphones=mics, source=source, n_jobs=n_jobs, log=log)
     log(f"population: {len(train['lengths'])} training recordings of {recipe.n_devices} devices, "
         f"{len(cal['lengths'])} calibration recordings of {recipe.n_calibration_devices} devices")
-    previous = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        net = _train(recipe, train, work, log, progress)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    net = _train(recipe, train, work, log, progress)
     backend = fit_backend(recipe, net, train, cal, log=log)
     return write_bundle(work / "device_embedding.pt", recipe, net, backend)
+
+
+def _check_recipe(recipe, source):
+    """Refuse, before any simulation, a recipe that would fail after training."""
+    if recipe.backbone not in ("ecapa", "da_cnn"):
+        raise ValueError(f"PretrainRecipe.backbone must be 'ecapa' or 'da_cnn'; got {recipe.backbone!r}")
+    if recipe.calibration_speech not in ("real", "all"):
+        raise ValueError("PretrainRecipe.calibration_speech must be 'real' or 'all'; got "
+                         f"{recipe.calibration_speech!r}")
+    if recipe.calibration_speech == "real" and (source is None or not recipe.real_speakers):
+        raise ValueError("PretrainRecipe.calibration_speech='real' needs real speech: pass source= (a "
+                         "folder of real speech) and real_speakers, or calibration_speech='all'")
+    if recipe.n_calibration_devices < 4:
+        raise ValueError("PretrainRecipe.n_calibration_devices must be >= 4 (the back end is validated "
+                         f"on half of them); got {recipe.n_calibration_devices}")
+    if recipe.background_devices < 2 or recipe.n_devices < 2:
+        raise ValueError("PretrainRecipe: n_devices and background_devices (the scorer's background, "
+                         f"at most n_devices are used) must be >= 2; got {recipe.n_devices}, "
+                         f"{recipe.background_devices}")
+    if recipe.recordings_per_device < 2 or recipe.calibration_recordings < 2:
+        raise ValueError("PretrainRecipe: recordings_per_device and calibration_recordings must be >= 2")
 
 
 def _with_microphones(recipe, mics):

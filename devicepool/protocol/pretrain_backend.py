@@ -39,10 +39,10 @@ def _unit(E):
     return E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
 
 
-def _measures(llr, y):
+def _measures(llr, y, raw):
     from ..forensic import cllr, cllr_min, eer
 
-    return {"cllr": float(cllr(llr, y)), "cllr_min": float(cllr_min(llr, y)), "eer": float(eer(llr, y)),
+    return {"cllr": float(cllr(llr, y)), "cllr_min": float(cllr_min(raw, y)), "eer": float(eer(raw, y)),
             "same_lr_below_1": float(np.mean(llr[y == 1] < 0)),
             "diff_lr_above_1": float(np.mean(llr[y == 0] > 0)),
             "n_same": int(y.sum()), "n_diff": int(len(y) - y.sum())}
@@ -81,7 +81,8 @@ def fit_backend(recipe, net, train, cal, *, log=print):
         lr = DeviceLR(scoring=scoring, calibration=calibration, random_state=recipe.seed).fit(
             E[half], dev[half], spk[half], X_background=E_bg, devices_background=d_bg)
         llr, y = lr.pair_llrs(E[~half], dev[~half], spk[~half])
-        validation[f"{scoring}+{calibration}"] = _measures(llr, y)
+        raw, _ = lr.pair_llrs(E[~half], dev[~half], spk[~half], bounded=False)
+        validation[f"{scoring}+{calibration}"] = _measures(llr, y, raw)
         log(f"  {scoring}+{calibration}: " + ", ".join(
             f"{k} {v:.4g}" for k, v in validation[f"{scoring}+{calibration}"].items()))
     chosen = min(validation, key=lambda k: validation[k]["cllr"])

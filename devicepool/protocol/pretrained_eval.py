@@ -40,10 +40,13 @@ from .forensic_eval import _cross_pairs
 __all__ = ["evaluate_pretrained", "summarise"]
 
 
-def _measures(llr, y):
+def _measures(llr, y, raw=None):
+    """Cllr and the rates of misleading evidence of the (bounded) LRs; EER and Cllr_min of
+    the unbounded ones (``raw``), which ties at a bound would distort."""
     from ..forensic import cllr, cllr_min, eer
 
-    return {"cllr": float(cllr(llr, y)), "cllr_min": float(cllr_min(llr, y)), "eer": float(eer(llr, y)),
+    raw = llr if raw is None else raw
+    return {"cllr": float(cllr(llr, y)), "cllr_min": float(cllr_min(raw, y)), "eer": float(eer(raw, y)),
             "same_lr_below_1": float(np.mean(llr[y == 1] < 0)),
             "diff_lr_above_1": float(np.mean(llr[y == 0] > 0)), "n_pairs": int(len(y))}
 
@@ -51,7 +54,13 @@ def _measures(llr, y):
 def _cross_llrs(lr, E, q_rows, r_rows, dev, spk, n_references, rng):
     qs, refs, y = _cross_pairs(dev[q_rows], spk[q_rows], dev[r_rows], spk[r_rows], n_references, rng)
     scores = lr.scorer_.score_pairs(E[q_rows][qs], [E[r_rows][r] for r in refs])
-    return lr.calibrate_scores(scores), y
+    return lr.calibrate_scores(scores), y, lr.calibrator_.transform(scores)
+
+
+def _pair_measures(lr, E, rows, dev, spk, seed):
+    llr, y = lr.pair_llrs(E[rows], dev[rows], spk[rows], random_state=seed)
+    raw, _ = lr.pair_llrs(E[rows], dev[rows], spk[rows], random_state=seed, bounded=False)
+    return _measures(llr, y, raw)
 
 
 def _enrol(E, dev, spk, mode, devices, speakers, n_enrol, rng):
@@ -59,15 +68,19 @@ def _enrol(E, dev, spk, mode, devices, speakers, n_enrol, rng):
     sets = {}
     for d in devices:
         rows = np.flatnonzero((dev == d) & np.isin(spk, speakers) & (mode == "neutral"))
+        if len(rows) == 0:
+            raise ValueError(f"evaluate_pretrained: device {d!r} has no neutral recording of the "
+                             f"enrolment speakers {list(speakers)}")
         sets[d] = rng.choice(rows, min(n_enrol, len(rows)), replace=False)
     return sets
 
 
 def _llr_matrix(lr, E, q_rows, sets):
-    """(len(q_rows), len(sets)) log10 LRs of each questioned recording against each set."""
+    """(len(q_rows), len(sets)) unbounded log10 LRs of each questioned recording against each
+    set (decisions rank them; ties at a bound would not rank)."""
     cols = []
     for rows in sets.values():
-        cols.append(lr.calibrate_scores(lr.scorer_.score(E[q_rows], E[rows])))
+        cols.append(lr.calibrator_.transform(lr.scorer_.score(E[q_rows], E[rows])))
     return np.stack(cols, axis=1)
 
 
@@ -147,15 +160,13 @@ def evaluate_pretrained(corpus, embeddings, lr, *, n_splits=3, random_state=0, t
             s = type(s)(s.fold, s.unseen_devices, s.seen_devices, cal, tests, s.seed, s.lr_seed)
         in_fold = np.isin(dev, s.unseen_devices) & np.isin(spk, tests)
         rows = np.flatnonzero(in_fold & (mode == "neutral"))
-        llr, y = lr.pair_llrs(E[rows], dev[rows], spk[rows], random_state=s.lr_seed)
         fold = {"fold": s.fold, "unseen_devices": list(s.unseen_devices), "test_speakers": list(tests),
-                "neutral": _measures(llr, y)}
+                "neutral": _pair_measures(lr, E, rows, dev, spk, s.lr_seed)}
         wrows = np.flatnonzero(in_fold & (mode == "whisper"))
         if len(wrows):
-            llr, y = lr.pair_llrs(E[wrows], dev[wrows], spk[wrows], random_state=s.lr_seed)
-            fold["whisper"] = _measures(llr, y)
-            llr, y = _cross_llrs(lr, E, wrows, rows, dev, spk, n_references, rng)
-            fold["whisper_vs_neutral"] = _measures(llr, y)
+            fold["whisper"] = _pair_measures(lr, E, wrows, dev, spk, s.lr_seed)
+            llr, y, raw = _cross_llrs(lr, E, wrows, rows, dev, spk, n_references, rng)
+            fold["whisper_vs_neutral"] = _measures(llr, y, raw)
         if s.calibration_speakers:
             fold["open_set"] = _open_set(lr, E, dev, spk, mode, s, tests, n_enrol, rng)
             fold["closed_set_enrol"] = _closed_enrol(lr, E, dev, spk, mode, s, tests, n_enrol, rng)
