@@ -82,6 +82,25 @@ def table(results):
     return "\n".join(lines)
 
 
+def speed(emb, args):
+    from _common import best_of, speech_utterances
+
+    from devicepool import FilterBank
+
+    X, _source = speech_utterances(100, seconds=2.0)
+    seconds = 100 * 2.0
+    fb = FilterBank(n_mels=emb.n_mels_)
+    t_fb, _, _ = best_of(lambda: fb.fit_transform(X))
+    t_all, _, _ = best_of(lambda: emb.transform(X))
+    doc = {"threads": args.threads, "audio_s": seconds, "filterbank_s": t_fb, "embedding_s": t_all,
+           "x_real_time": seconds / t_all, "filterbank_x_real_time": seconds / t_fb,
+           "embedding_over_filterbank": t_all / t_fb}
+    print(f"{args.threads} thread(s): {seconds / t_all:.0f}x real time (FilterBank alone "
+          f"{seconds / t_fb:.0f}x; the embedding costs {t_all / t_fb:.1f}x the FilterBank)")
+    save_results(f"pretrained_speed{'_' + args.tag if args.tag else ''}",
+                 {"machine": machine_description(), "bundle": args.bundle or "shipped", **doc})
+
+
 def main(argv=None):
     import torch
 
@@ -94,12 +113,17 @@ def main(argv=None):
     p.add_argument("--corpus", default="embedded,fsdd")
     p.add_argument("--tag", default="")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--speed", action="store_true",
+                   help="only measure embedding extraction (x real time, best of 3, this many threads) "
+                        "against the FilterBank alone in the same process")
     p.add_argument("--fsdd-questioned", choices=("held_out", "pretraining"), default="held_out",
                    help="FSDD speakers questioned: those the pretraining left out (default), or, as a "
                         "diagnostic of what familiar real speakers are worth, those it heard")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     emb = DeviceEmbedding(weights=args.bundle).fit()
+    if args.speed:
+        return speed(emb, args)
     lr = DeviceLR.pretrained(weights=args.bundle, embedder=None)
     results, timing = {}, {}
     for name in args.corpus.split(","):

@@ -34,11 +34,12 @@ def run_example(name, tmp_path, *args, timeout=300):
     return proc.stdout
 
 
-def test_examples_folder_has_the_four_scripts():
+def test_examples_folder_has_the_five_scripts():
     names = sorted(p.name for p in EXAMPLES.glob("*.py"))
     assert names == [
         "attention_plots.py",
         "grouped_cross_validation.py",
+        "pretrained_compare.py",
         "quickstart_pipeline.py",
         "train_save_predict_files.py",
     ]
@@ -88,3 +89,12 @@ def test_attention_plots(tmp_path):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, name
     assert "neutral-trained DA-CNN: accuracy" in out
     assert "whisper-trained DA-CNN: accuracy" in out
+
+
+def test_pretrained_compare(tmp_path):
+    out = run_example("pretrained_compare.py", tmp_path)
+    lines = [ln for ln in out.splitlines() if "questioned recording of" in ln]
+    llrs = [float(ln.split("log10 LR")[1].split()[0]) for ln in lines]
+    assert len(llrs) == 3 and llrs[0] > 0 > max(llrs[1:])  # its own device first, then others
+    acc = float(out.split("open-set accuracy on a new speaker:")[1].split()[0])
+    assert acc >= 0.75
