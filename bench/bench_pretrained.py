@@ -106,6 +106,7 @@ def main(argv=None):
 
     from devicepool.estimators.embedding import DeviceEmbedding
     from devicepool.forensic import DeviceLR
+    from devicepool.protocol import forensic_splits
     from devicepool.protocol.pretrained_eval import evaluate_pretrained
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -135,7 +136,8 @@ def main(argv=None):
             dt = time.perf_counter() - t0
             seconds = sum(len(x) for x in corpus.data) / corpus.sample_rate
             timing[name] = {"audio_s": seconds, "embed_s": dt, "x_real_time": seconds / dt}
-            res = evaluate_pretrained(corpus, E, lr, test_speakers=held_out)
+            splits = forensic_splits(corpus.target, corpus.groups, n_splits=3, random_state=0)
+            res = evaluate_pretrained(corpus, E, lr, splits, test_speakers=held_out)
             results[name] = res
             print(f"{name} ({mode_set}): {len(E)} recordings embedded at {seconds / dt:.0f}x real time",
                   flush=True)

@@ -308,11 +308,13 @@ def test_enrolled_devices_answer_unknown_for_devices_not_enrolled(small_corpus):
 
 def test_evaluate_pretrained_on_a_small_corpus(small_corpus):
     from devicepool.forensic import DeviceLR
+    from devicepool.protocol import forensic_splits
     from devicepool.protocol.pretrained_eval import evaluate_pretrained
 
     c = small_corpus
     E = DeviceEmbedding.pretrained().transform(c.data)
-    res = evaluate_pretrained(c, E, DeviceLR.pretrained(embedder=None), n_splits=2)
+    splits = forensic_splits(c.target, c.groups, n_splits=2, random_state=0)
+    res = evaluate_pretrained(c, E, DeviceLR.pretrained(embedder=None), splits)
     assert len(res["folds"]) == 2 and len(res["closed_set_full"]) == 2
     eer, _ = res["summary"]["neutral.eer"]
     assert 0 <= eer <= 0.25

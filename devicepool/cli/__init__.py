@@ -51,11 +51,36 @@ import sys
 import threading
 import traceback
 
-from ._commands import COMMANDS, DEMO_SETTINGS, INTERRUPTED
+from ._commands import COMMANDS as _BASE_COMMANDS
+from ._commands import DEMO_SETTINGS, INTERRUPTED
 from ._common import UsageError, check_device, log_to_stderr
 from ._parser import build_parser
 
 __all__ = ["main", "DEMO_SETTINGS", "build_parser"]
+
+
+def _evaluate(args):
+    """``evaluate``, or ``evaluate --forensic`` (its own module)."""
+    if getattr(args, "forensic", False):
+        from ._forensic_commands import cmd_evaluate_forensic
+
+        return cmd_evaluate_forensic(args)
+    return _BASE_COMMANDS["evaluate"](args)
+
+
+def _lazy(module, name):
+    """A command of a module imported when the command runs (they import torch and more)."""
+    def run(args):
+        from importlib import import_module
+
+        return getattr(import_module(module, __name__), name)(args)
+    return run
+
+
+COMMANDS = {**_BASE_COMMANDS, "evaluate": _evaluate,
+            "calibrate": _lazy("._forensic_commands", "cmd_calibrate"),
+            "compare": _lazy("._forensic_commands", "cmd_compare"),
+            "pretrain": _lazy("._pretrain_command", "cmd_pretrain")}
 
 
 # --------------------------------------------------------------------------- main

@@ -182,10 +182,6 @@ _FORENSIC_ONLY = (("mode", "--mode"), ("scoring", "--scoring"), ("calibration", 
 def cmd_evaluate(args):
     from devicepool.protocol import registered_models, run_protocol
 
-    if getattr(args, "forensic", False):
-        from ._forensic_commands import cmd_evaluate_forensic
-
-        return cmd_evaluate_forensic(args)
     for attr, flag in _FORENSIC_ONLY:
         if getattr(args, attr, None) is not None:
             raise UsageError(f"{flag} applies to evaluate --forensic only")
@@ -371,23 +367,5 @@ def cmd_predict(args):
     return 0
 
 
-def cmd_calibrate(args):
-    from ._forensic_commands import cmd_calibrate as run
-
-    return run(args)
-
-
-def cmd_compare(args):
-    from ._forensic_commands import cmd_compare as run
-
-    return run(args)
-
-
-def cmd_pretrain(args):
-    from ._pretrain_command import cmd_pretrain as run
-
-    return run(args)
-
-
-COMMANDS = {"demo": cmd_demo, "evaluate": cmd_evaluate, "train": cmd_train, "predict": cmd_predict,
-            "calibrate": cmd_calibrate, "compare": cmd_compare, "pretrain": cmd_pretrain}
+#: the commands of this module; ``devicepool.cli`` adds the forensic ones and ``pretrain``
+COMMANDS = {"demo": cmd_demo, "evaluate": cmd_evaluate, "train": cmd_train, "predict": cmd_predict}

@@ -350,14 +350,14 @@ def fit_forensic(corpus, model="da_cnn", n_splits=3, mode="neutral", model_param
     return ForensicFits(c.target, c.groups, c.mode, mode, splits, outputs, _to_jsonable(settings))
 
 
-def _pretrained_beside(corpus, n_splits, random_state):
+def _pretrained_beside(corpus, splits, random_state):
     """The shipped pretrained system on the protocol's folds (nothing trained on the corpus)."""
     from ..estimators.embedding import DeviceEmbedding
     from ..forensic import DeviceLR
     from .pretrained_eval import evaluate_pretrained
 
     E = DeviceEmbedding.pretrained(sample_rate=int(corpus.sample_rate)).transform(corpus.data)
-    return evaluate_pretrained(corpus, E, DeviceLR.pretrained(embedder=None), n_splits=n_splits,
+    return evaluate_pretrained(corpus, E, DeviceLR.pretrained(embedder=None), splits,
                                random_state=random_state)
 
 
@@ -414,7 +414,7 @@ def run_forensic_protocol(corpus, model="da_cnn", n_splits=3, mode="neutral", sc
                             n_jobs, None if out_dir is None else os.path.join(out_dir, "cache"))
         result = fits.evaluate(scoring, calibration, far, lda_dim, n_references, open_set_score)
         if pretrained:
-            result.pretrained = _pretrained_beside(corpus, n_splits, random_state)
+            result.pretrained = _pretrained_beside(corpus, fits.splits, random_state)
         if out_dir is not None:
             _write_outputs(result, out_dir)
     return result

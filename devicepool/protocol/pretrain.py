@@ -36,7 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["PretrainRecipe", "pretrain", "population_features"]
+from .pretrain_backend import atomic_torch_save, embed_recordings, fit_backend, offsets, write_bundle
+
+__all__ = ["PretrainRecipe", "pretrain", "population_features", "embed_recordings"]
 
 
 @dataclass(frozen=True)
@@ -101,15 +103,6 @@ class PretrainRecipe:
     def to_dict(self):
         d = asdict(self)
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-
-def _atomic_torch_save(obj, path):
-    import torch
-
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def _filterbank(recipe):
@@ -236,10 +229,6 @@ def _check_population(recipe, folder):
         path.write_text(json.dumps(want, indent=1, sort_keys=True))
 
 
-def _offsets(lengths):
-    return np.concatenate([[0], np.cumsum(lengths)[:-1]])
-
-
 def _batch(data, rows, crop, rng):
     """A (B, crop, F) float32 batch of random crops of the recordings ``rows``."""
     frames, lengths, offs = data["frames"], data["lengths"], data["offsets"]
@@ -252,25 +241,6 @@ def _batch(data, rows, crop, rng):
         out[i, :k] = frames[s:s + k]
         lens[i] = k
     return out, lens
-
-
-def embed_recordings(net, data, batch_size=64):
-    """Embeddings (n, d) of every recording of ``data`` (whole recordings, length-sorted)."""
-    import torch
-
-    frames, lengths, offs = data["frames"], data["lengths"], _offsets(data["lengths"])
-    order = np.argsort(lengths)
-    E = np.empty((len(lengths), net.embedding_dim), dtype=np.float32)
-    net.eval()
-    with torch.no_grad():
-        for i in range(0, len(order), batch_size):
-            rows = order[i:i + batch_size]
-            T = int(lengths[rows].max())
-            x = np.zeros((len(rows), T, frames.shape[1]), dtype=np.float32)
-            for j, r in enumerate(rows):
-                x[j, :lengths[r]] = frames[offs[r]:offs[r] + lengths[r]]
-            E[rows] = net(torch.from_numpy(x), torch.from_numpy(lengths[rows].astype(np.int64))).numpy()
-    return E
 
 
 def _lr_at(step, recipe):
@@ -318,7 +288,7 @@ def _train(recipe, train, work, log, progress):
     from .._progress import show_bars
 
     ckpt_path = work / "checkpoint.pt"
-    train = dict(train, offsets=_offsets(train["lengths"]))
+    train = dict(train, offsets=offsets(train["lengths"]))
     n_classes = int(train["labels"].max()) + 1
     net, head, opt = _new_state(recipe, train, n_classes)
     step = 0
@@ -334,7 +304,7 @@ def _train(recipe, train, work, log, progress):
     by_device = [np.flatnonzero(train["labels"] == d) for d in range(n_classes)]
 
     def save():
-        _atomic_torch_save({"net": net.state_dict(), "head": head.state_dict(), "opt": opt.state_dict(),
+        atomic_torch_save({"net": net.state_dict(), "head": head.state_dict(), "opt": opt.state_dict(),
                             "step": step, "recipe": json.dumps(recipe.training_dict(), sort_keys=True)},
                            ckpt_path)
 
@@ -436,7 +406,6 @@ def pretrain(recipe: PretrainRecipe, workdir, *, microphone_folder, source=None,
     import torch
 
     from ..datasets.population import microphone_files
-    from .pretrain_backend import fit_backend, write_bundle
 
     _check_recipe(recipe, source)
     work = Path(workdir)

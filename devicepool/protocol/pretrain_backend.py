@@ -19,16 +19,53 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["CHAINS", "fit_backend", "write_bundle"]
+from .store import _atomic_write_bytes
+
+__all__ = ["CHAINS", "atomic_torch_save", "embed_recordings", "fit_backend", "offsets", "write_bundle"]
 
 #: The candidate chains, (scoring, calibration).
 CHAINS = (("cosine", "logistic"), ("cosine", "isotonic"), ("snorm", "logistic"), ("snorm", "isotonic"),
           ("plda", "logistic"), ("plda", "isotonic"))
 
 
+def atomic_torch_save(obj, path):
+    """``torch.save`` through the protocol's one atomic writer (``store``)."""
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    _atomic_write_bytes(path, buf.getvalue())
+
+
+def offsets(lengths):
+    """Start of each recording in a ragged feature set's concatenated frames."""
+    return np.concatenate([[0], np.cumsum(lengths)[:-1]])
+
+
+def embed_recordings(net, data, batch_size=64):
+    """Embeddings (n, d) of every recording of ``data`` (whole recordings, length-sorted)."""
+    import torch
+
+    frames, lengths, offs = data["frames"], data["lengths"], offsets(data["lengths"])
+    order = np.argsort(lengths)
+    E = np.empty((len(lengths), net.embedding_dim), dtype=np.float32)
+    net.eval()
+    with torch.no_grad():
+        for i in range(0, len(order), batch_size):
+            rows = order[i:i + batch_size]
+            T = int(lengths[rows].max())
+            x = np.zeros((len(rows), T, frames.shape[1]), dtype=np.float32)
+            for j, r in enumerate(rows):
+                x[j, :lengths[r]] = frames[offs[r]:offs[r] + lengths[r]]
+            E[rows] = net(torch.from_numpy(x), torch.from_numpy(lengths[rows].astype(np.int64))).numpy()
+    return E
+
+
 def _subset(data, rows):
     """The recordings ``rows`` of a ragged feature set (frames, lengths, labels, ...)."""
-    offs = np.concatenate([[0], np.cumsum(data["lengths"])[:-1]])
+    offs = offsets(data["lengths"])
     frames = np.concatenate([data["frames"][offs[r]:offs[r] + data["lengths"][r]] for r in rows])
     out = {k: v[rows] for k, v in data.items() if k not in ("frames", "offsets")}
     out["frames"] = frames
@@ -58,7 +95,6 @@ def fit_backend(recipe, net, train, cal, *, log=print):
         Per chain, the measures on the held-out half; ``"chosen"``.
     """
     from ..forensic import DeviceLR
-    from .pretrain import embed_recordings
 
     t0 = time.time()
     bg_rows = np.flatnonzero(train["labels"] < recipe.background_devices)
@@ -119,7 +155,6 @@ def write_bundle(path, recipe, net, backend, *, extra_validation=None):
 
     from .. import __version__
     from ..estimators.embedding import BUNDLE_FORMAT, BUNDLE_VERSION
-    from .pretrain import _atomic_torch_save
 
     lr, validation = backend
     if extra_validation:
@@ -138,5 +173,5 @@ def write_bundle(path, recipe, net, backend, *, extra_validation=None):
         "lr": _tensors(lr.to_payload()),
     }
     path = Path(path)
-    _atomic_torch_save(bundle, path)
+    atomic_torch_save(bundle, path)
     return path

@@ -2,7 +2,7 @@
 
 Nothing is trained on the evaluated corpus (except the ``closed_set_full`` line, a linear
 back end fitted on the corpus's own training folds). The folds are those of
-:func:`~devicepool.protocol.forensic_splits` (device-disjoint parts; per fold, the
+:func:`~devicepool.protocol.forensic_splits`, given by the caller (device-disjoint parts; per fold, the
 calibration speakers enrol, the test speakers are questioned), so the figures sit beside
 the per-corpus system's of :func:`~devicepool.protocol.run_forensic_protocol`:
 
@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .forensic import forensic_splits
 from .forensic_eval import _cross_pairs
 
 __all__ = ["evaluate_pretrained", "summarise"]
@@ -120,7 +119,7 @@ def _closed_full(E, dev, spk, mode, n_splits):
     return accs
 
 
-def evaluate_pretrained(corpus, embeddings, lr, *, n_splits=3, random_state=0, test_speakers=None,
+def evaluate_pretrained(corpus, embeddings, lr, splits, *, random_state=0, test_speakers=None,
                         n_enrol=3, n_references=3):
     """Figures of a pretrained embedding + calibrated back end on ``corpus`` (see the module).
 
@@ -132,8 +131,11 @@ def evaluate_pretrained(corpus, embeddings, lr, *, n_splits=3, random_state=0, t
         The recordings' embeddings (``DeviceEmbedding().transform(corpus.data)``).
     lr : DeviceLR
         Fitted, taking embeddings (``embedder=None``).
-    n_splits, random_state : int
-        The folds (:func:`forensic_splits`).
+    splits : list of ForensicSplit
+        The folds (:func:`~devicepool.protocol.forensic_splits` of the corpus's devices and
+        speakers); the speaker 3-fold of ``closed_set_full`` uses ``len(splits)`` folds.
+    random_state : int
+        Seed of the enrolment draws.
     test_speakers : sequence of str, optional
         Questioned speakers in every fold instead of each fold's test speakers (e.g. the
         speakers the embedding never heard); enrolment always uses the fold's
@@ -150,7 +152,6 @@ def evaluate_pretrained(corpus, embeddings, lr, *, n_splits=3, random_state=0, t
     dev = np.asarray(corpus.target).astype(str)
     spk = np.asarray(corpus.groups).astype(str)
     mode = np.asarray(corpus.mode).astype(str)
-    splits = forensic_splits(dev, spk, n_splits=n_splits, random_state=random_state)
     folds = []
     for s in splits:
         rng = np.random.default_rng([random_state, 17, s.fold])
@@ -171,7 +172,7 @@ def evaluate_pretrained(corpus, embeddings, lr, *, n_splits=3, random_state=0, t
             fold["open_set"] = _open_set(lr, E, dev, spk, mode, s, tests, n_enrol, rng)
             fold["closed_set_enrol"] = _closed_enrol(lr, E, dev, spk, mode, s, tests, n_enrol, rng)
         folds.append(fold)
-    return {"folds": folds, "closed_set_full": _closed_full(E, dev, spk, mode, n_splits),
+    return {"folds": folds, "closed_set_full": _closed_full(E, dev, spk, mode, len(splits)),
             "summary": summarise(folds)}
 
 
