@@ -128,19 +128,18 @@ def main(argv=None):
     lr = DeviceLR.pretrained(weights=args.bundle, embedder=None)
     results, timing = {}, {}
     for name in args.corpus.split(","):
-        for mode_set in ("both",):
-            fsdd_q = HELD_OUT_FSDD if args.fsdd_questioned == "held_out" else PRETRAINING_FSDD
-            corpus, held_out = corpus_for(name, fsdd_questioned=fsdd_q)
-            t0 = time.perf_counter()
-            E = emb.transform(corpus.data)
-            dt = time.perf_counter() - t0
-            seconds = sum(len(x) for x in corpus.data) / corpus.sample_rate
-            timing[name] = {"audio_s": seconds, "embed_s": dt, "x_real_time": seconds / dt}
-            splits = forensic_splits(corpus.target, corpus.groups, n_splits=3, random_state=0)
-            res = evaluate_pretrained(corpus, E, lr, splits, test_speakers=held_out)
-            results[name] = res
-            print(f"{name} ({mode_set}): {len(E)} recordings embedded at {seconds / dt:.0f}x real time",
-                  flush=True)
+        fsdd_q = HELD_OUT_FSDD if args.fsdd_questioned == "held_out" else PRETRAINING_FSDD
+        corpus, held_out = corpus_for(name, fsdd_questioned=fsdd_q)
+        t0 = time.perf_counter()
+        E = emb.transform(corpus.data)
+        dt = time.perf_counter() - t0
+        seconds = sum(len(x) for x in corpus.data) / corpus.sample_rate
+        timing[name] = {"audio_s": seconds, "embed_s": dt, "x_real_time": seconds / dt}
+        splits = forensic_splits(corpus.target, corpus.groups, n_splits=3, random_state=0)
+        res = evaluate_pretrained(corpus, E, lr, splits, test_speakers=held_out)
+        results[name] = res
+        print(f"{name}: {len(E)} recordings embedded at {seconds / dt:.0f}x real time",
+              flush=True)
     md = table(results)
     print(md)
     save_results(f"pretrained{'_' + args.tag if args.tag else ''}", {

@@ -76,15 +76,6 @@ def _unit(E):
     return E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
 
 
-def _measures(llr, y, raw):
-    from ..forensic import cllr, cllr_min, eer
-
-    return {"cllr": float(cllr(llr, y)), "cllr_min": float(cllr_min(raw, y)), "eer": float(eer(raw, y)),
-            "same_lr_below_1": float(np.mean(llr[y == 1] < 0)),
-            "diff_lr_above_1": float(np.mean(llr[y == 0] > 0)),
-            "n_same": int(y.sum()), "n_diff": int(len(y) - y.sum())}
-
-
 def fit_backend(recipe, net, train, cal, *, log=print):
     """The validated and refitted ``DeviceLR`` (embedder None: it takes embeddings).
 
@@ -95,6 +86,7 @@ def fit_backend(recipe, net, train, cal, *, log=print):
         Per chain, the measures on the held-out half; ``"chosen"``.
     """
     from ..forensic import DeviceLR
+    from .pretrained_eval import lr_measures
 
     t0 = time.time()
     bg_rows = np.flatnonzero(train["labels"] < recipe.background_devices)
@@ -118,7 +110,7 @@ def fit_backend(recipe, net, train, cal, *, log=print):
             E[half], dev[half], spk[half], X_background=E_bg, devices_background=d_bg)
         llr, y = lr.pair_llrs(E[~half], dev[~half], spk[~half])
         raw, _ = lr.pair_llrs(E[~half], dev[~half], spk[~half], bounded=False)
-        validation[f"{scoring}+{calibration}"] = _measures(llr, y, raw)
+        validation[f"{scoring}+{calibration}"] = lr_measures(llr, y, raw)
         log(f"  {scoring}+{calibration}: " + ", ".join(
             f"{k} {v:.4g}" for k, v in validation[f"{scoring}+{calibration}"].items()))
     chosen = min(validation, key=lambda k: validation[k]["cllr"])

@@ -36,10 +36,10 @@ import numpy as np
 
 from .forensic_eval import _cross_pairs
 
-__all__ = ["evaluate_pretrained", "summarise"]
+__all__ = ["evaluate_pretrained", "lr_measures", "summarise"]
 
 
-def _measures(llr, y, raw=None):
+def lr_measures(llr, y, raw=None):
     """Cllr and the rates of misleading evidence of the (bounded) LRs; EER and Cllr_min of
     the unbounded ones (``raw``), which ties at a bound would distort."""
     from ..forensic import cllr, cllr_min, eer
@@ -59,7 +59,7 @@ def _cross_llrs(lr, E, q_rows, r_rows, dev, spk, n_references, rng):
 def _pair_measures(lr, E, rows, dev, spk, seed):
     llr, y = lr.pair_llrs(E[rows], dev[rows], spk[rows], random_state=seed)
     raw, _ = lr.pair_llrs(E[rows], dev[rows], spk[rows], random_state=seed, bounded=False)
-    return _measures(llr, y, raw)
+    return lr_measures(llr, y, raw)
 
 
 def _enrol(E, dev, spk, mode, devices, speakers, n_enrol, rng):
@@ -167,7 +167,7 @@ def evaluate_pretrained(corpus, embeddings, lr, splits, *, random_state=0, test_
         if len(wrows):
             fold["whisper"] = _pair_measures(lr, E, wrows, dev, spk, s.lr_seed)
             llr, y, raw = _cross_llrs(lr, E, wrows, rows, dev, spk, n_references, rng)
-            fold["whisper_vs_neutral"] = _measures(llr, y, raw)
+            fold["whisper_vs_neutral"] = lr_measures(llr, y, raw)
         if s.calibration_speakers:
             fold["open_set"] = _open_set(lr, E, dev, spk, mode, s, tests, n_enrol, rng)
             fold["closed_set_enrol"] = _closed_enrol(lr, E, dev, spk, mode, s, tests, n_enrol, rng)
