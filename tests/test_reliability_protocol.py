@@ -24,6 +24,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
+from devicepool._io import atomic_write_bytes
 from devicepool.datasets import make_device_corpus
 from devicepool.protocol import (
     OutputLockedError,
@@ -35,7 +36,7 @@ from devicepool.protocol import (
 )
 from devicepool.protocol import keys as keys_module
 from devicepool.protocol.lock import output_lock
-from devicepool.protocol.store import _atomic_write_bytes, _read_record
+from devicepool.protocol.store import _read_record
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
@@ -494,7 +495,7 @@ def test_every_file_of_a_run_honours_the_umask(tmp_path, corpus, attention_model
 def test_atomic_writes_follow_the_umask(tmp_path, umask, mode):
     old = os.umask(umask)
     try:
-        _atomic_write_bytes(tmp_path / "sub" / "x.bin", b"x")
+        atomic_write_bytes(tmp_path / "sub" / "x.bin", b"x")
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "sub" / "x.bin").stat().st_mode) == mode

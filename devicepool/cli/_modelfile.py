@@ -44,9 +44,11 @@ file gives. Pickles (joblib files of older versions, or a registered model whose
 classifier the format cannot hold) are written and read only with ``allow_pickle=True``
 (``--allow-pickle``): :data:`PICKLE_RISK`.
 
-Files are written atomically: ``OUTPUT.tmp`` (flushed to disk), its mode set from the
-umask (``0o666 & ~umask``), then :func:`os.replace`; an interruption removes the
-temporary file, so ``OUTPUT`` is either the old file, the new one, or absent.
+Files are written atomically by the package's one writer (:func:`devicepool._io.atomic_write`:
+a temporary ``.OUTPUT.XXXXXXXX.tmp`` flushed to disk, its mode set from the umask, then
+:func:`os.replace`); an interruption removes the temporary file, so ``OUTPUT`` is either
+the old file, the new one, or absent. ``OUTPUT.tmp``, the temporary name of 0.2-0.5, is
+removed when found.
 
 ``devicepool_version`` is optional (files written before it was recorded lack it and
 still load; :func:`written_by` reads it, None when absent). ``devicepool calibrate``
@@ -66,9 +68,9 @@ the payload with the pipeline, and :func:`save_payload` writes a payload as
 
 from __future__ import annotations
 
-import contextlib
 import os
 
+from .._io import atomic_write
 from .._validation import where
 from ._common import UsageError
 
@@ -198,39 +200,10 @@ def check_output(path):
     return leftover
 
 
-def _umask():
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)  # no other way to read it; set it straight back
-    os.umask(mask)
-    return mask
-
-
 def _write_atomically(path, write):
-    """``write(fh)`` into ``path + ".tmp"``, flush it to disk, then rename it to ``path``."""
-    tmp = f"{os.fspath(path)}.tmp"
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:  # Ctrl-C included: never leave a half-written file behind
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    """``write(fh)`` into a temporary file that becomes ``path`` once complete (the
+    package's one atomic writer, :func:`devicepool._io.atomic_write`)."""
+    atomic_write(path, write)
 
 
 def save_payload(payload, path):

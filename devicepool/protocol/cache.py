@@ -22,10 +22,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._io import atomic_write_npz, pack_ragged, unpack_ragged
 from .._progress import show_bars
 from .keys import _digest
 from .registry import _make_features
-from .store import _atomic_write_npz, _damaged
+from .store import _damaged
 
 _log = logging.getLogger("devicepool.protocol.cache")
 
@@ -35,37 +36,6 @@ _CHUNK = 64
 _VOICING_VERSION = 1
 #: joblib backends whose workers run on this machine
 _LOCAL_BACKENDS = ("LokyBackend", "MultiprocessingBackend", "ThreadingBackend", "SequentialBackend")
-
-
-def _pack(arrays, dtype=np.float32):
-    """Ragged arrays as one ``values`` array (concatenated along axis 0) and ``lengths``.
-
-    Examples
-    --------
-    >>> values, lengths = _pack([np.ones((2, 3)), np.zeros((1, 3))])
-    >>> values.shape, values.dtype, lengths.tolist()
-    ((3, 3), dtype('float32'), [2, 1])
-    """
-    arrays = [np.asarray(a, dtype=dtype) for a in arrays]
-    lengths = np.asarray([a.shape[0] for a in arrays], dtype=np.int64)
-    values = np.concatenate(arrays) if arrays else np.zeros(0, dtype=dtype)
-    return values, lengths
-
-
-def _unpack(values, lengths):
-    """Inverse of :func:`_pack`: an object array of views of ``values``.
-
-    Examples
-    --------
-    >>> [a.tolist() for a in _unpack(np.arange(5), np.array([2, 3]))]
-    [[0, 1], [2, 3, 4]]
-    """
-    out = np.empty(len(lengths), dtype=object)
-    ends = np.cumsum(lengths)
-    starts = ends - lengths
-    for i, (a, b) in enumerate(zip(starts, ends)):
-        out[i] = values[a:b]
-    return out
 
 
 def _progress_bar(enabled, **kwargs):
@@ -213,12 +183,12 @@ class FeatureCache:
         if path is None:
             return
         if name == "voicing":
-            values, lengths = _pack(list(value), np.int8)
-            _atomic_write_npz(path, values=values, lengths=lengths,
+            values, lengths = pack_ragged(list(value), np.int8)
+            atomic_write_npz(path, values=values, lengths=lengths,
                               label_names=np.asarray(_voicing_names(), dtype="U8"))
         else:
-            values, lengths = _pack(list(value), np.float32)
-            _atomic_write_npz(path, values=values, lengths=lengths)
+            values, lengths = pack_ragged(list(value), np.float32)
+            atomic_write_npz(path, values=values, lengths=lengths)
 
 
 def _read_cached(path, name, n):
@@ -234,7 +204,7 @@ def _read_cached(path, name, n):
         raise ValueError(f"{len(lengths)} utterances, the corpus has {n}")
     if values.ndim != (1 if name in ("voicing", "waveform") else 2):
         raise ValueError(f"values of shape {values.shape}")
-    return _unpack(values, lengths)
+    return unpack_ragged(values, lengths)
 
 
 def _params(transformer):

@@ -56,6 +56,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from .._io import to_jsonable
 from .cache import FeatureCache, _progress_bar
 from .conditions import MODES, _check_corpus, _seed_for
 from .fitting import _torch_threads
@@ -63,7 +64,6 @@ from .forensic_eval import ForensicResult, _evaluate, _write_outputs
 from .keys import _corpus_fingerprint
 from .lock import output_lock
 from .registry import get_model
-from .store import _to_jsonable
 
 __all__ = [
     "ForensicFits", "ForensicResult", "ForensicSplit", "FoldOutputs", "fit_forensic", "forensic_splits",
@@ -208,7 +208,7 @@ def _fit_fold(task, features, target, groups):
         emb, log_proba = _network_outputs(est, features[task.embed_idx])
     plan = dict(getattr(est, "train_plan_", {}) or {})
     return FoldOutputs(task.embed_idx, emb, log_proba, np.asarray(est.classes_).astype(str),
-                       len(task.train_idx), t1 - t0, time.perf_counter() - t1, _to_jsonable(plan),
+                       len(task.train_idx), t1 - t0, time.perf_counter() - t1, to_jsonable(plan),
                        threads)
 
 
@@ -347,7 +347,7 @@ def fit_forensic(corpus, model="da_cnn", n_splits=3, mode="neutral", model_param
         "torch_threads": torch.get_num_threads(),
         "feature_seconds": t1 - t0, "fit_wall_seconds": time.perf_counter() - t1,
     }
-    return ForensicFits(c.target, c.groups, c.mode, mode, splits, outputs, _to_jsonable(settings))
+    return ForensicFits(c.target, c.groups, c.mode, mode, splits, outputs, to_jsonable(settings))
 
 
 def _pretrained_beside(corpus, splits, random_state):

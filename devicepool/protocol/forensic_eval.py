@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .store import _atomic_write_bytes, _atomic_write_text, _to_jsonable
+from .._io import atomic_write_bytes, atomic_write_text, to_jsonable
 
 __all__ = ["ForensicResult"]
 
@@ -103,7 +103,7 @@ class ForensicResult:
 
     def to_dict(self):
         """Everything but the pooled pairs, as plain JSON values."""
-        return _to_jsonable({"settings": self.settings, "summary": self.summary,
+        return to_jsonable({"settings": self.settings, "summary": self.summary,
                              "pooled": self.pooled, "folds": self.folds, "notes": self.notes,
                              "n_pairs": int(len(self.y)), "n_same": int(np.sum(self.y)),
                              **({"pretrained": self.pretrained} if self.pretrained else {})})
@@ -275,8 +275,8 @@ def _evaluate(fits, system):
     notes = []
     if "cross_mode" not in folds[0]:
         notes.append("no cross-mode measures: the corpus has one speaking mode")
-    return ForensicResult(_to_jsonable(folds), _summary(folds), _lr_measures(llr, y), llr, y,
-                          _to_jsonable(settings), notes)
+    return ForensicResult(to_jsonable(folds), _summary(folds), _lr_measures(llr, y), llr, y,
+                          to_jsonable(settings), notes)
 
 
 # --------------------------------------------------------------------------- report
@@ -341,7 +341,7 @@ def _save_plot(draw, llr, y, path, title):
     ax = draw(llr, y, title=title)
     buf = io.BytesIO()
     ax.figure.savefig(buf, format="png", dpi=110)
-    _atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _write_outputs(result, out_dir):
@@ -351,7 +351,7 @@ def _write_outputs(result, out_dir):
              for name in ("forensic.json", "forensic.md", "llr.npz")}
     buf = io.BytesIO()
     np.savez(buf, llr=result.llr, y=result.y)
-    _atomic_write_bytes(paths["llr.npz"], buf.getvalue())
+    atomic_write_bytes(paths["llr.npz"], buf.getvalue())
     try:
         from devicepool.forensic import plot_det, plot_ece, plot_tippett
 
@@ -363,6 +363,6 @@ def _write_outputs(result, out_dir):
     except ImportError:
         result.notes.append("plots not drawn: matplotlib is not installed")
     result.paths.update(paths)
-    _atomic_write_text(paths["forensic.json"], json.dumps(result.to_dict(), indent=1) + "\n")
-    _atomic_write_text(paths["forensic.md"], result.to_markdown() + "\n")
+    atomic_write_text(paths["forensic.json"], json.dumps(result.to_dict(), indent=1) + "\n")
+    atomic_write_text(paths["forensic.md"], result.to_markdown() + "\n")
     return paths

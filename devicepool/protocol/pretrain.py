@@ -28,7 +28,6 @@ module and the population a pure function of its seed.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import time
 from dataclasses import asdict, dataclass, field
@@ -36,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._io import atomic_write_npz
 from .pretrain_backend import atomic_torch_save, embed_recordings, fit_backend, offsets, write_bundle
 
 __all__ = ["PretrainRecipe", "pretrain", "population_features", "embed_recordings"]
@@ -205,10 +205,7 @@ def population_features(recipe, workdir, *, microphones, source=None, n_jobs=1, 
             shards = Parallel(n_jobs=n_jobs)(
                 delayed(_record_shard)(recipe, devices, first, sources, s, e, tag) for s, e in batch)
             for (s, _e), shard in zip(batch, shards):
-                path = work / "features" / f"{tag}-{s:05d}.npz"
-                tmp = path.with_name(f".{path.stem}.tmp.npz")
-                np.savez(tmp, **shard)
-                os.replace(tmp, path)
+                atomic_write_npz(work / "features" / f"{tag}-{s:05d}.npz", **shard)
             log(f"{tag}: devices up to {batch[-1][1]} of {n} simulated ({time.time() - t0:.0f} s)")
         parts = [dict(np.load(work / "features" / f"{tag}-{s:05d}.npz")) for s, _ in bounds]
         out[tag] = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .store import _atomic_write_bytes
+from .._io import atomic_write_bytes
 
 __all__ = ["CHAINS", "atomic_torch_save", "embed_recordings", "fit_backend", "offsets", "write_bundle"]
 
@@ -36,7 +36,7 @@ def atomic_torch_save(obj, path):
 
     buf = io.BytesIO()
     torch.save(obj, buf)
-    _atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def offsets(lengths):

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._io import atomic_write_bytes, atomic_write_text, to_jsonable
 from .conditions import CONDITIONS, PAPER_TABLE3, _slug
 from .registry import _label
-from .store import _DEFAULT_TIME_REDUCTION, _atomic_write_bytes, _atomic_write_text, _to_jsonable
+from .store import _DEFAULT_TIME_REDUCTION
 
 __all__ = ["ProtocolResult", "chance_levels", "combine_results", "paper_claims", "write_report"]
 
@@ -302,14 +303,14 @@ def _write_report(result, out_dir, title="devicepool: Table 3 reproduction", fig
 
     def put(name, text):
         path = os.path.join(out_dir, name)
-        _atomic_write_text(path, text)
+        atomic_write_text(path, text)
         paths[name] = path
 
     put("table3.md", result.to_markdown(paper=True))
     put("table3.csv", result.to_csv(paper=True))
     put("folds.csv", result.folds_csv())
     cm_json = {f"{m} {c}": v for (m, c), v in result.confusion.items()}
-    put("confusion_matrices.json", json.dumps(_to_jsonable(cm_json), indent=1) + "\n")
+    put("confusion_matrices.json", json.dumps(to_jsonable(cm_json), indent=1) + "\n")
 
     figs = []
     if figures:
@@ -369,7 +370,7 @@ def _save(fig, out_dir, name):
     path = os.path.join(out_dir, name)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
-    _atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
     return path
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from .._io import atomic_write_json, to_jsonable
 from .._typing import PathLike
 from .cache import FeatureCache, _progress_bar, _remote_backend, _voicing_strings
 from .conditions import CONDITIONS, MODES, _check_corpus, _seed_for, _select_conditions, make_folds
@@ -29,7 +30,6 @@ from .lock import output_lock
 from .registry import get_model
 from .report import ProtocolResult, _summarise, _write_report
 from .store import (
-    _atomic_write_json,
     _attention_path,
     _load_attention,
     _merge_attention,
@@ -37,7 +37,6 @@ from .store import (
     _remove_stale_temps,
     _result_path,
     _task_status,
-    _to_jsonable,
     _write_task_outputs,
 )
 
@@ -223,7 +222,7 @@ def _run_fits(run, todo, n_done):
                 attention.frame_labels = [_voicing_strings(voicing[i]) for i in attention.utterance_index]
             if run.results_dir is not None:
                 _write_task_outputs(task, records, attention)
-            outcomes[task.key] = (_to_jsonable(records), attention)
+            outcomes[task.key] = (to_jsonable(records), attention)
             _log.info("fitted %s %s fold %d (%.1f s): %s", task.model, task.train_mode, task.fold,
                       records[0]["fit_seconds"] if records else 0.0,
                       ", ".join(f"{r['condition']} {100 * r['accuracy']:.1f} %" for r in records))
@@ -269,7 +268,7 @@ def _result(run, tasks, outcomes):
     }
     attention = {k: _merge_attention(v) for k, v in parts.items()}
     return _summarise(records, run.models, run.conditions, run.notes, attention,
-                      _to_jsonable(config), run.n_splits)
+                      to_jsonable(config), run.n_splits)
 
 
 def run_protocol(
@@ -395,7 +394,7 @@ def _execute(run, report, title):
         outcomes.update(_run_fits(run, todo, n_done=len(tasks) - len(todo)))
     res = _result(run, tasks, outcomes)
     if run.out_dir is not None:
-        _atomic_write_json(os.path.join(run.out_dir, "protocol.json"), res.config)
+        atomic_write_json(os.path.join(run.out_dir, "protocol.json"), res.config)
         if report:
             _write_report(res, run.out_dir, title=title)
     return res

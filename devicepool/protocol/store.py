@@ -18,109 +18,20 @@ it and treated as absent: recomputed and replaced.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
-import re
-import tempfile
-import threading
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
+from .._io import atomic_write_json, atomic_write_npz, pack_ragged, remove_stale_temps, unpack_ragged
 from .conditions import CONDITIONS, _slug
 
 #: time reduction assumed for attention files written before it was stored (DA-CNN's)
 _DEFAULT_TIME_REDUCTION = 4
 
-#: a temporary file of :func:`_atomic_write_bytes` (``tempfile.mkstemp``'s 8 characters)
-_TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
-
-_UMASK_LOCK = threading.Lock()
-
-
 # --------------------------------------------------------------------------- files
-
-
-def _current_umask():
-    """The process's umask: from ``/proc/self/status`` where Linux gives it, else by
-    setting it and back (to ``0o077`` meanwhile: a file another thread creates in that
-    instant gets fewer permissions, never more).
-
-    Examples
-    --------
-    >>> old = os.umask(0o027)
-    >>> _current_umask() == 0o027
-    True
-    >>> _ = os.umask(old)
-    """
-    try:
-        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    with _UMASK_LOCK:
-        old = os.umask(0o077)
-        os.umask(old)
-    return old
-
-
-def _atomic_write_bytes(path, data):
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)  # default mode: 0o777 less the umask
-    # ".<name>.XXXX.tmp": a half-written file never matches a reader's "*.json" glob
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    try:
-        if hasattr(os, "fchmod"):  # mkstemp makes 0o600; a written file honours the umask
-            os.fchmod(fd, 0o666 & ~_current_umask())
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _atomic_write_text(path, text):
-    _atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def _atomic_write_npz(path, **arrays):
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    _atomic_write_bytes(path, buf.getvalue())
-
-
-def _to_jsonable(value):
-    """Plain JSON values (lists, numbers, str) of nested dicts, lists and numpy values.
-
-    Examples
-    --------
-    >>> _to_jsonable({"a": np.arange(2), 1: (np.float32(0.5), None)})
-    {'a': [0, 1], '1': [0.5, None]}
-    """
-    if isinstance(value, dict):
-        return {str(k): _to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_to_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _to_jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return repr(value)
-
-
-def _atomic_write_json(path, obj):
-    _atomic_write_text(path, json.dumps(_to_jsonable(obj), indent=1, sort_keys=True) + "\n")
 
 
 def _remove_stale_temps(out_dir):
@@ -129,16 +40,7 @@ def _remove_stale_temps(out_dir):
     folders = [out_dir]
     for sub in ("results", "cache"):
         folders += [root for root, _, _ in os.walk(os.path.join(out_dir, sub))]
-    for folder in folders:
-        try:
-            names = os.listdir(folder)
-        except OSError:
-            continue
-        for name in names:
-            path = os.path.join(folder, name)
-            if _TEMP_NAME.match(name) and os.path.isfile(path):
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
+    remove_stale_temps(folders)
 
 
 def _damaged(path, what, problem, action):
@@ -269,7 +171,7 @@ def _write_task_outputs(task, records, attention):
         path = task.paths[rec["condition"]]
         old = _read_record(path, (task.model, rec["condition"], task.fold))
         if old is None or old["config_key"] != task.config_key:
-            _atomic_write_json(path, rec)
+            atomic_write_json(path, rec)
 
 
 # --------------------------------------------------------------------------- attention
@@ -306,13 +208,11 @@ class FoldAttention:
 def _save_attention(path, att, config_key=None):
     """Write a :class:`FoldAttention` as an npz (no pickle): packed ragged arrays, and
     the settings key of the fit that made it."""
-    from .cache import _pack
-
     labels = att.frame_labels or [np.zeros(0, dtype="U1") for _ in att.time_weights]
     names = np.unique(np.concatenate(labels)) if labels else np.zeros(0, dtype="U1")
     codes = [np.searchsorted(names, lab).astype(np.int8) for lab in labels]
-    time_values, time_lengths = _pack(att.time_weights, np.float32)
-    label_values, label_lengths = _pack(codes, np.int8)
+    time_values, time_lengths = pack_ragged(att.time_weights, np.float32)
+    label_values, label_lengths = pack_ragged(codes, np.int8)
     arrays = {
         "time_values": time_values, "time_lengths": time_lengths,
         "label_values": label_values, "label_lengths": label_lengths,
@@ -324,7 +224,7 @@ def _save_attention(path, att, config_key=None):
         arrays["band_weights"] = np.asarray(att.band_weights, dtype=np.float32)
     if config_key is not None:
         arrays["config_key"] = np.asarray(config_key)
-    _atomic_write_npz(path, **arrays)
+    atomic_write_npz(path, **arrays)
 
 
 def _check_packed(values, lengths, name):
@@ -335,8 +235,6 @@ def _check_packed(values, lengths, name):
 def _load_attention(path):
     """Read an attention npz back into a :class:`FoldAttention`; ValueError (or the
     reader's own error) when the file is damaged."""
-    from .cache import _unpack
-
     with np.load(path, allow_pickle=False) as z:
         names = z["label_names"].astype(str)
         index = z["utterance_index"]
@@ -347,10 +245,10 @@ def _load_attention(path):
         band = z["band_weights"] if "band_weights" in z.files else None
         if band is not None and (band.ndim != 2 or len(band) != len(index)):
             raise ValueError(f"band_weights of shape {band.shape} for {len(index)} utterances")
-        codes = _unpack(z["label_values"], z["label_lengths"])
+        codes = unpack_ragged(z["label_values"], z["label_lengths"])
         return FoldAttention(
             utterance_index=index,
-            time_weights=[np.asarray(t).ravel() for t in _unpack(z["time_values"], z["time_lengths"])],
+            time_weights=[np.asarray(t).ravel() for t in unpack_ragged(z["time_values"], z["time_lengths"])],
             band_weights=band,
             time_reduction=int(z["time_reduction"]) if "time_reduction" in z.files
             else _DEFAULT_TIME_REDUCTION,
