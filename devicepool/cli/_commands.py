@@ -252,9 +252,9 @@ def cmd_train(args):
     say(args, f"devicepool train: {args.model} on {len(data)} utterances, "
               f"{len(set(map(str, target)))} devices, at {int(corpus.sample_rate)} Hz")
     t0 = time.perf_counter()
-    from devicepool.estimators._routing import groups_fit_params
+    from devicepool.estimators import fit_with_groups
 
-    pipe.fit(data, target, **groups_fit_params(pipe, groups))
+    fit_with_groups(pipe, data, target, groups)
     kind = _modelfile.save_model(pipe, args.model, args.output, allow_pickle=args.allow_pickle)
     say(args, f"saved {args.output} ({kind}, {time.perf_counter() - t0:.1f} s)")
     return 0

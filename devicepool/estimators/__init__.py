@@ -55,6 +55,7 @@ from .classifiers import DACNNClassifier, DFTCNNClassifier, SACNNClassifier
 from .embedding import DeviceEmbedding
 from .fusion import FusionClassifier
 from .recipes import make_gmm_ubm, make_gsv_svm, make_pretrained_lr
+from ._routing import fit_with_groups
 
 __all__ = [
     "SACNNClassifier",
@@ -66,6 +67,7 @@ __all__ = [
     "make_gsv_svm",
     "make_gmm_ubm",
     "make_pretrained_lr",
+    "fit_with_groups",
     "DeviceEmbedding",
     "UtteranceOutputs",
     "UtteranceDataset",

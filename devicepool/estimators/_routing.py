@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 
-__all__ = ["groups_fit_params"]
+__all__ = ["fit_with_groups", "groups_fit_params"]
 
 
 def groups_fit_params(est, groups):
@@ -43,3 +43,19 @@ def groups_fit_params(est, groups):
             return {}
         return {f"{name}__{k}": v for k, v in groups_fit_params(last, groups).items()}
     return {}
+
+
+def fit_with_groups(estimator, X, y, groups=None, **fit_params):
+    """Fit ``estimator`` on ``(X, y)``, handing the speakers ``groups`` to whatever in it
+    takes them (the public way to pass speakers; see :func:`groups_fit_params`).
+
+    Returns the fitted estimator (``estimator.fit``'s return value).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> fit_with_groups(LogisticRegression(), np.eye(4), [0, 1, 0, 1], groups=[0, 0, 1, 1])
+    LogisticRegression()
+    """
+    return estimator.fit(X, y, **groups_fit_params(estimator, groups), **fit_params)

@@ -125,11 +125,10 @@ def _fit_estimator(task, data):
         est.set_params(progress=True)  # the estimator's own epoch bar
     # speaker-disjoint internal validation (the networks' early stopping, the GMM-UBM's
     # calibration folds, the fusion's inner split), also through a Pipeline
-    from ..estimators._routing import groups_fit_params
+    from ..estimators import fit_with_groups
 
-    fit_kwargs = groups_fit_params(est, data.groups[train_idx])
     t0 = time.perf_counter()
-    est.fit(data.features[train_idx], data.target[train_idx], **fit_kwargs)
+    fit_with_groups(est, data.features[train_idx], data.target[train_idx], data.groups[train_idx])
     return _Fitted(est, train_idx, time.perf_counter() - t0)
 
 

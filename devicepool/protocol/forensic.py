@@ -199,11 +199,10 @@ def _fit_fold(task, features, target, groups):
         est = task.spec.factory(random_state=task.seed, **task.params)
         if task.progress and "progress" in est.get_params() and "progress" not in task.params:
             est.set_params(progress=True)
-        from ..estimators._routing import groups_fit_params
+        from ..estimators import fit_with_groups
 
-        kwargs = groups_fit_params(est, groups[task.train_idx])
         t0 = time.perf_counter()
-        est.fit(features[task.train_idx], target[task.train_idx], **kwargs)
+        fit_with_groups(est, features[task.train_idx], target[task.train_idx], groups[task.train_idx])
         t1 = time.perf_counter()
         emb, log_proba = _network_outputs(est, features[task.embed_idx])
     plan = dict(getattr(est, "train_plan_", {}) or {})
