@@ -50,12 +50,12 @@ lr=1e-3, batch_size=16, max_epochs=30, patience=5`` is the earlier, paper-like r
 from ._base import UtteranceOutputs
 from ._callbacks import EarlyStoppingBest, EpochProgress, OneCycleSchedule, StopTraining
 from ._data import BucketIterator, CropCollate, UtteranceDataset, collate_utterances
+from ._routing import fit_with_groups
 from .classical import GaussianSupervector, GMMUBMClassifier
 from .classifiers import DACNNClassifier, DFTCNNClassifier, SACNNClassifier
 from .embedding import DeviceEmbedding
 from .fusion import FusionClassifier
 from .recipes import make_gmm_ubm, make_gsv_svm, make_pretrained_lr
-from ._routing import fit_with_groups
 
 __all__ = [
     "SACNNClassifier",
