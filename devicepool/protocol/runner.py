@@ -22,7 +22,7 @@ import numpy as np
 
 from .._io import atomic_write_json, to_jsonable
 from .._typing import PathLike
-from .cache import FeatureCache, _progress_bar, _remote_backend, _voicing_strings
+from .cache import FeatureCache, _progress_bar, _remote_backend
 from .conditions import CONDITIONS, MODES, _check_corpus, _seed_for, _select_conditions, make_folds
 from .fitting import FitData, FitTask, _fit_task, _numbered_fit
 from .keys import _config_key, _corpus_fingerprint, _digest
@@ -219,7 +219,7 @@ def _run_fits(run, todo, n_done):
     with bar:
         for task, (records, attention) in _fits(todo, data, run.n_jobs):
             if attention is not None and voicing is not None:
-                attention.frame_labels = [_voicing_strings(voicing[i]) for i in attention.utterance_index]
+                attention = attention.with_voicing(voicing)
             if run.results_dir is not None:
                 _write_task_outputs(task, records, attention)
             outcomes[task.key] = (to_jsonable(records), attention)
