@@ -36,7 +36,7 @@ from devicepool.protocol import (
 )
 from devicepool.protocol import keys as keys_module
 from devicepool.protocol.lock import output_lock
-from devicepool.protocol.store import _read_record
+from devicepool.protocol.records import read_record
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
@@ -425,7 +425,7 @@ def test_a_damaged_file_is_recomputed_with_a_warning(finished, corpus, tmp_path,
     assert [r["y_pred"] for r in res.records] == [r["y_pred"] for r in finished[1].records]
     assert {f: b for f, b in _files(out / "results").items() if f in untouched} == untouched
     if path.suffix == ".json":  # replaced by a sound record
-        assert _read_record(path, ("rel_attn", "MOBI", 1))["config_key"] == res.records[1]["config_key"]
+        assert read_record(path, ("rel_attn", "MOBI", 1))["config_key"] == res.records[1]["config_key"]
     else:
         with np.load(path) as z:
             assert all(z[k].size for k in z.files)
