@@ -100,6 +100,13 @@ def check_corpus(corpus, allow_unknown_speakers=False):
     return Corpus(data, target, groups, mode, sample_rate, get("utterance"))
 
 
+def check_seed(random_state):
+    """``random_state`` as an int: a protocol's base seed (TypeError naming it otherwise)."""
+    if isinstance(random_state, bool) or not isinstance(random_state, (int, np.integer)):
+        raise TypeError(f"random_state must be an int, got {random_state!r}")
+    return int(random_state)
+
+
 def seed_for(random_state, model, train_mode, fold):
     """The seed of one fit, derived from the base seed, model, training mode and fold.
 

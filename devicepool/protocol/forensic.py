@@ -57,7 +57,7 @@ import numpy as np
 
 from .._io import to_jsonable
 from .cache import FeatureCache
-from .conditions import MODES, check_corpus, rng_for, seed_for
+from .conditions import MODES, check_corpus, check_seed, rng_for, seed_for
 from .engine import Fit, FitData, fit_one, run_fits
 from .forensic_eval import ForensicResult, evaluate_fits, write_forensic_outputs
 from .keys import corpus_fingerprint
@@ -260,8 +260,7 @@ def _check_args(corpus, mode, model_params, random_state):
     if model_params is not None and not isinstance(model_params, dict):
         raise TypeError(f"model_params must be a dict of the model's parameters, got "
                         f"{type(model_params).__name__}")
-    if isinstance(random_state, bool) or not isinstance(random_state, (int, np.integer)):
-        raise TypeError(f"random_state must be an int, got {random_state!r}")
+    check_seed(random_state)
 
 
 def fit_forensic(corpus, model="da_cnn", n_splits=3, mode="neutral", model_params=None,

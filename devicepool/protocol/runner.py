@@ -27,7 +27,7 @@ import numpy as np
 from .._io import to_jsonable
 from .._typing import PathLike
 from .cache import FeatureCache, _voicing_strings
-from .conditions import CONDITIONS, MODES, check_corpus, make_folds, seed_for, select_conditions
+from .conditions import CONDITIONS, MODES, check_corpus, check_seed, make_folds, seed_for, select_conditions
 from .engine import FitData, in_parallel, run_fits
 from .fitting import FitTask, fit_task
 from .keys import corpus_fingerprint, digest, settings_key
@@ -79,10 +79,6 @@ class _Run:
     mode_augmentation: bool = False
     store: ResultStore | MemoryStore | None = None
 
-    @property
-    def cache_dir(self):
-        return None if self.out_dir is None else os.path.join(self.out_dir, "cache")
-
     @classmethod
     def create(cls, corpus, models, conditions, n_splits, random_state, model_params,
                allow_unknown_speakers=False, **kw):
@@ -99,8 +95,7 @@ class _Run:
         for k, v in model_params.items():
             if not isinstance(v, dict):
                 raise TypeError(f"model_params[{k!r}] must be a dict of parameters, got {type(v).__name__}")
-        if isinstance(random_state, bool) or not isinstance(random_state, (int, np.integer)):
-            raise TypeError(f"random_state must be an int, got {random_state!r}")
+        random_state = check_seed(random_state)
         conds, notes = select_conditions(conditions, corpus.mode)
         folds = make_folds(corpus.groups, n_splits)
         kw["store"] = MemoryStore()
@@ -109,7 +104,7 @@ class _Run:
             os.makedirs(kw["out_dir"], exist_ok=True)
             kw["store"] = ResultStore(kw["out_dir"])
         return cls(corpus, models, conds, notes, folds, corpus_fingerprint(corpus), n_splits,
-                   int(random_state), model_params, **kw)
+                   random_state, model_params, **kw)
 
 
 def _plan_tasks(run):
@@ -150,7 +145,7 @@ def _unfinished(run, tasks):
 
 def _fit_data(run, todo):
     """``feature kind -> FitData`` for the fits to run, and the corpus's voicing codes."""
-    c, cache = run.corpus, FeatureCache(run.cache_dir, run.progress, run.n_jobs)
+    c, cache = run.corpus, FeatureCache(run.store.cache_dir, run.progress, run.n_jobs)
     kinds = sorted({t.spec.feature for t in todo})
     voicing = any(t.spec.attention and t.attention_path for t in todo)
     found = cache.features(c.data, c.sample_rate, run.fingerprint, kinds, voicing=voicing)

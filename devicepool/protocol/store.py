@@ -155,10 +155,6 @@ def _merge_attention(parts):
 # --------------------------------------------------------------------------- the stores
 
 
-def _add_attention(parts, train_mode, att):
-    parts.setdefault(train_mode, []).append(att)
-
-
 class ResultStore:
     """The results of a protocol folder (the layout above): what the runner asks of it,
     one fit (a :class:`~.fitting.FitTask`) at a time, and everything at once.
@@ -177,6 +173,7 @@ class ResultStore:
     def __init__(self, out_dir):
         self.out_dir = os.fspath(out_dir)
         self.results_dir = os.path.join(self.out_dir, "results")
+        self.cache_dir = os.path.join(self.out_dir, "cache")  #: the feature cache's folder
 
     def lock(self, wait=False, notify=False):
         """The folder's exclusive lock (:func:`~.lock.output_lock`), for a ``with``."""
@@ -262,7 +259,7 @@ class ResultStore:
                     except Exception as exc:  # BadZipFile, EOFError, ValueError, KeyError, ...
                         _damaged(path, "attention file", f"{type(exc).__name__}: {exc}", "skipped")
                         continue
-                    _add_attention(attention_parts, f.split("-")[1], att)
+                    attention_parts.setdefault(f.split("-")[1], []).append(att)
         return records, attention_parts
 
 
@@ -276,7 +273,7 @@ class MemoryStore:
     ([], {})
     """
 
-    out_dir = None
+    out_dir = cache_dir = None
 
     def __init__(self):
         self.outcomes, self.config = {}, None
@@ -307,5 +304,5 @@ class MemoryStore:
         for (_, train_mode, _), (recs, att) in self.outcomes.items():
             records += recs
             if att is not None:
-                _add_attention(attention_parts, train_mode, att)
+                attention_parts.setdefault(train_mode, []).append(att)
         return records, attention_parts
