@@ -199,8 +199,9 @@ def run_fits(tasks, fn, data, n_jobs=None, progress=False, desc="fits", n_done=0
 
     Parameters
     ----------
-    tasks : sequence of Fit (or a protocol's own frozen dataclass with ``spec``,
-        ``progress`` and ``threads`` fields)
+    tasks : iterable of Fit
+        Or of a protocol's own frozen dataclass with ``spec``, ``progress`` and
+        ``threads`` fields (the Table-3 protocol's :class:`~.fitting.FitTask`).
     fn : callable
         ``fn(task, data) -> outcome``, a module-level function (it travels to the
         workers); it runs with ``task.threads`` torch threads.
@@ -217,9 +218,10 @@ def run_fits(tasks, fn, data, n_jobs=None, progress=False, desc="fits", n_done=0
     task, outcome
         The task as it ran (in parallel: ``progress=False``; on a cluster ``threads=1``).
     """
+    tasks = list(tasks)
     bar = _progress_bar(progress, total=n_done + len(tasks), initial=n_done, desc=desc, unit="fit")
     with bar:
-        for task, out in _outcomes(list(tasks), fn, data, n_jobs):
+        for task, out in _outcomes(tasks, fn, data, n_jobs):
             yield task, out
             if describe is not None:
                 bar.set_postfix_str(describe(task))
