@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._io import atomic_write_bytes, atomic_write_text, to_jsonable
-from .conditions import CONDITIONS, PAPER_TABLE3, _slug
+from .conditions import CONDITIONS, PAPER_TABLE3
+from .conditions import slug as _slug
 from .registry import _label
 
 __all__ = ["ProtocolResult", "chance_levels", "combine_results", "paper_claims", "write_report"]
