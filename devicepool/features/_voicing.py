@@ -43,6 +43,7 @@ __all__ = ["voicing_labels", "voicing_codes", "VOICING_CLASSES"]
 #: The three frame classes, in the order used by plots and tie-breaking; the one code
 #: book of voicing codes: code ``i`` is ``VOICING_CLASSES[i]``.
 VOICING_CLASSES = ("voiced", "unvoiced", "silence")
+_CODES = {name: code for code, name in enumerate(VOICING_CLASSES)}
 
 
 def voicing_codes(labels, context="frame labels"):
@@ -73,16 +74,10 @@ def voicing_codes(labels, context="frame labels"):
     arr = np.asarray(labels)
     if arr.ndim != 1:
         raise ValueError(f"{context}: frame labels must be 1-D, got shape {arr.shape}")
-    if arr.dtype.kind in "iu":
-        bad = np.unique(arr[(arr < 0) | (arr >= len(VOICING_CLASSES))])
-        codes = arr
-    else:
-        names = np.asarray(VOICING_CLASSES)
-        order = np.argsort(names)
+    if arr.dtype.kind not in "iu":
         arr = arr.astype(str)
-        pos = np.minimum(np.searchsorted(names, arr, sorter=order), len(names) - 1)
-        codes = order[pos]
-        bad = np.unique(arr[names[codes] != arr])
+    codes = arr if arr.dtype.kind in "iu" else np.array([_CODES.get(x, -1) for x in arr.tolist()], dtype=int)
+    bad = np.unique(arr[(codes < 0) | (codes >= len(VOICING_CLASSES))])
     if bad.size:
         raise ValueError(f"{context}: unknown frame label(s) {bad[:5].tolist()}; expected {VOICING_CLASSES}")
     return codes.astype(np.int8)
