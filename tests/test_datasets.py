@@ -314,6 +314,8 @@ def test_corpus_is_frozen_validated_and_reads_like_a_bunch(tmp_path, shared_data
     b = Corpus.from_bunch(Bunch(data=[np.zeros(8)] * 3, target=["x", "y", "x"], groups=[1, 2, 3], sid=[7, 8, 9]))
     assert b.mode.tolist() == ["neutral"] * 3 and b.groups.tolist() == ["1", "2", "3"] and b.sid == [7, 8, 9]
     assert b.speakers_known is True and b.sample_rate is None and Corpus.from_bunch(b) is b
+    rate = Corpus.from_bunch({"data": [1], "target": ["x"], "groups": [1], "sample_rate": np.int64(8000)}).sample_rate
+    assert type(rate) is int and rate == 8000  # a plain int: the protocol's fingerprint reads its repr
     with pytest.raises(TypeError, match=r"missing \['groups'\]"):
         Corpus.from_bunch({"data": [1], "target": ["x"]})
     with pytest.raises(ValueError, match=r"Corpus.groups must have one entry per recording of data \(3\)"):

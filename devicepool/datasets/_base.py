@@ -164,6 +164,8 @@ class Corpus:
         if not isinstance(self.speakers_known, (bool, np.bool_)):
             raise TypeError(f"Corpus.speakers_known must be a bool, got {type(self.speakers_known).__name__}")
         object.__setattr__(self, "extra", dict(self.extra))
+        if self.sample_rate is not None:
+            object.__setattr__(self, "sample_rate", int(self.sample_rate))
 
     @classmethod
     def from_bunch(cls, bunch):
