@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import os
 
-from .. import persistence
 from .._io import atomic_write
 from ._common import UsageError
 
@@ -61,6 +60,8 @@ def _not_a_model(pipe):
 def why_not_savable(pipe):
     """Why the weights-only model file cannot hold ``pipe`` (a str), or None when it can
     (see the module docstring). Fitted or not: ``devicepool train`` asks before fitting."""
+    from devicepool import persistence  # torch: not when the CLI starts
+
     try:
         persistence.check_savable(pipe, path="model")
     except (ValueError, TypeError, AttributeError) as exc:
@@ -123,6 +124,8 @@ def save_model(pipe, model, path, *, allow_pickle=False, provenance=None):
     """Write a fitted pipeline to ``path``: weights only (with ``{"model": model,
     **provenance}``), or a joblib pickle when the format cannot hold it and
     ``allow_pickle``. Returns ``"weights-only"`` or ``"pickle"``."""
+    from devicepool import persistence
+
     reason = why_not_savable(pipe)
     if reason is None:
         persistence.dump(pipe, path, provenance={**(provenance or {}), "model": str(model)})
@@ -150,6 +153,8 @@ def read_model_file(path, *, allow_pickle=False):
         raise UsageError(f"{at} does not exist")
     if os.path.isdir(path):
         raise UsageError(f"model {os.fspath(path)!r} is a folder, not a model file")
+    from devicepool import persistence
+
     try:
         model, provenance = persistence.read(path, allow_pickle=allow_pickle)
     except (ValueError, OSError) as exc:
