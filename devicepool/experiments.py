@@ -1,7 +1,7 @@
 """Deprecated alias of :mod:`devicepool.protocol`, kept for one release.
 
 Import from :mod:`devicepool.protocol` instead; this module re-exports its public names
-(and ``_MODELS``, the model registry, and ``_seed_for``) unchanged.
+unchanged, and ``_seed_for`` (:func:`devicepool.protocol.conditions.seed_for`).
 """
 
 import warnings
@@ -25,8 +25,7 @@ from devicepool.protocol import (  # noqa: F401  (FitTask, ModelSpec, ...: re-ex
     unregister_model,
     write_report,
 )
-from devicepool.protocol.conditions import _seed_for  # noqa: F401
-from devicepool.protocol.registry import _MODELS  # noqa: F401
+from devicepool.protocol.conditions import seed_for as _seed_for  # noqa: F401
 
 __all__ = [
     "CONDITIONS",

@@ -25,7 +25,7 @@ from devicepool.protocol import (
     run_protocol,
     unregister_model,
 )
-from devicepool.protocol.conditions import _seed_for
+from devicepool.protocol.conditions import seed_for
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {"max_epochs": 2, "batch_size": 8}
@@ -208,8 +208,8 @@ def test_same_seed_same_numbers(corpus):
     assert a.config["random_state"] == 3
     seeds = [r["seed"] for r in a.records]
     assert seeds == [r["seed"] for r in b.records]
-    assert seeds == [_seed_for(3, "da_cnn", "neutral", k) for k in range(3)]
-    assert seeds != [_seed_for(4, "da_cnn", "neutral", k) for k in range(3)]
+    assert seeds == [seed_for(3, "da_cnn", "neutral", k) for k in range(3)]
+    assert seeds != [seed_for(4, "da_cnn", "neutral", k) for k in range(3)]
 
 
 def test_neutral_only_corpus_ex1_and_combined_table(neutral_corpus, full_run):

@@ -203,3 +203,55 @@ def test_argument_errors(corpus):
         run_forensic_protocol(corpus, model_params=[("max_epochs", 2)], progress=False)
     with pytest.raises(ValueError, match="unknown model"):
         run_forensic_protocol(corpus, model="resnet", progress=False)
+
+
+# ----------------------------------------------------------------------------- one engine, one build rule
+
+
+@pytest.mark.parametrize("model", ["dft_cnn", "sa_cnn", "da_cnn", "gsv_svm", "gmm_ubm", "pretrained_lr", "fusion"])
+def test_fold_fits_of_the_default_models_are_built_as_before(model):
+    """The engine builds a fold's network with ``spec.make_classifier`` (the sample-rate
+    rule). Every default model the forensic protocol accepts gets the estimator 0.5's
+    ``spec.factory(...)`` built (same parameters: same figures); the waveform models, the
+    only ones the rule changes, are refused before any fit."""
+    from devicepool.protocol import get_model
+
+    spec = get_model(model)
+    made, old = spec.make_classifier(8000, random_state=3), spec.factory(random_state=3)
+    accepted = hasattr(made, "transform") and hasattr(made, "predict_proba")
+    if spec.feature == "waveform":
+        assert not accepted
+    else:
+        assert repr(made.get_params(deep=False)) == repr(old.get_params(deep=False))
+
+
+class RateEmbedder(MeanStdEmbedder):
+    """A waveform embedder that records the sample rate it was built with."""
+
+    rates = []
+
+    def __init__(self, random_state=None, sample_rate=16000):
+        self.random_state = random_state
+        self.sample_rate = sample_rate
+
+    @staticmethod
+    def _stats(X):
+        return np.stack([[np.mean(u), np.std(u)] for u in X])
+
+    def fit(self, X, y, groups=None):
+        RateEmbedder.rates.append(self.sample_rate)
+        return super().fit(X, y, groups)
+
+
+def test_a_waveform_model_is_fitted_at_the_corpus_sample_rate():
+    """The drift fix: 0.5 probed the model with the corpus's sample rate but fitted the
+    folds with the factory's default; both now go through ``make_classifier``."""
+    register_model("rate_embedder", RateEmbedder, feature="waveform")
+    RateEmbedder.rates = []
+    try:
+        corpus = make_device_corpus(n_devices=4, n_speakers=4, n_utterances=2, modes=("neutral",),
+                                    sample_rate=8000, random_state=0)
+        fits = fit_forensic(corpus, model="rate_embedder", n_splits=2, progress=False)
+    finally:
+        unregister_model("rate_embedder")
+    assert RateEmbedder.rates == [8000, 8000] and len(fits.outputs) == 2

@@ -324,24 +324,28 @@ def test_the_epoch_bar_shows_on_a_terminal_only(monkeypatch):
     assert log.getvalue() == ""
 
 
-def test_parallel_fits_have_no_epoch_bars(monkeypatch):
-    """With n_jobs the fits run without their own bars (threading backend: the tasks
-    reach the fit function in this process)."""
+def test_parallel_fits_have_no_epoch_bars():
+    """With n_jobs the engine runs the fits without their own bars (threading backend: the
+    tasks reach the fit function in this process)."""
     from joblib import parallel_backend
 
-    from devicepool.protocol import runner
+    from devicepool.protocol import get_model
+    from devicepool.protocol.engine import run_fits
     from devicepool.protocol.runner import FitTask
 
     seen = []
-    monkeypatch.setattr(runner, "_fit_task", lambda task, data: (seen.append(task), ([], None))[1])
-    monkeypatch.setattr(runner, "_numbered_fit", lambda i, task, data: (i, runner._fit_task(task, data)))
-    spec = runner.get_model("da_cnn")
+
+    def fit(task, data):
+        seen.append(task)
+        return [], None
+
+    spec = get_model("da_cnn")
     tasks = [FitTask("da_cnn", spec, "neutral", k, ("N",), k, {}, 0, "key", progress=True) for k in range(2)]
     with parallel_backend("threading"):
-        assert len(list(runner._fits(tasks, {"fbank": None}, n_jobs=2))) == 2
+        assert len(list(run_fits(tasks, fit, {"fbank": None}, n_jobs=2))) == 2
     assert [t.progress for t in seen] == [False, False]
     for n_jobs in (None, 1):  # one after the other: each fit's own bar
-        list(runner._fits(tasks, {"fbank": None}, n_jobs=n_jobs))
+        list(run_fits(tasks, fit, {"fbank": None}, n_jobs=n_jobs))
     assert [t.progress for t in seen[2:]] == [True] * 4
 
 

@@ -28,6 +28,7 @@ from devicepool._io import atomic_write_bytes
 from devicepool.datasets import make_device_corpus
 from devicepool.protocol import (
     OutputLockedError,
+    get_model,
     load_results,
     register_model,
     run_protocol,
@@ -36,7 +37,7 @@ from devicepool.protocol import (
 )
 from devicepool.protocol import keys as keys_module
 from devicepool.protocol.lock import output_lock
-from devicepool.protocol.store import _read_record
+from devicepool.protocol.records import read_record
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
@@ -425,7 +426,7 @@ def test_a_damaged_file_is_recomputed_with_a_warning(finished, corpus, tmp_path,
     assert [r["y_pred"] for r in res.records] == [r["y_pred"] for r in finished[1].records]
     assert {f: b for f, b in _files(out / "results").items() if f in untouched} == untouched
     if path.suffix == ".json":  # replaced by a sound record
-        assert _read_record(path, ("rel_attn", "MOBI", 1))["config_key"] == res.records[1]["config_key"]
+        assert read_record(path, ("rel_attn", "MOBI", 1))["config_key"] == res.records[1]["config_key"]
     else:
         with np.load(path) as z:
             assert all(z[k].size for k in z.files)
@@ -500,3 +501,28 @@ def test_atomic_writes_follow_the_umask(tmp_path, umask, mode):
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "sub" / "x.bin").stat().st_mode) == mode
     assert stat.S_IMODE((tmp_path / "sub").stat().st_mode) == 0o777 & ~umask
+
+
+def test_the_stores_answer_alike(finished, attention_model):
+    """A folder's ResultStore and a MemoryStore holding the same fits give the same
+    records and Fig. 2 data; the folder says every planned fit is done."""
+    from devicepool.protocol.fitting import FitTask
+    from devicepool.protocol.store import MemoryStore, ResultStore
+
+    def texts(records):
+        return sorted(json.dumps(r, sort_keys=True) for r in records)
+
+    out, res = finished
+    disk, memory = ResultStore(out), MemoryStore()
+    records, parts = disk.load_all()
+    assert texts(records) == texts(res.records)
+    for r in res.records:
+        task = disk.locate(FitTask(attention_model, get_model(attention_model), r["train_mode"], r["fold"],
+                                   (r["condition"],), r["seed"], {}, 0, r["config_key"]))
+        assert disk.status(task) == ("done", None) and memory.status(task) == ("todo", None)
+        memory.write(task, *disk.read(task))
+        assert memory.status(task) == ("done", None) and memory.read(task)[0] == [r]
+    mem_records, mem_parts = memory.load_all()
+    assert texts(mem_records) == texts(records) and set(mem_parts) == set(parts) == {"neutral"}
+    assert [p.utterance_index.tolist() for p in mem_parts["neutral"]] == [
+        p.utterance_index.tolist() for p in parts["neutral"]]

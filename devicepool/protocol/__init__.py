@@ -30,9 +30,13 @@ file sizes) does not reuse the results or features made from the old audio. A da
 file (truncated, not JSON, lacking keys) is recomputed with a warning naming it. Files
 are written with the umask's permissions.
 
-Modules: :mod:`.conditions` (conditions, folds, seeds), :mod:`.registry` (models),
-:mod:`.cache` (features), :mod:`.runner` (:func:`run_protocol`), :mod:`.keys`
-(fingerprints, settings keys), :mod:`.lock` (the folder lock), :mod:`.store` (files),
+Both protocols are a plan, the one engine, their measures and their report. Modules:
+:mod:`.conditions` (conditions, folds, seeds), :mod:`.registry` (models), :mod:`.cache`
+(features), :mod:`.engine` (one fit, the dispatch of many), :mod:`.runner` (Table 3:
+:func:`run_protocol`, :func:`load_results`), :mod:`.fitting` (a Table-3 fit's predictions
+and records), :mod:`.forensic` and :mod:`.forensic_eval` (the forensic protocol),
+:mod:`.keys` (fingerprints, settings keys), :mod:`.lock` (the folder lock),
+:mod:`.records` (the result record), :mod:`.store` (the result stores, Fig. 2 files),
 :mod:`.report` (results, Table 3, figures).
 """
 
@@ -48,8 +52,7 @@ from .forensic import (
 from .lock import OutputLockedError
 from .registry import FusionFactory, ModelSpec, get_model, register_model, registered_models, unregister_model
 from .report import ProtocolResult, chance_levels, combine_results, paper_claims, write_report
-from .runner import FitTask, run_protocol
-from .store import load_results
+from .runner import FitTask, load_results, run_protocol
 
 __all__ = [
     "CONDITIONS",

@@ -24,9 +24,9 @@ import numpy as np
 
 from .._io import atomic_write_npz, pack_ragged, unpack_ragged
 from .._progress import show_bars
-from .keys import _digest
+from .keys import digest as _digest
+from .records import damaged as _damaged
 from .registry import _make_features
-from .store import _damaged
 
 _log = logging.getLogger("devicepool.protocol.cache")
 

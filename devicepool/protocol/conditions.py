@@ -1,4 +1,5 @@
-"""Conditions, folds, corpus validation and seeds of the paper's protocol."""
+"""Conditions, folds, corpus validation and seeds of the protocols (the one place seeds are
+derived: :func:`seed_for` for a fit, :func:`rng_for` for a draw)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ MODES = ("neutral", "whisper")
 
 
 class Corpus(NamedTuple):
-    """A validated corpus: what :func:`_check_corpus` returns.
+    """A validated corpus: what :func:`check_corpus` returns.
 
     ``data`` is a list (waveforms or paths); ``target`` and ``groups`` are object arrays
     of str (device, speaker); ``mode`` an object array of ``"neutral"``/``"whisper"``.
@@ -55,7 +56,7 @@ def _as_str_array(values):
     return np.asarray([str(v) for v in values], dtype=object)
 
 
-def _check_corpus(corpus, allow_unknown_speakers=False):
+def check_corpus(corpus, allow_unknown_speakers=False):
     """Validate a corpus Bunch (or dict) and return it as a :class:`Corpus`.
 
     A corpus whose loader says its speakers are unknown (``speakers_known=False``, e.g.
@@ -65,7 +66,7 @@ def _check_corpus(corpus, allow_unknown_speakers=False):
 
     Examples
     --------
-    >>> c = _check_corpus({"data": [[0.0, 0.1]] * 2, "target": ["a", "b"], "groups": [1, 2]})
+    >>> c = check_corpus({"data": [[0.0, 0.1]] * 2, "target": ["a", "b"], "groups": [1, 2]})
     >>> c.mode.tolist(), c.groups.tolist(), c.sample_rate
     (['neutral', 'neutral'], ['1', '2'], 16000)
     """
@@ -99,14 +100,21 @@ def _check_corpus(corpus, allow_unknown_speakers=False):
     return Corpus(data, target, groups, mode, sample_rate, get("utterance"))
 
 
-def _seed_for(random_state, model, train_mode, fold):
+def check_seed(random_state):
+    """``random_state`` as an int: a protocol's base seed (TypeError naming it otherwise)."""
+    if isinstance(random_state, bool) or not isinstance(random_state, (int, np.integer)):
+        raise TypeError(f"random_state must be an int, got {random_state!r}")
+    return int(random_state)
+
+
+def seed_for(random_state, model, train_mode, fold):
     """The seed of one fit, derived from the base seed, model, training mode and fold.
 
     Examples
     --------
-    >>> _seed_for(0, "da_cnn", "neutral", 0) == _seed_for(0, "da_cnn", "neutral", 0)
+    >>> seed_for(0, "da_cnn", "neutral", 0) == seed_for(0, "da_cnn", "neutral", 0)
     True
-    >>> _seed_for(0, "da_cnn", "neutral", 0) == _seed_for(0, "da_cnn", "neutral", 1)
+    >>> seed_for(0, "da_cnn", "neutral", 0) == seed_for(0, "da_cnn", "neutral", 1)
     False
     """
     ss = np.random.SeedSequence(
@@ -115,7 +123,20 @@ def _seed_for(random_state, model, train_mode, fold):
     return int(ss.generate_state(1)[0] % (2**31 - 1))
 
 
-def _slug(condition):
+def rng_for(random_state, *tag):
+    """A numpy Generator drawn from the base seed and a tag (no global state): the
+    forensic protocol's device and speaker folds and pair seeds.
+
+    Examples
+    --------
+    >>> int(rng_for(0, "forensic-pairs", 1).integers(10)) == int(rng_for(0, "forensic-pairs", 1).integers(10))
+    True
+    """
+    words = [zlib.crc32(str(t).encode()) for t in tag]
+    return np.random.default_rng(np.random.SeedSequence([int(random_state), *words]))
+
+
+def slug(condition):
     """Condition code as a file-name part (``"N/W"`` -> ``"N-W"``)."""
     return condition.replace("/", "-")
 
@@ -143,12 +164,12 @@ def available_conditions(mode):
     return []
 
 
-def _select_conditions(conditions, mode):
+def select_conditions(conditions, mode):
     """The requested conditions the corpus can serve, and a note for each it cannot.
 
     Examples
     --------
-    >>> _select_conditions(["MOBI", "N/W"], ["neutral"])
+    >>> select_conditions(["MOBI", "N/W"], ["neutral"])
     (['MOBI'], ['condition N/W skipped: the corpus has no whisper speech'])
     """
     present = set(mode)

@@ -1,14 +1,14 @@
-"""One fit of the protocol: what it is given (:class:`FitTask`, :class:`FitData`), what it
-does (:func:`_fit_task`: fit, predict every condition of its training mode, attention of
-Fig. 2 in the same pass as the matched condition's predictions) and what it returns.
+"""One fit of the Table-3 protocol: what it is (:class:`FitTask`), what it does
+(:func:`fit_task`: the engine's :func:`~.engine.fit_one`, then predictions for every
+condition of its training mode, attention of Fig. 2 in the same pass as the matched
+condition's predictions) and what it returns (result records).
 
-A fit runs wherever joblib sends it (here, a loky worker, a dask worker): everything it
-reads travels with its arguments.
+A fit runs wherever the engine sends it (here, a loky worker, a dask worker): everything
+it reads travels with its arguments.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -16,11 +16,12 @@ import numpy as np
 
 from .. import __version__
 from .conditions import CONDITIONS
-from .keys import _RESULT_FORMAT
+from .engine import Fit, fit_one
+from .keys import RESULT_FORMAT
 from .registry import ModelSpec
 from .store import FoldAttention
 
-__all__ = ["FitData", "FitTask"]
+__all__ = ["FitTask", "fit_task"]
 
 #: time reduction assumed for an estimator with ``attention_weights`` only
 _FALLBACK_TIME_REDUCTION = 4
@@ -55,41 +56,10 @@ class FitTask:
     def key(self):
         return (self.model, self.train_mode, self.fold)
 
-
-@dataclass(frozen=True, eq=False)
-class FitData:
-    """What every fit of one feature kind reads: features and labels of all utterances
-    (mode-augmentation copies appended, marked in ``augmented``) and the folds."""
-
-    features: np.ndarray
-    target: np.ndarray
-    mode: np.ndarray
-    groups: np.ndarray
-    folds: list
-    labels: list
-    augmented: np.ndarray | None = None
-    sample_rate: int = 16000
-
-    def test_index(self, test_mode, fold):
-        """Held-out utterances of ``fold`` in ``test_mode`` (never a training copy)."""
-        held = self.folds[fold] & (self.mode == test_mode)
-        if self.augmented is not None:
-            held &= ~self.augmented
-        return np.flatnonzero(held)
-
-    def __sizeof__(self):
-        # dask's sizeof: joblib's dask backend scatters arguments over 1 kB once per call
-        arrays = [*self.features, self.target, self.mode, self.groups, *self.folds]
-        return object.__sizeof__(self) + sum(np.asarray(a).nbytes for a in arrays)
-
-
-@dataclass
-class _Fitted:
-    """A fitted estimator, its training utterances and the fit's wall time."""
-
-    est: object
-    train_idx: np.ndarray
-    seconds: float
+    def as_fit(self, data):
+        """The engine's :class:`~.engine.Fit` of this task on ``data``."""
+        return Fit(self.spec, self.params, self.seed, data.train_index(self.train_mode, self.fold),
+                   key=self.key, progress=self.progress, threads=self.threads)
 
 
 @dataclass
@@ -101,35 +71,6 @@ class _Predictions:
     pred: np.ndarray | None
     seconds: float
     attention: FoldAttention | None = None
-
-
-@contextlib.contextmanager
-def _torch_threads(n):
-    if n is None:
-        yield
-        return
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
-def _fit_estimator(task, data):
-    train_idx = np.flatnonzero((data.mode == task.train_mode) & ~data.folds[task.fold])
-    est = task.spec.make_classifier(data.sample_rate, random_state=task.seed, **task.params)
-    if task.progress and "progress" in est.get_params() and "progress" not in task.params:
-        est.set_params(progress=True)  # the estimator's own epoch bar
-    # speaker-disjoint internal validation (the networks' early stopping, the GMM-UBM's
-    # calibration folds, the fusion's inner split), also through a Pipeline
-    from ..estimators import fit_with_groups
-
-    t0 = time.perf_counter()
-    fit_with_groups(est, data.features[train_idx], data.target[train_idx], data.groups[train_idx])
-    return _Fitted(est, train_idx, time.perf_counter() - t0)
 
 
 def _predict(est, data, index):
@@ -171,12 +112,12 @@ def _held_out_outputs(est, task, data):
 def _record(task, data, fitted, cond, predictions):
     from sklearn.metrics import confusion_matrix
 
-    train_idx, test_idx = fitted.train_idx, predictions.index
+    train_idx, test_idx = fitted.train_index, predictions.index
     truth = data.target[test_idx]
     pred = np.asarray(predictions.pred).astype(str)
     labels = [str(x) for x in data.labels]
     return {
-        "format": _RESULT_FORMAT, "model": task.model, "condition": cond, "fold": task.fold,
+        "format": RESULT_FORMAT, "model": task.model, "condition": cond, "fold": task.fold,
         "train_mode": task.train_mode, "test_mode": CONDITIONS[cond][1],
         "accuracy": float(np.mean(pred == truth.astype(str))),
         "n_train": int(len(train_idx)), "n_test": int(len(test_idx)),
@@ -191,28 +132,23 @@ def _record(task, data, fitted, cond, predictions):
     }
 
 
-def _fit_task(task, data):
+def fit_task(task, data):
     """Fit one (model, training mode, fold); return its records and Fig. 2 data.
 
     For a model with attention (and an ``out_dir``), the held-out utterances of the
     training mode are run once: the matched condition's predictions and the attention
     come from the same outputs. Other conditions use ``predict``.
     """
-    with _torch_threads(task.threads):
-        fitted = _fit_estimator(task, data)
-        held = None
-        if task.spec.attention and task.attention_path:
-            held = _held_out_outputs(fitted.est, task, data)
-        records = []
-        for cond in task.conditions:
-            test_mode = CONDITIONS[cond][1]
-            if held is not None and held.pred is not None and test_mode == task.train_mode:
-                predictions = held  # the matched condition: from the attention pass
-            else:
-                predictions = _predict(fitted.est, data, data.test_index(test_mode, task.fold))
-            records.append(_record(task, data, fitted, cond, predictions))
+    fitted = fit_one(task.as_fit(data), data)
+    held = None
+    if task.spec.attention and task.attention_path:
+        held = _held_out_outputs(fitted.est, task, data)
+    records = []
+    for cond in task.conditions:
+        test_mode = CONDITIONS[cond][1]
+        if held is not None and held.pred is not None and test_mode == task.train_mode:
+            predictions = held  # the matched condition: from the attention pass
+        else:
+            predictions = _predict(fitted.est, data, data.test_index(test_mode, task.fold))
+        records.append(_record(task, data, fitted, cond, predictions))
     return records, (held.attention if held is not None else None)
-
-
-def _numbered_fit(i, task, data):
-    return i, _fit_task(task, data)

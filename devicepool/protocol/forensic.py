@@ -51,17 +51,16 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-import zlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .._io import to_jsonable
-from .cache import FeatureCache, _progress_bar
-from .conditions import MODES, _check_corpus, _seed_for
-from .fitting import _torch_threads
-from .forensic_eval import ForensicResult, _evaluate, _write_outputs
-from .keys import _corpus_fingerprint
+from .cache import FeatureCache
+from .conditions import MODES, check_corpus, check_seed, rng_for, seed_for
+from .engine import Fit, FitData, fit_one, run_fits
+from .forensic_eval import ForensicResult, evaluate_fits, write_forensic_outputs
+from .keys import corpus_fingerprint
 from .lock import output_lock
 from .registry import get_model
 
@@ -87,14 +86,8 @@ class ForensicSplit:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
 
 
-def _draw(random_state, *tag):
-    """A numpy Generator from the base seed and a tag (no global state)."""
-    words = [zlib.crc32(str(t).encode()) for t in tag]
-    return np.random.default_rng(np.random.SeedSequence([int(random_state), *words]))
-
-
 def _lr_seed(random_state, fold):
-    return int(_draw(random_state, "forensic-pairs", fold).integers(2**31 - 1))
+    return int(rng_for(random_state, "forensic-pairs", fold).integers(2**31 - 1))
 
 
 def forensic_splits(devices, speakers, n_splits=3, random_state=0, model="da_cnn", mode="neutral"):
@@ -132,15 +125,15 @@ def forensic_splits(devices, speakers, n_splits=3, random_state=0, model="da_cnn
     if len(spks) < 4:
         raise ValueError("the forensic protocol needs at least 4 speakers (2 for calibration, 2 "
                          f"for test: references are by other speakers); the corpus has {len(spks)}")
-    parts = np.array_split(_draw(random_state, "forensic-devices").permutation(devs), n_splits)
+    parts = np.array_split(rng_for(random_state, "forensic-devices").permutation(devs), n_splits)
     n_cal = (len(spks) + 1) // 2
     splits = []
     for k, unseen in enumerate(parts):
-        order = _draw(random_state, "forensic-speakers", k).permutation(spks)
+        order = rng_for(random_state, "forensic-speakers", k).permutation(spks)
         splits.append(ForensicSplit(
             k, tuple(sorted(unseen)), tuple(sorted(set(devs) - set(unseen))),
             tuple(sorted(order[:n_cal])), tuple(sorted(order[n_cal:])),
-            _seed_for(random_state, model, mode, k), _lr_seed(random_state, k)))
+            seed_for(random_state, model, mode, k), _lr_seed(random_state, k)))
     return splits
 
 
@@ -160,19 +153,6 @@ class FoldOutputs:
     threads: int | None = None  #: torch intra-op threads during the fit
 
 
-@dataclass(frozen=True, eq=False)
-class _FoldTask:
-    """One network fit (picklable: the spec travels with it to a worker process)."""
-
-    spec: object
-    params: dict
-    seed: int
-    train_idx: np.ndarray
-    embed_idx: np.ndarray
-    progress: bool = False
-    threads: int | None = None
-
-
 def _network_outputs(est, X):
     """Embeddings and class log probabilities (float64): from one ``predict_outputs``
     pass where the estimator has it (the log softmax of float64 logits), else from
@@ -190,24 +170,18 @@ def _network_outputs(est, X):
         return emb, np.log(np.asarray(est.predict_proba(X), dtype=np.float64))
 
 
-def _fit_fold(task, features, target, groups):
-    """Fit the fold's network on its training utterances; embed ``embed_idx``."""
+def _fold_outputs(fit, data):
+    """Fit the fold's network (the engine's :func:`~.engine.fit_one`); embed the
+    utterances ``fit.predict_index``."""
     import torch
 
-    with _torch_threads(task.threads):
-        threads = torch.get_num_threads()
-        est = task.spec.factory(random_state=task.seed, **task.params)
-        if task.progress and "progress" in est.get_params() and "progress" not in task.params:
-            est.set_params(progress=True)
-        from ..estimators import fit_with_groups
-
-        t0 = time.perf_counter()
-        fit_with_groups(est, features[task.train_idx], target[task.train_idx], groups[task.train_idx])
-        t1 = time.perf_counter()
-        emb, log_proba = _network_outputs(est, features[task.embed_idx])
-    plan = dict(getattr(est, "train_plan_", {}) or {})
-    return FoldOutputs(task.embed_idx, emb, log_proba, np.asarray(est.classes_).astype(str),
-                       len(task.train_idx), t1 - t0, time.perf_counter() - t1, to_jsonable(plan),
+    threads = torch.get_num_threads()
+    fitted = fit_one(fit, data)
+    t1 = time.perf_counter()
+    emb, log_proba = _network_outputs(fitted.est, data.features[fit.predict_index])
+    plan = dict(getattr(fitted.est, "train_plan_", {}) or {})
+    return FoldOutputs(fit.predict_index, emb, log_proba, np.asarray(fitted.est.classes_).astype(str),
+                       len(fit.train_index), fitted.seconds, time.perf_counter() - t1, to_jsonable(plan),
                        threads)
 
 
@@ -258,7 +232,7 @@ class ForensicFits:
         system = {"scoring": scoring, "calibration": calibration, "far": float(far),
                   "lda_dim": lda_dim, "n_references": int(n_references),
                   "open_set_score": open_set_score}
-        return _evaluate(self, system)
+        return evaluate_fits(self, system)
 
 
 def _embed_index(corpus, mode):
@@ -268,31 +242,14 @@ def _embed_index(corpus, mode):
 
 
 def _plan(corpus, splits, spec, params, mode, progress):
+    """One :class:`~.engine.Fit` per fold: the seen devices' calibration speakers, in ``mode``."""
     embed_idx = _embed_index(corpus, mode)
-    tasks = []
+    fits = []
     for s in splits:
         train = np.flatnonzero((corpus.mode == mode) & np.isin(corpus.target, s.seen_devices)
                                & np.isin(corpus.groups, s.calibration_speakers))
-        tasks.append(_FoldTask(spec, dict(params), s.seed, train, embed_idx, progress))
-    return tasks
-
-
-def _run_tasks(tasks, features, corpus, n_jobs, progress):
-    """The fold outputs, in fold order (joblib processes with ``n_jobs``)."""
-    args = (features, corpus.target, corpus.groups)
-    with _progress_bar(progress, total=len(tasks), desc="forensic fits", unit="fit") as bar:
-        if n_jobs is None or n_jobs == 1 or len(tasks) < 2:
-            outs = []
-            for t in tasks:
-                outs.append(_fit_fold(t, *args))
-                bar.update(1)
-            return outs
-        from joblib import Parallel, delayed
-
-        tasks = [replace(t, progress=False) for t in tasks]
-        outs = Parallel(n_jobs=n_jobs)(delayed(_fit_fold)(t, *args) for t in tasks)
-        bar.update(len(tasks))
-        return list(outs)
+        fits.append(Fit(spec, dict(params), s.seed, train, embed_idx, key=s.fold, progress=progress))
+    return fits
 
 
 def _check_args(corpus, mode, model_params, random_state):
@@ -303,8 +260,7 @@ def _check_args(corpus, mode, model_params, random_state):
     if model_params is not None and not isinstance(model_params, dict):
         raise TypeError(f"model_params must be a dict of the model's parameters, got "
                         f"{type(model_params).__name__}")
-    if isinstance(random_state, bool) or not isinstance(random_state, (int, np.integer)):
-        raise TypeError(f"random_state must be an int, got {random_state!r}")
+    check_seed(random_state)
 
 
 def fit_forensic(corpus, model="da_cnn", n_splits=3, mode="neutral", model_params=None,
@@ -320,7 +276,7 @@ def fit_forensic(corpus, model="da_cnn", n_splits=3, mode="neutral", model_param
     """
     import torch
 
-    c = _check_corpus(corpus)
+    c = check_corpus(corpus)
     _check_args(c, mode, model_params, random_state)
     spec, params = get_model(model), dict(model_params or {})
     probe = spec.make_classifier(c.sample_rate, random_state=0, **params)
@@ -331,11 +287,15 @@ def fit_forensic(corpus, model="da_cnn", n_splits=3, mode="neutral", model_param
                          "(da_cnn, sa_cnn, dft_cnn)")
     splits = forensic_splits(c.target, c.groups, n_splits, int(random_state), model, mode)
     t0 = time.perf_counter()
-    fingerprint = _corpus_fingerprint(c)
+    fingerprint = corpus_fingerprint(c)
     cache = FeatureCache(cache_dir, progress, n_jobs)
     features = cache.features(c.data, c.sample_rate, fingerprint, [spec.feature])[spec.feature]
     t1 = time.perf_counter()
-    outputs = _run_tasks(_plan(c, splits, spec, params, mode, progress), features, c, n_jobs, progress)
+    data = {spec.feature: FitData(features, c.target, c.mode, c.groups, sample_rate=c.sample_rate)}
+    fits = _plan(c, splits, spec, params, mode, progress)
+    done = {fit.key: out for fit, out in run_fits(fits, _fold_outputs, data, n_jobs, progress,
+                                                  "forensic fits")}
+    outputs = [done[s.fold] for s in splits]  # fold order, however they finished
     settings = {
         "corpus": {"fingerprint": fingerprint, "n_utterances": len(c.data),
                    "n_devices": len(set(c.target)), "n_speakers": len(set(c.groups)),
@@ -415,6 +375,6 @@ def run_forensic_protocol(corpus, model="da_cnn", n_splits=3, mode="neutral", sc
         if pretrained:
             result.pretrained = _pretrained_beside(corpus, fits.splits, random_state)
         if out_dir is not None:
-            _write_outputs(result, out_dir)
+            write_forensic_outputs(result, out_dir)
     return result
 

@@ -175,7 +175,7 @@ def _open_set(fits, k, system, test_mode):
             "n_known": len(known), "n_unknown": len(unknown)}
 
 
-def _cross_pairs(q_dev, q_spk, r_dev, r_spk, n_references, rng):
+def cross_pairs(q_dev, q_spk, r_dev, r_spk, n_references, rng):
     """Each questioned recording against each reference device (references by other
     speakers): questioned rows, reference rows per pair, hypotheses."""
     qs, refs, y = [], [], []
@@ -194,7 +194,7 @@ def _cross_llrs(lr, fits, k, q_rows, r_rows, n_references):
     out = fits.outputs[k]
     dev, spk = fits.devices[out.index], fits.speakers[out.index]
     rng = np.random.default_rng(fits.splits[k].lr_seed)
-    qs, refs, y = _cross_pairs(dev[q_rows], spk[q_rows], dev[r_rows], spk[r_rows], n_references, rng)
+    qs, refs, y = cross_pairs(dev[q_rows], spk[q_rows], dev[r_rows], spk[r_rows], n_references, rng)
     Zq = lr.scorer_.transform(out.embeddings[q_rows])
     Zr = lr.scorer_.transform(out.embeddings[r_rows])
     means = np.stack([Zr[r].mean(axis=0) for r in refs])
@@ -253,7 +253,7 @@ def _summary(folds):
     return out
 
 
-def _evaluate(fits, system):
+def evaluate_fits(fits, system):
     """Every fold of ``fits`` measured with ``system`` -> :class:`ForensicResult`.
 
     BLAS runs one thread here: the matrices are at most the embedding width square
@@ -344,7 +344,7 @@ def _save_plot(draw, llr, y, path, title):
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _write_outputs(result, out_dir):
+def write_forensic_outputs(result, out_dir):
     """``forensic.json``, ``forensic.md``, ``llr.npz`` and the three plots (atomic writes;
     the plots are skipped, with a note, without matplotlib)."""
     paths = {name: os.path.join(out_dir, name)

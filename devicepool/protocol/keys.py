@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 #: version of the result record schema (``"format"`` in every record)
-_RESULT_FORMAT = 1
+RESULT_FORMAT = 1
 
 #: file digests of this process: (path, device, inode, size, mtime, ctime) -> sha256
 _FILE_DIGESTS = {}
@@ -29,7 +29,7 @@ _FILE_DIGESTS = {}
 _SETTLED_NS = 3_000_000_000
 
 
-def _digest(*parts):
+def digest(*parts):
     """SHA-256 (hex) of values: arrays by dtype, shape and bytes, anything else by repr."""
     h = hashlib.sha256()
     for part in parts:
@@ -69,7 +69,7 @@ def _file_digest(path):
     return digest
 
 
-def _corpus_fingerprint(corpus):
+def corpus_fingerprint(corpus):
     """SHA-256 of a :class:`~devicepool.protocol.conditions.Corpus`: the audio by content
     (a file by the SHA-256 of its bytes, wherever it lies; an array by dtype, shape and
     bytes), the labels, modes and sample rate, in corpus order."""
@@ -92,8 +92,8 @@ def _corpus_fingerprint(corpus):
     return h.hexdigest()
 
 
-def _config_key(fingerprint, n_splits, random_state, model, params, mode_augmentation):
+def settings_key(fingerprint, n_splits, random_state, model, params, mode_augmentation):
     """The settings key stored in every record: a folder never mixes two settings."""
-    return _digest(_RESULT_FORMAT, fingerprint, n_splits, int(random_state), model,
+    return digest(RESULT_FORMAT, fingerprint, n_splits, int(random_state), model,
                    sorted((k, repr(v)) for k, v in params.items()),
                    *(["mode-augmentation"] if mode_augmentation else []))[:24]

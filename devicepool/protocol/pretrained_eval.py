@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .forensic_eval import _cross_pairs
+from .forensic_eval import cross_pairs
 
 __all__ = ["evaluate_pretrained", "lr_measures", "summarise"]
 
@@ -51,7 +51,7 @@ def lr_measures(llr, y, raw=None):
 
 
 def _cross_llrs(lr, E, q_rows, r_rows, dev, spk, n_references, rng):
-    qs, refs, y = _cross_pairs(dev[q_rows], spk[q_rows], dev[r_rows], spk[r_rows], n_references, rng)
+    qs, refs, y = cross_pairs(dev[q_rows], spk[q_rows], dev[r_rows], spk[r_rows], n_references, rng)
     scores = lr.scorer_.score_pairs(E[q_rows][qs], [E[r_rows][r] for r in refs])
     return lr.calibrate_scores(scores), y, lr.calibrator_.transform(scores)
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._io import atomic_write_bytes, atomic_write_text, to_jsonable
-from .conditions import CONDITIONS, PAPER_TABLE3, _slug
+from .conditions import CONDITIONS, PAPER_TABLE3
+from .conditions import slug as _slug
 from .registry import _label
 from .store import _DEFAULT_TIME_REDUCTION
 

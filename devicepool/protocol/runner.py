@@ -1,46 +1,41 @@
-"""Running the protocol: one fit per (model, training mode, fold), resumable, in parallel.
+"""The Table-3 protocol: plan -> engine -> evaluate -> report.
 
-Fits go through joblib: ``n_jobs`` worker processes on this machine (loky), or, inside
-``with joblib.parallel_backend("dask"):``, the workers of a dask.distributed cluster.
-Features are computed here (once per corpus, :mod:`.cache`), each fit
-(:mod:`.fitting`) receives the features of its kind as one ``FitData`` object and returns
-its result records and Fig. 2 data, which are written here as they arrive
-(:mod:`.store`).
+* plan (:func:`_plan_tasks`): one :class:`~.fitting.FitTask` per (model, training mode,
+  fold) with training utterances, its seed (:func:`~.conditions.seed_for`) and its files
+  in the store;
+* engine (:func:`~.engine.run_fits`): the fits not finished in the store, here or
+  through joblib (``n_jobs`` loky processes, or a dask.distributed cluster's workers);
+  features are computed once per corpus (:mod:`.cache`) and each fit receives those of
+  its kind as one :class:`~.engine.FitData`;
+* evaluate (:func:`~.fitting.fit_task`): each fit's predictions as result records and
+  Fig. 2 data, written to the store (:class:`~.store.ResultStore`, or
+  :class:`~.store.MemoryStore` without an ``out_dir``) as they arrive;
+* report (:mod:`.report`): Table 3, the summary, the report files.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import platform
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .._io import atomic_write_json, to_jsonable
+from .._io import to_jsonable
 from .._typing import PathLike
-from .cache import FeatureCache, _progress_bar, _remote_backend, _voicing_strings
-from .conditions import CONDITIONS, MODES, _check_corpus, _seed_for, _select_conditions, make_folds
-from .fitting import FitData, FitTask, _fit_task, _numbered_fit
-from .keys import _config_key, _corpus_fingerprint, _digest
-from .lock import output_lock
-from .registry import get_model
+from .cache import FeatureCache, _voicing_strings
+from .conditions import CONDITIONS, MODES, check_corpus, check_seed, make_folds, seed_for, select_conditions
+from .engine import FitData, in_parallel, run_fits
+from .fitting import FitTask, fit_task
+from .keys import corpus_fingerprint, digest, settings_key
+from .registry import get_model, registered_models
 from .report import ProtocolResult, _summarise, _write_report
-from .store import (
-    _attention_path,
-    _load_attention,
-    _merge_attention,
-    _read_record,
-    _remove_stale_temps,
-    _result_path,
-    _task_status,
-    _write_task_outputs,
-)
+from .store import MemoryStore, ResultStore, _merge_attention
 
-__all__ = ["FitTask", "run_protocol"]
+__all__ = ["FitTask", "load_results", "run_protocol"]
 
 _log = logging.getLogger("devicepool.protocol.runner")
 
@@ -82,19 +77,12 @@ class _Run:
     n_jobs: int | None = None
     resume: bool = True
     mode_augmentation: bool = False
-
-    @property
-    def results_dir(self):
-        return None if self.out_dir is None else os.path.join(self.out_dir, "results")
-
-    @property
-    def cache_dir(self):
-        return None if self.out_dir is None else os.path.join(self.out_dir, "cache")
+    store: ResultStore | MemoryStore | None = None
 
     @classmethod
     def create(cls, corpus, models, conditions, n_splits, random_state, model_params,
                allow_unknown_speakers=False, **kw):
-        corpus = _check_corpus(corpus, allow_unknown_speakers)
+        corpus = check_corpus(corpus, allow_unknown_speakers)
         models = [models] if isinstance(models, str) else list(models)
         if not models:
             raise ValueError("models is empty: name at least one model")
@@ -107,15 +95,16 @@ class _Run:
         for k, v in model_params.items():
             if not isinstance(v, dict):
                 raise TypeError(f"model_params[{k!r}] must be a dict of parameters, got {type(v).__name__}")
-        if isinstance(random_state, bool) or not isinstance(random_state, (int, np.integer)):
-            raise TypeError(f"random_state must be an int, got {random_state!r}")
-        conds, notes = _select_conditions(conditions, corpus.mode)
+        random_state = check_seed(random_state)
+        conds, notes = select_conditions(conditions, corpus.mode)
         folds = make_folds(corpus.groups, n_splits)
+        kw["store"] = MemoryStore()
         if kw.get("out_dir") is not None:
             kw["out_dir"] = os.fspath(kw["out_dir"])
             os.makedirs(kw["out_dir"], exist_ok=True)
-        return cls(corpus, models, conds, notes, folds, _corpus_fingerprint(corpus), n_splits,
-                   int(random_state), model_params, **kw)
+            kw["store"] = ResultStore(kw["out_dir"])
+        return cls(corpus, models, conds, notes, folds, corpus_fingerprint(corpus), n_splits,
+                   random_state, model_params, **kw)
 
 
 def _plan_tasks(run):
@@ -123,7 +112,7 @@ def _plan_tasks(run):
     tasks, mode = [], run.corpus.mode
     for m in run.models:
         params = dict(run.model_params.get(m, {}))
-        key = _config_key(run.fingerprint, run.n_splits, run.random_state, m, params,
+        key = settings_key(run.fingerprint, run.n_splits, run.random_state, m, params,
                           run.mode_augmentation)
         for train_mode in MODES:
             conds = tuple(c for c in run.conditions if CONDITIONS[c][0] == train_mode)
@@ -131,25 +120,20 @@ def _plan_tasks(run):
                 if not np.any((mode == train_mode) & ~run.folds[k]):
                     run.notes.append(f"{m} fold {k}: no {train_mode} training utterances; skipped")
                     continue
-                task = FitTask(m, get_model(m), train_mode, k, conds,
-                               _seed_for(run.random_state, m, train_mode, k), params,
-                               run.random_state, key, progress=bool(run.progress))
-                if run.results_dir is not None:
-                    task = replace(task, paths={c: _result_path(run.results_dir, m, c, k) for c in conds},
-                                   attention_path=_attention_path(run.results_dir, m, train_mode, k)
-                                   if task.spec.attention else None)
-                tasks.append(task)
+                tasks.append(run.store.locate(FitTask(
+                    m, get_model(m), train_mode, k, conds, seed_for(run.random_state, m, train_mode, k),
+                    params, run.random_state, key, progress=bool(run.progress))))
     return tasks
 
 
 def _unfinished(run, tasks):
     """The tasks to fit; refuses a folder holding results of other settings. A damaged
     file warns, naming it, and its fit is redone."""
-    if run.results_dir is None or not run.resume:
+    if not run.resume:
         return list(tasks)
     todo = []
     for task in tasks:
-        status, path = _task_status(task)
+        status, path = run.store.status(task)
         if status == "other":
             raise ValueError(
                 f"{run.out_dir!r} holds results of other settings (corpus audio, labels, seed, "
@@ -159,14 +143,9 @@ def _unfinished(run, tasks):
     return todo
 
 
-def _read_outcome(task):
-    records = [_read_record(p, (task.model, c, task.fold)) for c, p in task.paths.items()]
-    return records, (_load_attention(task.attention_path) if task.attention_path else None)
-
-
 def _fit_data(run, todo):
     """``feature kind -> FitData`` for the fits to run, and the corpus's voicing codes."""
-    c, cache = run.corpus, FeatureCache(run.cache_dir, run.progress, run.n_jobs)
+    c, cache = run.corpus, FeatureCache(run.store.cache_dir, run.progress, run.n_jobs)
     kinds = sorted({t.spec.feature for t in todo})
     voicing = any(t.spec.attention and t.attention_path for t in todo)
     found = cache.features(c.data, c.sample_rate, run.fingerprint, kinds, voicing=voicing)
@@ -174,7 +153,7 @@ def _fit_data(run, todo):
     target, mode, groups, folds, augmented = c.target, c.mode, c.groups, run.folds, None
     if run.mode_augmentation:  # every recording once more, as its copy in the other mode
         copies = _mode_copies(c.data, c.mode, c.sample_rate, run.random_state)
-        aug_fp = _digest(run.fingerprint, "mode-augmentation", run.random_state)
+        aug_fp = digest(run.fingerprint, "mode-augmentation", run.random_state)
         extra = cache.features(copies, c.sample_rate, aug_fp, kinds)
         feats = {k: np.concatenate([feats[k], extra[k]]) for k in kinds}
         target, mode, groups = (np.concatenate([a, a]) for a in (c.target, c.mode, c.groups))
@@ -186,48 +165,20 @@ def _fit_data(run, todo):
     return data, found.get("voicing")
 
 
-def _parallel(n_jobs, n_fits):
-    """Whether the fits run in parallel (joblib workers: loky processes, a dask cluster)."""
-    return n_jobs is not None and n_jobs != 1 and n_fits >= 2
-
-
-def _fits(todo, data, n_jobs):
-    """``(task, (records, attention))`` for every task, in the order the fits finish.
-
-    Fits in parallel show no epoch bars of their own (bars of concurrent fits would
-    interleave): the run's one bar over fits says how far it is.
-    """
-    if not _parallel(n_jobs, len(todo)):
-        return ((t, _fit_task(t, data[t.spec.feature])) for t in todo)
-    from joblib import Parallel, delayed
-    from joblib.parallel import get_active_backend
-
-    todo = [replace(t, progress=False) for t in todo]
-    if _remote_backend():  # one torch thread per fit on a cluster's worker
-        todo = [replace(t, threads=1) for t in todo]
-    unordered = get_active_backend()[0].supports_return_generator
-    outs = Parallel(n_jobs=n_jobs, return_as="generator_unordered" if unordered else "list")(
-        delayed(_numbered_fit)(i, t, data[t.spec.feature]) for i, t in enumerate(todo))
-    return ((todo[i], out) for i, out in outs)
-
-
 def _run_fits(run, todo, n_done):
-    """Fit ``todo``, writing each fit's files the moment it finishes; ``key -> outcome``."""
+    """Fit ``todo`` (the engine), writing each fit's files the moment it finishes;
+    ``key -> outcome``."""
     data, voicing = _fit_data(run, todo)
     outcomes = {}
-    bar = _progress_bar(run.progress, total=n_done + len(todo), initial=n_done, desc="fits", unit="fit")
-    with bar:
-        for task, (records, attention) in _fits(todo, data, run.n_jobs):
-            if attention is not None and voicing is not None:
-                attention.frame_labels = [_voicing_strings(voicing[i]) for i in attention.utterance_index]
-            if run.results_dir is not None:
-                _write_task_outputs(task, records, attention)
-            outcomes[task.key] = (to_jsonable(records), attention)
-            _log.info("fitted %s %s fold %d (%.1f s): %s", task.model, task.train_mode, task.fold,
-                      records[0]["fit_seconds"] if records else 0.0,
-                      ", ".join(f"{r['condition']} {100 * r['accuracy']:.1f} %" for r in records))
-            bar.set_postfix_str(f"{task.model} {task.train_mode} fold {task.fold}")
-            bar.update(1)
+    for task, (records, attention) in run_fits(todo, fit_task, data, run.n_jobs, run.progress, n_done=n_done,
+                                               describe=lambda t: f"{t.model} {t.train_mode} fold {t.fold}"):
+        if attention is not None and voicing is not None:
+            attention.frame_labels = [_voicing_strings(voicing[i]) for i in attention.utterance_index]
+        run.store.write(task, records, attention)
+        outcomes[task.key] = (to_jsonable(records), attention)
+        _log.info("fitted %s %s fold %d (%.1f s): %s", task.model, task.train_mode, task.fold,
+                  records[0]["fit_seconds"] if records else 0.0,
+                  ", ".join(f"{r['condition']} {100 * r['accuracy']:.1f} %" for r in records))
     return outcomes
 
 
@@ -374,11 +325,8 @@ def run_protocol(
                       out_dir=out_dir, progress=progress, n_jobs=n_jobs, resume=resume,
                       mode_augmentation=mode_augmentation,
                       allow_unknown_speakers=allow_unknown_speakers)
-    locked = (contextlib.nullcontext() if run.out_dir is None
-              else output_lock(run.out_dir, wait=wait, notify=bool(progress)))
-    with locked:  # released at the end, on an error and on Ctrl-C too
-        if run.out_dir is not None:
-            _remove_stale_temps(run.out_dir)
+    with run.store.lock(wait=wait, notify=bool(progress)):  # released at the end, on an error, on Ctrl-C
+        run.store.remove_stale_temps()
         return _execute(run, report, title)
 
 
@@ -388,13 +336,35 @@ def _execute(run, report, title):
     todo = _unfinished(run, tasks)
     _log.info("%d fits (%s; %d folds), %d finished in %r, %d to run%s", len(tasks),
               ", ".join(run.models), run.n_splits, len(tasks) - len(todo), run.out_dir, len(todo),
-              f" with n_jobs={run.n_jobs}" if _parallel(run.n_jobs, len(todo)) else "")
-    outcomes = {t.key: _read_outcome(t) for t in tasks if t not in todo}
+              f" with n_jobs={run.n_jobs}" if in_parallel(run.n_jobs, len(todo)) else "")
+    outcomes = {t.key: run.store.read(t) for t in tasks if t not in todo}
     if todo:
         outcomes.update(_run_fits(run, todo, n_done=len(tasks) - len(todo)))
     res = _result(run, tasks, outcomes)
-    if run.out_dir is not None:
-        atomic_write_json(os.path.join(run.out_dir, "protocol.json"), res.config)
-        if report:
-            _write_report(res, run.out_dir, title=title)
+    run.store.write_config(res.config)
+    if report and run.out_dir is not None:
+        _write_report(res, run.out_dir, title=title)
     return res
+
+
+def load_results(out_dir, models=None):
+    """Read the finished results of a protocol folder back into a :class:`ProtocolResult`.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> load_results(tempfile.mkdtemp()).records
+    []
+    """
+    records, attention_parts = ResultStore(out_dir).load_all()
+    found = []
+    for r in records:
+        if r["model"] not in found:
+            found.append(r["model"])
+    if models is None:
+        known = registered_models()
+        models = [m for m in known if m in found] + [m for m in found if m not in known]
+    conds = [c for c in CONDITIONS if any(r["condition"] == c for r in records)]
+    attention = {k: _merge_attention(v) for k, v in attention_parts.items()}
+    return _summarise([r for r in records if r["model"] in models], list(models), conds, [],
+                      attention, {})

@@ -1,4 +1,5 @@
-"""What the protocol keeps on disk: atomic files, result records, Fig. 2 data.
+"""What the Table-3 protocol keeps: :class:`ResultStore` (a folder on disk),
+:class:`MemoryStore` (this process only, ``out_dir=None``), and the Fig. 2 data format.
 
 Layout of an ``out_dir``::
 
@@ -9,120 +10,36 @@ Layout of an ``out_dir``::
     protocol.json                                   seeds, folds, settings
     .lock                                           the running run's lock (see lock.py)
 
-Every file is written to a temporary file ``.<name>.XXXX.tmp`` in its folder, flushed,
-given the mode ``0o666`` less the umask (as :func:`open` would), and renamed over its final
-name (:func:`os.replace`), so a file is absent or complete. A file found damaged (not
-JSON, a record lacking keys, a truncated npz) is reported with a ``UserWarning`` naming
-it and treated as absent: recomputed and replaced.
+Every file is written atomically (:mod:`devicepool._io`: a temporary file
+``.<name>.XXXX.tmp`` in its folder, flushed, given the mode ``0o666`` less the umask,
+renamed over its final name), so a file is absent or complete. A file found damaged (not
+JSON, a record lacking keys (:mod:`.records`), a truncated npz) is reported with a
+``UserWarning`` naming it and treated as absent: recomputed and replaced. Folders written
+by devicepool 0.4 and 0.5 have this layout and are resumed and loaded as they are.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
-import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .._io import atomic_write_json, atomic_write_npz, pack_ragged, remove_stale_temps, unpack_ragged
-from .conditions import CONDITIONS, _slug
+from .conditions import slug
+from .lock import output_lock
+from .records import damaged as _damaged
+from .records import read_record
 
 #: time reduction assumed for attention files written before it was stored (DA-CNN's)
 _DEFAULT_TIME_REDUCTION = 4
 
-# --------------------------------------------------------------------------- files
-
-
-def _remove_stale_temps(out_dir):
-    """Delete the temporary files a killed run left in ``out_dir`` (top level, ``results/``
-    and ``cache/``); only while holding the folder's lock, so no writer is using them."""
-    folders = [out_dir]
-    for sub in ("results", "cache"):
-        folders += [root for root, _, _ in os.walk(os.path.join(out_dir, sub))]
-    remove_stale_temps(folders)
-
-
-def _damaged(path, what, problem, action):
-    """None, for a damaged file; with an ``action`` (what the caller does instead), warn
-    first, naming the file and what is wrong with it."""
-    if action is not None:
-        warnings.warn(f"{path}: corrupt {what} ({problem}); {action}", UserWarning, stacklevel=3)
-    return None
-
-
 # --------------------------------------------------------------------------- results
-
-
-def _result_path(results_dir, model, condition, fold):
-    return os.path.join(results_dir, model, _slug(condition), f"fold{fold}.json")
 
 
 def _attention_path(results_dir, model, train_mode, fold):
     return os.path.join(results_dir, model, f"attention-{train_mode}-fold{fold}.npz")
-
-
-#: keys of a result record that readers rely on, and their JSON types
-_RECORD_KEYS = {
-    "format": int, "model": str, "condition": str, "fold": int, "train_mode": str,
-    "test_mode": str, "accuracy": (int, float), "n_train": int, "n_test": int,
-    "train_speakers": list, "test_speakers": list, "labels": list, "confusion_matrix": list,
-    "test_index": list, "y_pred": list, "seed": int, "config_key": str, "fit_seconds": (int, float),
-}
-
-
-def _record_problem(rec, expect=None):
-    """What is wrong with a result record (a str), or None when it is sound.
-
-    ``expect``: the ``(model, condition, fold)`` its path says it holds.
-
-    Examples
-    --------
-    >>> _record_problem([])
-    'not a JSON object'
-    >>> _record_problem({"format": 1})
-    "lacks 'model'"
-    """
-    if not isinstance(rec, dict):
-        return "not a JSON object"
-    for key, kind in _RECORD_KEYS.items():
-        if key not in rec:
-            return f"lacks {key!r}"
-        if not isinstance(rec[key], kind) or isinstance(rec[key], bool):
-            return f"{key!r} is a {type(rec[key]).__name__}"
-    if rec["condition"] not in CONDITIONS:
-        return f"unknown condition {rec['condition']!r}"
-    n_labels = len(rec["labels"])
-    if np.shape(rec["confusion_matrix"]) != (n_labels, n_labels):
-        return "confusion matrix does not match the labels"
-    if not len(rec["test_index"]) == len(rec["y_pred"]) == rec["n_test"]:
-        return "predictions do not match n_test"
-    if expect is not None and (rec["model"], rec["condition"], rec["fold"]) != tuple(expect):
-        return f"holds {rec['model']} {rec['condition']} fold {rec['fold']}, not {' '.join(map(str, expect))}"
-    return None
-
-
-def _read_record(path, expect=None, action=None):
-    """The sound result record at ``path``, or None when it is absent or damaged.
-
-    A damaged file (unreadable, not JSON, truncated, lacking keys) warns naming it and
-    ``action`` (what the caller does instead); ``action=None`` reads quietly.
-    """
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        return _damaged(path, "result file", f"unreadable: {exc}", action)
-    try:
-        rec = json.loads(raw.decode("utf-8"))
-    except ValueError as exc:  # truncated or not JSON (UnicodeDecodeError is a ValueError)
-        return _damaged(path, "result file", f"not JSON: {exc}", action)
-    problem = _record_problem(rec, expect)
-    if problem is not None:
-        return _damaged(path, "result file", problem, action)
-    return rec
 
 
 def _attention_key(path, action=None):
@@ -135,43 +52,6 @@ def _attention_key(path, action=None):
     except Exception as exc:  # BadZipFile, EOFError, ValueError, KeyError, zlib.error, ...
         return _damaged(path, "attention file", f"{type(exc).__name__}: {exc}", action)
     return att.config_key or ""
-
-
-def _task_status(task):
-    """``("done" | "todo" | "other", path)``: whether a fit's files are all there with this
-    run's settings, or the path of one holding other settings. A damaged file warns
-    (naming it) and counts as missing: its fit runs again and replaces it."""
-    redo = "recomputing it"
-    done = True
-    for cond, path in task.paths.items():
-        rec = _read_record(path, (task.model, cond, task.fold), action=redo)
-        if rec is not None and rec["config_key"] != task.config_key:
-            return "other", path
-        done &= rec is not None
-    if task.attention_path:
-        key = _attention_key(task.attention_path, action=redo)
-        if key and key != task.config_key:
-            return "other", task.attention_path
-        done &= key is not None
-    return ("done" if done else "todo"), None
-
-
-def _write_task_outputs(task, records, attention):
-    """Write what a fit produced, never touching an output a previous run finished.
-
-    A run interrupted between the files of one fit (its matched and mismatched results,
-    its attention data) redoes that fit on resume; the files it had already written stay
-    as they are (same seed, same numbers), only the missing (or damaged, or other
-    settings') ones are written.
-    """
-    path = task.attention_path
-    if attention is not None and path and _attention_key(path) != task.config_key:
-        _save_attention(path, attention, task.config_key)
-    for rec in records:
-        path = task.paths[rec["condition"]]
-        old = _read_record(path, (task.model, rec["condition"], task.fold))
-        if old is None or old["config_key"] != task.config_key:
-            atomic_write_json(path, rec)
 
 
 # --------------------------------------------------------------------------- attention
@@ -272,52 +152,157 @@ def _merge_attention(parts):
     }
 
 
-# --------------------------------------------------------------------------- reading back
+# --------------------------------------------------------------------------- the stores
 
 
-def _read_results_dir(results_dir):
-    """Records and ``train_mode -> [FoldAttention]`` found under ``results_dir``; a damaged
-    file is skipped with a warning naming it."""
-    records, attention_parts = [], {}
-    if not os.path.isdir(results_dir):
-        return records, attention_parts
-    for root, _, files in sorted(os.walk(results_dir)):
-        for f in sorted(files):
-            path = os.path.join(root, f)
-            if f.endswith(".json") and not f.startswith("."):
-                rec = _read_record(path, action="skipped")
-                if rec is not None:
-                    records.append(rec)
-            elif f.startswith("attention-") and f.endswith(".npz"):
-                try:
-                    att = _load_attention(path)
-                except Exception as exc:  # BadZipFile, EOFError, ValueError, KeyError, ...
-                    _damaged(path, "attention file", f"{type(exc).__name__}: {exc}", "skipped")
-                    continue
-                attention_parts.setdefault(f.split("-")[1], []).append(att)
-    return records, attention_parts
+class ResultStore:
+    """The results of a protocol folder (the layout above): what the runner asks of it,
+    one fit (a :class:`~.fitting.FitTask`) at a time, and everything at once.
 
-
-def load_results(out_dir, models=None):
-    """Read the finished results of a protocol folder back into a :class:`ProtocolResult`.
+    Parameters
+    ----------
+    out_dir : str or path-like
 
     Examples
     --------
-    >>> load_results(tempfile.mkdtemp()).records
-    []
+    >>> import tempfile
+    >>> ResultStore(tempfile.mkdtemp()).load_all()
+    ([], {})
     """
-    from .registry import registered_models
-    from .report import _summarise
 
-    records, attention_parts = _read_results_dir(os.path.join(os.fspath(out_dir), "results"))
-    found = []
-    for r in records:
-        if r["model"] not in found:
-            found.append(r["model"])
-    if models is None:
-        known = registered_models()
-        models = [m for m in known if m in found] + [m for m in found if m not in known]
-    conds = [c for c in CONDITIONS if any(r["condition"] == c for r in records)]
-    attention = {k: _merge_attention(v) for k, v in attention_parts.items()}
-    return _summarise([r for r in records if r["model"] in models], list(models), conds, [],
-                      attention, {})
+    def __init__(self, out_dir):
+        self.out_dir = os.fspath(out_dir)
+        self.results_dir = os.path.join(self.out_dir, "results")
+        self.cache_dir = os.path.join(self.out_dir, "cache")  #: the feature cache's folder
+
+    def lock(self, wait=False, notify=False):
+        """The folder's exclusive lock (:func:`~.lock.output_lock`), for a ``with``."""
+        return output_lock(self.out_dir, wait=wait, notify=notify)
+
+    def remove_stale_temps(self):
+        """Delete the temporary files a killed run left (top level, ``results/`` and
+        ``cache/``); only while holding the folder's lock, so no writer is using them."""
+        folders = [self.out_dir]
+        for sub in ("results", "cache"):
+            folders += [root for root, _, _ in os.walk(os.path.join(self.out_dir, sub))]
+        remove_stale_temps(folders)
+
+    def locate(self, task):
+        """``task`` with the paths of its files: a result per condition and, for an
+        attention model, its Fig. 2 data (which makes the fit compute it)."""
+        paths = {c: os.path.join(self.results_dir, task.model, slug(c), f"fold{task.fold}.json")
+                 for c in task.conditions}
+        att = (_attention_path(self.results_dir, task.model, task.train_mode, task.fold)
+               if task.spec.attention else None)
+        return replace(task, paths=paths, attention_path=att)
+
+    def status(self, task):
+        """``("done" | "todo" | "other", path)``: whether a fit's files are all there with
+        this run's settings, or the path of one holding other settings. A damaged file warns
+        (naming it) and counts as missing: its fit runs again and replaces it."""
+        redo = "recomputing it"
+        done = True
+        for cond, path in task.paths.items():
+            rec = read_record(path, (task.model, cond, task.fold), action=redo)
+            if rec is not None and rec["config_key"] != task.config_key:
+                return "other", path
+            done &= rec is not None
+        if task.attention_path:
+            key = _attention_key(task.attention_path, action=redo)
+            if key and key != task.config_key:
+                return "other", task.attention_path
+            done &= key is not None
+        return ("done" if done else "todo"), None
+
+    def read(self, task):
+        """A finished fit's records and Fig. 2 data (None for a model without attention)."""
+        records = [read_record(p, (task.model, c, task.fold)) for c, p in task.paths.items()]
+        return records, (_load_attention(task.attention_path) if task.attention_path else None)
+
+    def write(self, task, records, attention):
+        """Write what a fit produced, never touching an output a previous run finished.
+
+        A run interrupted between the files of one fit (its matched and mismatched results,
+        its attention data) redoes that fit on resume; the files it had already written stay
+        as they are (same seed, same numbers), only the missing (or damaged, or other
+        settings') ones are written.
+        """
+        path = task.attention_path
+        if attention is not None and path and _attention_key(path) != task.config_key:
+            _save_attention(path, attention, task.config_key)
+        for rec in records:
+            path = task.paths[rec["condition"]]
+            old = read_record(path, (task.model, rec["condition"], task.fold))
+            if old is None or old["config_key"] != task.config_key:
+                atomic_write_json(path, rec)
+
+    def write_config(self, config):
+        """``protocol.json``: seeds, folds, settings of the run."""
+        atomic_write_json(os.path.join(self.out_dir, "protocol.json"), config)
+
+    def load_all(self):
+        """Records and ``train_mode -> [FoldAttention]`` found in the folder; a damaged file
+        is skipped with a warning naming it."""
+        records, attention_parts = [], {}
+        if not os.path.isdir(self.results_dir):
+            return records, attention_parts
+        for root, _, files in sorted(os.walk(self.results_dir)):
+            for f in sorted(files):
+                path = os.path.join(root, f)
+                if f.endswith(".json") and not f.startswith("."):
+                    rec = read_record(path, action="skipped")
+                    if rec is not None:
+                        records.append(rec)
+                elif f.startswith("attention-") and f.endswith(".npz"):
+                    try:
+                        att = _load_attention(path)
+                    except Exception as exc:  # BadZipFile, EOFError, ValueError, KeyError, ...
+                        _damaged(path, "attention file", f"{type(exc).__name__}: {exc}", "skipped")
+                        continue
+                    attention_parts.setdefault(f.split("-")[1], []).append(att)
+        return records, attention_parts
+
+
+class MemoryStore:
+    """A :class:`ResultStore` of this process only (a run without ``out_dir``): nothing is
+    written to disk or resumed, and a fit is given no files, so it computes no Fig. 2 data.
+
+    Examples
+    --------
+    >>> MemoryStore().load_all()
+    ([], {})
+    """
+
+    out_dir = cache_dir = None
+
+    def __init__(self):
+        self.outcomes, self.config = {}, None
+
+    def lock(self, wait=False, notify=False):
+        return contextlib.nullcontext()
+
+    def remove_stale_temps(self):
+        pass
+
+    def locate(self, task):
+        return task
+
+    def status(self, task):
+        return ("done" if task.key in self.outcomes else "todo"), None
+
+    def read(self, task):
+        return self.outcomes[task.key]
+
+    def write(self, task, records, attention):
+        self.outcomes[task.key] = (records, attention)
+
+    def write_config(self, config):
+        self.config = config
+
+    def load_all(self):
+        records, attention_parts = [], {}
+        for (_, train_mode, _), (recs, att) in self.outcomes.items():
+            records += recs
+            if att is not None:
+                attention_parts.setdefault(train_mode, []).append(att)
+        return records, attention_parts
