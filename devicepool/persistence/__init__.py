@@ -198,7 +198,8 @@ class _Reader:
         if name not in ALLOWED:
             raise ValueError(f"{self.source}: unknown class {name!r} at {path} in the model file "
                              "(not in devicepool.persistence.ALLOWED)")
-        if not (isinstance(node.get("params"), dict) and isinstance(node.get("fitted"), dict)):
+        if not (isinstance(node.get("params"), dict) and isinstance(node.get("fitted"), dict)
+                and all(isinstance(k, str) and not k.startswith("__") for k in node["fitted"])):
             raise self.damaged(path, f"({name.rsplit('.', 1)[1]}) has no parameters or fitted state")
         cls = _class(name)
         params = {k: self.value(v, f"{path}.{k}") for k, v in node["params"].items()}
