@@ -194,7 +194,7 @@ def test_persistence_joblib_and_safe_save(Cls, fitted, tmp_path):
     np.testing.assert_array_equal(joblib.load(tmp_path / "m.joblib").predict_proba(X), p)
     clf.save(tmp_path / "m.pt")
     raw = torch.load(tmp_path / "m.pt", weights_only=True)
-    assert raw["estimator"] == Cls.__name__
+    assert raw["object"]["class"] == f"devicepool.estimators.{Cls.__name__}"
     loaded = Cls.load(tmp_path / "m.pt")
     np.testing.assert_array_equal(loaded.predict_proba(X), p)
     np.testing.assert_array_equal(loaded.classes_, clf.classes_)
@@ -219,7 +219,7 @@ def test_model_trained_on_cuda_loads_on_cpu(fitted, tmp_path):
     # safe format: the stored device is ignored, weights are mapped to the CPU
     gpu_like.save(tmp_path / "g.pt")
     raw = torch.load(tmp_path / "g.pt", map_location="cpu", weights_only=True)
-    assert raw["params"]["device"] == "cuda"
+    assert raw["object"]["params"]["device"] == "cuda"
     assert DACNNClassifier.load(tmp_path / "g.pt").device == "cpu"
 
 
@@ -300,11 +300,12 @@ def test_models_saved_before_the_recipe_still_load(tmp_path):
     X, y = make_utterances(12)
     old = DACNNClassifier(max_epochs=1, random_state=0, module__band_pooling="sum",
                           module__batch_norm=False).fit(X, y)
-    old.save(tmp_path / "m.pt")
-    payload = torch.load(tmp_path / "m.pt", weights_only=True)
-    payload["format_version"] = 1
-    for k in ("module__band_pooling", "module__batch_norm"):
-        payload["params"].pop(k)
+    params = {k: v for k, v in old.get_params(deep=False).items()
+              if k in ("max_epochs", "batch_size", "lr", "random_state", "device")}
+    payload = {"format": "devicepool.estimator", "estimator": "DACNNClassifier",  # no format_version
+               "params": params, "classes": old.classes_.tolist(), "classes_dtype": old.classes_.dtype.str,
+               "n_features_in": old.n_features_in_,
+               "state_dict": {k: v.detach().cpu() for k, v in old.module_.state_dict().items()}}
     torch.save(payload, tmp_path / "v1.pt")
     loaded = DACNNClassifier.load(tmp_path / "v1.pt")
     np.testing.assert_allclose(loaded.predict_proba(X), old.predict_proba(X), atol=1e-6)

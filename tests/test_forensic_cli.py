@@ -16,7 +16,7 @@ from sklearn.linear_model import LogisticRegression
 
 from devicepool import protocol
 from devicepool.cli import main
-from devicepool.cli._forensic_commands import CAUTION, H1, H2, _to_tensors
+from devicepool.cli._forensic_commands import CAUTION, H1, H2
 from devicepool.datasets import make_device_corpus
 from devicepool.forensic import (
     CosineScorer,
@@ -104,6 +104,12 @@ def device_embeddings(n_devices, seed, dim=12):
     spk = np.tile(np.repeat(np.arange(5), 3), n_devices)
     E = device_means[dev] + speaker_means[spk] + rng.normal(size=(len(dev), dim))
     return E, np.array([f"dev{seed}-{d}" for d in dev]), spk
+
+
+def _to_tensors(obj):
+    if isinstance(obj, dict):
+        return {k: _to_tensors(v) for k, v in obj.items()}
+    return torch.from_numpy(obj) if isinstance(obj, np.ndarray) else obj
 
 
 def through_torch(payload):
@@ -228,15 +234,16 @@ def test_the_calibrated_file_is_weights_only_and_still_predicts(models, folder_c
     trained, calibrated = models
     payload = torch.load(calibrated, weights_only=True)
     before = torch.load(trained, weights_only=True)
-    assert payload["format"] == "devicepool.pipeline" and payload["format_version"] == 1
-    assert payload["forensic"]["format"] == "devicepool.forensic.DeviceLR"
-    assert payload["forensic"]["scorer"]["kind"] == "plda"
-    assert payload["forensic"]["calibrator"]["kind"] == "logistic"
-    data = payload["forensic_data"]
+    assert payload["format"] == "devicepool.pipeline" and payload["format_version"] == 3
+    forensic = payload["provenance"]["forensic"]
+    assert forensic["format"] == "devicepool.forensic.DeviceLR"
+    assert forensic["scorer"]["kind"] == "plda"
+    assert forensic["calibrator"]["kind"] == "logistic"
+    data = payload["provenance"]["forensic_data"]
     assert data["mode"] == "neutral" and data["n_recordings"] == 18 and len(data["devices"]) == 3
     assert 0 <= data["cllr_min"] <= data["cllr"]
-    for key in ("features", "classifier", "model"):
-        assert str(payload[key]) == str(before[key])
+    assert str(payload["object"]) == str(before["object"])
+    assert payload["provenance"]["model"] == before["provenance"]["model"]
     files = sorted(str(p) for p in folder_corpus.rglob("*.wav"))[:5]
     assert main(["predict", str(trained), *files, "--json"]) == 0
     plain = json.loads(capsys.readouterr().out)["predictions"]
@@ -252,13 +259,13 @@ def test_calibrate_prints_pairs_and_an_optimistic_cllr(folder_corpus, models, tm
     text = capsys.readouterr().out
     assert "same-device" in text and "different-device" in text and "Cllr" in text
     assert "optimistic, not a validation" in text
-    payload = torch.load(out, weights_only=True)["forensic"]
+    payload = torch.load(out, weights_only=True)["provenance"]["forensic"]
     assert payload["calibrator"]["kind"] == "isotonic" and payload["params"]["n_references"] == 2
 
 
 def test_calibrate_reads_whether_the_corpus_knows_its_speakers(folder_corpus, models, tmp_path, capsys):
     trained, calibrated = models
-    assert torch.load(calibrated, weights_only=True)["forensic_data"]["n_speakers"] == 3
+    assert torch.load(calibrated, weights_only=True)["provenance"]["forensic_data"]["n_speakers"] == 3
     out = tmp_path / "unknown.pt"
     args = ["--corpus", "folder", "--root", str(folder_corpus), "--pattern", "{device}/{mode}/{utterance}.wav"]
     with pytest.warns(UserWarning, match="speakers are unknown"):
@@ -267,7 +274,7 @@ def test_calibrate_reads_whether_the_corpus_knows_its_speakers(folder_corpus, mo
     text = capsys.readouterr().out
     assert "unknown speakers (neutral speech)" in text and "by other recordings" in text
     assert "no cross-validated Cllr: the corpus's speakers are unknown" in text
-    data = torch.load(out, weights_only=True)["forensic_data"]
+    data = torch.load(out, weights_only=True)["provenance"]["forensic_data"]
     assert data["n_speakers"] is None and data["n_recordings"] == 18 and "cv_cllr" not in data
     # evaluate --forensic has no folds without speakers: the flag that allows them is refused
     assert main(["evaluate", "--forensic", *args, "--allow-unknown-speakers", "--out", str(tmp_path / "o"),
@@ -350,7 +357,7 @@ def test_compare_errors_are_one_line(models, folder_corpus, tmp_path, capsys):
         line = one_line_error(capsys.readouterr().err)
         assert expected in line, (argv, line)
     payload = torch.load(calibrated, weights_only=True)
-    payload["forensic"]["format_version"] = 99
+    payload["provenance"]["forensic"]["format_version"] = 99
     torch.save(payload, tmp_path / "future.pt")
     assert main(["compare", "--model", str(tmp_path / "future.pt"), "--reference", *refs,
                  "--questioned", *q]) == 2
@@ -379,7 +386,8 @@ def test_calibrate_errors_and_a_pickled_model(models, folder_corpus, tmp_path, c
     assert main([*base, "--model", str(tmp_path / "old.joblib"), "--allow-pickle", "--scoring", "cosine",
                  "-o", str(out)]) == 0
     payload = torch.load(out, weights_only=True)
-    assert payload["model"] == "da_cnn" and payload["forensic"]["scorer"]["kind"] == "cosine"
+    provenance = payload["provenance"]
+    assert provenance["model"] == "da_cnn" and provenance["forensic"]["scorer"]["kind"] == "cosine"
 
 
 # --------------------------------------------------------------------------- evaluate --forensic

@@ -8,26 +8,16 @@ import pathlib
 ROOT = pathlib.Path(__file__).resolve().parents[1] / "devicepool"
 
 #: the layers, bottom up: a module imports modules of its own layer or of layers below
-LAYERS = ("shared", "audio", "features", "plotting", "models", "estimators", "forensic", "datasets",
-          "protocol", "cli", "entry")
+LAYERS = ("shared", "audio", "features", "plotting", "models", "persistence", "estimators", "forensic",
+          "datasets", "protocol", "cli", "entry")
 #: root-level modules: shared internals (bottom) and entry points (top)
 SHARED = ("_io", "_validation", "_typing", "_text", "_progress")
 ENTRY = ("experiments", "__main__")
 #: what a module may import from the package root itself (``from devicepool import X``)
 FROM_ROOT = {"__version__"}
 
-#: private names other subpackages import today. The persistence helper's branch
-#: (wt-persist) removes these (the CLI's model file through public estimators API); the
-#: coordinator empties this list after merging it.
-KNOWN_PRIVATE_CROSS = {
-    ("devicepool.cli._modelfile", "devicepool.estimators._payloads"),
-    ("devicepool.cli._modelfile", "devicepool.estimators._payloads.estimator_payload"),
-    ("devicepool.cli._modelfile", "devicepool.estimators._payloads.estimator_from_payload"),
-    ("devicepool.cli._modelfile", "devicepool.estimators._payloads.is_classifier_node"),
-    ("devicepool.cli._modelfile", "devicepool.estimators._persistence.FORMAT"),
-    ("devicepool.cli._modelfile", "devicepool.estimators._persistence.classifier_from_payload"),
-    ("devicepool.cli._modelfile", "devicepool.estimators._persistence.read_weights_only"),
-}
+#: private names other subpackages import today (none: keep it so)
+KNOWN_PRIVATE_CROSS = set()
 #: private names one module of devicepool.protocol may import from another
 MAX_PRIVATE_IN_PROTOCOL = 10
 

@@ -1,4 +1,9 @@
-"""Weights-only model files of the classical systems and the fusion (gsv_svm, gmm_ubm, fusion)."""
+"""Weights-only model files of the classical systems and the fusion (gsv_svm, gmm_ubm, fusion),
+and the files of earlier versions (tests/data/legacy, written by devicepool 0.5 before the
+one persistence module)."""
+
+import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -7,26 +12,22 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
+from devicepool import persistence
 from devicepool.cli._common import UsageError
 from devicepool.cli._modelfile import (
     load_model,
     model_name_of,
-    pipeline_from_payload,
     read_model_file,
     save_model,
     weights_only_savable,
     why_not_savable,
 )
 from devicepool.datasets import make_device_corpus
-from devicepool.estimators import GaussianSupervector
-from devicepool.estimators._payloads import (
-    ALLOWED,
-    check_savable,
-    estimator_from_payload,
-    estimator_payload,
-)
+from devicepool.estimators import GaussianSupervector, SACNNClassifier
 from devicepool.estimators._routing import groups_fit_params
 from devicepool.features import MFCC, FilterBank, Waveform
+from devicepool.forensic import DeviceLR
+from devicepool.persistence import ALLOWED, check_savable, from_payload, to_payload
 from devicepool.protocol import FusionFactory, get_model
 
 
@@ -34,6 +35,22 @@ from devicepool.protocol import FusionFactory, get_model
 def corpus():
     return make_device_corpus(n_devices=3, n_speakers=3, n_utterances=2, modes="neutral",
                               random_state=0)
+
+
+LEGACY = Path(__file__).parent / "data" / "legacy"
+
+
+def round_trip(est):
+    """``est`` through a weights-only file (:func:`persistence.to_payload`, torch, back)."""
+    buffer = io.BytesIO()
+    torch.save(to_payload(est), buffer)
+    buffer.seek(0)
+    return from_payload(torch.load(buffer, weights_only=True))[0]
+
+
+def _step(node, name):
+    """The node of the step ``name`` of a stored Pipeline node."""
+    return dict(p["__tuple__"] for p in node["params"]["steps"])[name]
 
 
 def _fit(pipe, corpus):
@@ -76,10 +93,12 @@ def test_a_classical_pipeline_round_trips_weights_only(classical, corpus, name, 
     path = tmp_path / f"{name}.pt"
     assert save_model(pipe, name, path) == "weights-only"
     payload = torch.load(path, weights_only=True)  # plain values and tensors only
-    assert payload["format"] == "devicepool.pipeline" and payload["format_version"] == 2
-    assert payload["model"] == name
-    assert payload["features"] == {"class": "FilterBank", "params": pipe[0].get_params()}
-    assert payload["classifier"]["estimator"] == "Pipeline"
+    assert payload["format"] == "devicepool.pipeline" and payload["format_version"] == 3
+    assert payload["provenance"]["model"] == name
+    features = _step(payload["object"], "features")
+    assert features["class"] == "devicepool.features.FilterBank"
+    assert features["params"] == pipe[0].get_params()
+    assert _step(payload["object"], "clf")["class"] == "sklearn.pipeline.Pipeline"
     rebuilt, read = read_model_file(path)
     assert read["model"] == name
     assert repr(rebuilt) == repr(pipe)
@@ -91,8 +110,7 @@ def test_a_classical_pipeline_round_trips_weights_only(classical, corpus, name, 
 
 def test_the_fitted_state_keeps_its_dtypes_and_layout(classical):
     gsv, svm = classical["gsv_svm"][-1]["gsv"], classical["gsv_svm"][-1]["svm"]
-    node = estimator_payload(classical["gsv_svm"][-1])
-    back = estimator_from_payload(node)
+    back = round_trip(classical["gsv_svm"][-1])
     for key in ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_"):
         original, rebuilt = getattr(gsv.ubm_, key), getattr(back["gsv"].ubm_, key)
         assert rebuilt.dtype == original.dtype
@@ -104,7 +122,7 @@ def test_the_fitted_state_keeps_its_dtypes_and_layout(classical):
     assert back["svm"].coef_.strides == svm.coef_.strides  # liblinear's Fortran order kept
     assert back["svm"].n_features_in_ == svm.n_features_in_
     gmm = classical["gmm_ubm"][-1]["gmm"]
-    rebuilt = estimator_from_payload(estimator_payload(gmm))
+    rebuilt = round_trip(gmm)
     assert isinstance(rebuilt.calibration_, tuple) and isinstance(rebuilt.calibration_[0], float)
     assert rebuilt.calibration_[0] == gmm.calibration_[0]
     np.testing.assert_array_equal(rebuilt.calibration_[1], gmm.calibration_[1])
@@ -113,9 +131,9 @@ def test_the_fitted_state_keeps_its_dtypes_and_layout(classical):
 
 def test_mfcc_keeps_its_own_filterbank():
     mfcc = MFCC(n_mfcc=12, n_deltas=2, frames="speech", filterbank=FilterBank(n_mels=30, sample_rate=8000))
-    node = estimator_payload(mfcc)
-    assert node["params"]["filterbank"]["estimator"] == "FilterBank"
-    rebuilt = estimator_from_payload(node)
+    node = to_payload(mfcc)["object"]
+    assert node["params"]["filterbank"]["class"] == "devicepool.features.FilterBank"
+    rebuilt = round_trip(mfcc)
     assert type(rebuilt.filterbank) is FilterBank
     assert rebuilt.filterbank.get_params() == mfcc.filterbank.get_params()
     assert repr(rebuilt) == repr(mfcc)
@@ -127,8 +145,8 @@ def test_a_fusion_round_trips_weights_only(fused, corpus, tmp_path):
     path = tmp_path / "fusion.pt"
     assert save_model(fused, "fusion", path) == "weights-only"
     payload = torch.load(path, weights_only=True)
-    assert payload["format_version"] == 2 and payload["features"]["class"] == "Waveform"
-    assert payload["classifier"]["estimator"] == "FusionClassifier"
+    assert _step(payload["object"], "features")["class"] == "devicepool.features.Waveform"
+    assert _step(payload["object"], "clf")["class"] == "devicepool.estimators.FusionClassifier"
     rebuilt = load_model(path)
     _assert_same_outputs(rebuilt, fused, corpus.data)
     a, b = fused[-1], rebuilt[-1]
@@ -152,9 +170,9 @@ def test_a_fusion_with_a_network_member_round_trips(corpus, tmp_path):
     pipe = _fit(_fusion(("da_cnn", "gmm_ubm"), max_steps=2), corpus)
     path = tmp_path / "fusion.pt"
     assert save_model(pipe, "fusion", path) == "weights-only"
-    node = torch.load(path, weights_only=True)["classifier"]["fitted"]["estimators_"][0]
-    assert node["estimator"] == "Pipeline"
-    assert node["steps"][1][1]["format"] == "devicepool.estimator"  # the network's own payload
+    node = _step(torch.load(path, weights_only=True)["object"], "clf")["fitted"]["estimators_"][0]
+    assert node["class"] == "sklearn.pipeline.Pipeline"
+    assert "state_dict" in _step(node, "clf")["fitted"]  # the network's hook: its weights
     _assert_same_outputs(load_model(path), pipe, corpus.data)
 
 
@@ -166,57 +184,51 @@ def test_an_unknown_class_name_in_a_payload_is_refused(classical, tmp_path):
     save_model(classical["gsv_svm"], "gsv_svm", path)
 
     payload = torch.load(path, weights_only=True)
-    payload["classifier"]["steps"][2][1]["estimator"] = "os.system"  # the LinearSVC's node
-    with pytest.raises(ValueError, match=r"unknown estimator 'os.system' at "
-                                         r"classifier.steps\['svm'\] in the model file"):
-        pipeline_from_payload(payload, source="'m.pt'")
+    _step(_step(payload["object"], "clf"), "svm")["class"] = "os.system"
+    with pytest.raises(ValueError, match=r"unknown class 'os.system' at "
+                                         r"object.steps\['clf'\].steps\['svm'\] in the model file"):
+        from_payload(payload, source="'m.pt'")
     torch.save(payload, tmp_path / "nested.pt")
-    with pytest.raises(UsageError, match="cannot load model: .*nested.pt.*unknown estimator 'os.system'"):
+    with pytest.raises(UsageError, match="cannot load model: .*nested.pt.*unknown class 'os.system'"):
         load_model(tmp_path / "nested.pt")
 
     payload = torch.load(path, weights_only=True)
-    payload["classifier"]["estimator"] = "LogisticRegression"
-    with pytest.raises(ValueError, match="unknown classifier 'LogisticRegression' in the model file"):
-        pipeline_from_payload(payload, source="'m.pt'")
+    _step(payload["object"], "clf")["class"] = "sklearn.linear_model.LogisticRegression"
+    with pytest.raises(ValueError, match="unknown class 'sklearn.linear_model.LogisticRegression'"):
+        from_payload(payload, source="'m.pt'")
 
-    # an allow-listed class where another is expected is refused too
-    payload = torch.load(path, weights_only=True)
-    gsv = payload["classifier"]["steps"][1][1]
-    gsv["fitted"]["ubm_"] = payload["classifier"]["steps"][2][1]
-    with pytest.raises(ValueError, match=r"unknown estimator 'LinearSVC' at "
-                                         r"classifier.steps\['gsv'\].ubm_ .*allowed here: GaussianMixture"):
-        pipeline_from_payload(payload, source="'m.pt'")
-
-    with pytest.raises(ValueError, match="unknown estimator 'builtins.eval'"):
-        estimator_from_payload({"estimator": "builtins.eval", "params": {}})
-    assert "eval" not in ALLOWED
+    payload = {"format": "devicepool.pipeline", "format_version": 3,
+               "object": {"class": "builtins.eval", "params": {}, "fitted": {}}}
+    with pytest.raises(ValueError, match="unknown class 'builtins.eval'"):
+        from_payload(payload)
+    assert not any("eval" in name for name in ALLOWED)
 
 
 def test_a_damaged_payload_names_what_is_wrong(classical, tmp_path):
     path = tmp_path / "m.pt"
     save_model(classical["gmm_ubm"], "gmm_ubm", path)
+    at = r"'m.pt': damaged model file: object.steps\['clf'\].steps\['gmm'\]"
     payload = torch.load(path, weights_only=True)
-    del payload["classifier"]["steps"][1][1]["fitted"]["means_"]
-    with pytest.raises(ValueError, match=r"damaged model file: classifier.steps\['gmm'\].means_ is missing"):
-        pipeline_from_payload(payload, source="'m.pt'")
+    del _step(_step(payload["object"], "clf"), "gmm")["fitted"]
+    with pytest.raises(ValueError, match=at + r" \(GMMUBMClassifier\) has no parameters or fitted state"):
+        from_payload(payload, source="'m.pt'")
     payload = torch.load(path, weights_only=True)
-    payload["classifier"]["steps"][1][1]["fitted"]["ubm_"]["fitted"]["means_"] = [[0.0]]
-    with pytest.raises(ValueError, match=r"ubm_.means_ should be a tensor, not a list"):
-        pipeline_from_payload(payload, source="'m.pt'")
+    _step(_step(payload["object"], "clf"), "gmm")["fitted"]["ubm_"]["fitted"]["means_"] = {"x": 0.0}
+    with pytest.raises(ValueError, match=at + r".ubm_.means_ holds a dict of no known kind"):
+        from_payload(payload, source="'m.pt'")
     payload = torch.load(path, weights_only=True)
-    payload["classifier"]["steps"][0][1]["params"]["no_such_param"] = 1
-    with pytest.raises(ValueError, match=r"'m.pt': damaged model file: classifier.steps\['mfcc'\] \(MFCC\)"):
-        pipeline_from_payload(payload, source="'m.pt'")
+    _step(_step(payload["object"], "clf"), "mfcc")["params"]["no_such_param"] = 1
+    with pytest.raises(ValueError, match=r"'m.pt': damaged model file: object.steps\['clf'\].steps\['mfcc'\] "
+                                         r"\(MFCC\)"):
+        from_payload(payload, source="'m.pt'")
 
 
 def test_an_older_reader_refuses_the_new_format_cleanly(classical, monkeypatch):
-    from devicepool.cli import _modelfile
-
-    payload = _modelfile.pipeline_payload(classical["gmm_ubm"], "gmm_ubm")
-    monkeypatch.setattr(_modelfile, "FORMAT_VERSION", 1)  # a reader of format 1 only
-    with pytest.raises(ValueError, match="has model file format 2; this devicepool reads format 1 "
+    payload = to_payload(classical["gmm_ubm"])
+    monkeypatch.setattr(persistence, "FORMAT_VERSION", 2)  # a reader of format 2 only
+    with pytest.raises(ValueError, match="has model file format 3; this devicepool reads format 2 "
                                          r"\(update devicepool\)"):
-        _modelfile.pipeline_from_payload(payload, source="'m.pt'")
+        from_payload(payload, source="'m.pt'")
 
 
 # ----------------------------------------------------------------------------- what is savable
@@ -262,10 +274,46 @@ def test_the_feature_step_must_be_allow_listed():
 
 def test_fit_only_parameters_that_are_not_plain_are_left_out(classical, corpus):
     gmm = classical["gmm_ubm"][-1]["gmm"]
-    gmm_rs = estimator_from_payload(estimator_payload(gmm))
+    gmm_rs = round_trip(gmm)
     gmm_rs.random_state = np.random.RandomState(0)  # fit-only: left out, prediction unchanged
-    rebuilt = estimator_from_payload(estimator_payload(gmm_rs))
+    rebuilt = round_trip(gmm_rs)
     assert rebuilt.random_state is None
     X = classical["gmm_ubm"][:-1].transform(corpus.data[:3])
     X = classical["gmm_ubm"][-1]["mfcc"].transform(X)
     np.testing.assert_array_equal(rebuilt.predict_proba(X), gmm.predict_proba(X))
+
+
+# ----------------------------------------------------------------------------- earlier versions
+
+
+@pytest.mark.parametrize("name", ["gsv_svm", "gmm_ubm", "fusion", "sa_cnn"])
+def test_model_files_of_earlier_versions_load_and_predict_the_same(corpus, name):
+    """Files of ``devicepool.pipeline`` format 2 (classical, fusion) and 1 (a network, with
+    the forensic calibration of ``devicepool calibrate``), as devicepool 0.5 wrote them."""
+    expected = np.load(LEGACY / "expected.npz")
+    model, provenance = read_model_file(LEGACY / f"{name}.pt")
+    assert provenance["model"] == name and provenance["devicepool_version"] == "0.5.0"
+    for method in ("predict", "predict_proba", "decision_function"):
+        if f"{name}_{method}" in expected:
+            np.testing.assert_array_equal(getattr(model, method)(corpus.data), expected[f"{name}_{method}"])
+    if name == "fusion":
+        fusion = model[-1]
+        assert [n for n, _ in fusion.estimators] == ["gsv_svm", "gmm_ubm"]
+        assert all(not hasattr(m, "classes_") for _, m in fusion.estimators)  # clones, unfitted
+        assert fusion.estimators_[1] is fusion.named_estimators_["gmm_ubm"]
+    if name == "sa_cnn":
+        lr = DeviceLR.from_payload(provenance["forensic"])
+        E = model.transform(corpus.data)
+        np.testing.assert_array_equal(lr.predict_llr(E[:4], E[4:8]), expected["sa_cnn_llr"])
+        assert provenance["forensic_data"]["corpus"] == "synthetic"
+        again = round_trip(model)  # and written again in the current format
+        np.testing.assert_array_equal(again.predict_proba(corpus.data), expected["sa_cnn_predict_proba"])
+
+
+def test_a_classifier_file_of_an_earlier_version_loads(corpus):
+    """``devicepool.estimator`` format 2, of ``SACNNClassifier.save`` in devicepool 0.5."""
+    expected = np.load(LEGACY / "expected.npz")
+    clf = SACNNClassifier.load(LEGACY / "sa_cnn_classifier.pt")
+    feats = read_model_file(LEGACY / "sa_cnn.pt")[0][0].transform(corpus.data)
+    np.testing.assert_array_equal(clf.predict_proba(feats), expected["sa_cnn_predict_proba"])
+    assert clf.module_.band_pooling == "preserve"

@@ -7,6 +7,7 @@ import pytest
 import torch
 from test_estimators import make_utterances
 
+from devicepool import persistence
 from devicepool.estimators import SACNNClassifier
 
 
@@ -57,3 +58,55 @@ def test_bad_model_files_are_refused_naming_the_file(saved, tmp_path, kind):
 def test_missing_model_file(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"file '.*nope\.pt': no such model file"):
         SACNNClassifier.load(tmp_path / "nope.pt")
+
+
+# --------------------------------------------------------------------------- devicepool.persistence
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    """A fitted FilterBank + DACNN pipeline and waveforms to predict."""
+    from sklearn.pipeline import Pipeline
+
+    from devicepool.datasets import make_device_corpus
+    from devicepool.estimators import DACNNClassifier
+    from devicepool.features import FilterBank
+
+    c = make_device_corpus(n_devices=2, n_speakers=2, n_utterances=2, modes="neutral", random_state=0)
+    pipe = Pipeline([("features", FilterBank()), ("clf", DACNNClassifier(max_steps=2, random_state=0))])
+    return pipe.fit(c.data, c.target), c.data
+
+
+def test_a_pipeline_round_trips_bit_for_bit_with_its_provenance(pipeline, tmp_path):
+    pipe, X = pipeline
+    persistence.dump(pipe, tmp_path / "p.pt", provenance={"note": "x", "scores": np.arange(3.0)})
+    raw = torch.load(tmp_path / "p.pt", weights_only=True)  # plain values and tensors only
+    assert raw["format"] == persistence.FORMAT and raw["format_version"] == persistence.FORMAT_VERSION
+    back, provenance = persistence.read(tmp_path / "p.pt")
+    np.testing.assert_array_equal(back.predict_proba(X), pipe.predict_proba(X))
+    assert provenance["note"] == "x" and provenance["scores"].tolist() == [0.0, 1.0, 2.0]
+    assert isinstance(provenance["devicepool_version"], str)
+    assert type(persistence.load(tmp_path / "p.pt")[-1]).__name__ == "DACNNClassifier"
+
+
+def test_persistence_refuses_what_it_cannot_hold_or_read(pipeline, tmp_path):
+    import joblib
+    from sklearn.linear_model import LogisticRegression
+
+    pipe, X = pipeline
+    with pytest.raises(ValueError, match=r"object: .*LogisticRegression cannot be saved .*ALLOWED"):
+        persistence.dump(LogisticRegression(), tmp_path / "lr.pt")
+    assert not (tmp_path / "lr.pt").exists()
+    payload = persistence.to_payload(pipe)
+    torch.save(dict(payload, format_version=persistence.FORMAT_VERSION + 1), tmp_path / "new.pt")
+    with pytest.raises(ValueError, match=r"new\.pt' has model file format 4; .*\(update devicepool\)"):
+        persistence.load(tmp_path / "new.pt")
+    torch.save({"format": "something else"}, tmp_path / "foreign.pt")
+    with pytest.raises(ValueError, match=r"foreign\.pt' is not a devicepool model file"):
+        persistence.load(tmp_path / "foreign.pt")
+    joblib.dump(pipe, tmp_path / "p.joblib")
+    with pytest.raises(ValueError, match=r"p\.joblib' is a pickle .*refused"):
+        persistence.load(tmp_path / "p.joblib")
+    again, provenance = persistence.read(tmp_path / "p.joblib", allow_pickle=True)
+    assert provenance is None
+    np.testing.assert_array_equal(again.predict_proba(X), pipe.predict_proba(X))

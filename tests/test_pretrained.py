@@ -171,9 +171,9 @@ def test_the_shipped_bundle_is_the_one_its_manifest_names():
     manifest = json.loads((PRETRAINED_PATH.parent / "MANIFEST.json").read_text())
     digest = hashlib.sha256(PRETRAINED_PATH.read_bytes()).hexdigest()
     assert digest == manifest["sha256"]
-    bundle = read_bundle()
+    emb, bundle = read_bundle()  # format "devicepool.DeviceEmbedding" 1, of devicepool 0.5
     assert json.loads(bundle["recipe"]) == manifest["recipe"]
-    assert bundle["network"]["backbone"] == manifest["recipe"]["backbone"]
+    assert emb.network_.backbone == manifest["recipe"]["backbone"]
 
 
 def test_pretrained_embedding_loads_offline_and_embeds_waveforms_and_files(tmp_path):
@@ -243,7 +243,7 @@ def test_pretrained_few_shot_by_enrolment_on_unseen_devices(small_corpus):
 
 
 def test_the_shipped_embedding_never_heard_the_evaluation_microphones():
-    recipe = json.loads(read_bundle()["recipe"])
+    recipe = json.loads(read_bundle()[1]["recipe"])
     assert recipe["microphones"] and not set(recipe["microphones"]) & set(DEFAULT_MICROPHONES + SIBLING_MICROPHONES)
     assert not set(recipe["real_speakers"]) & {"george", "lucas", "yweweler"}
 

@@ -114,10 +114,12 @@ def wav(path, rate=16000, seconds=0.5, seed=0):
 def test_train_writes_a_weights_only_file_and_predict_round_trips(trained, folder_corpus):
     out, pipe = trained
     payload = torch.load(out, weights_only=True)  # plain values and tensors only
-    assert payload["format"] == "devicepool.pipeline" and payload["format_version"] == 1
-    assert payload["model"] == "da_cnn"
-    assert payload["features"] == {"class": "FilterBank", "params": pipe[0].get_params()}
-    assert payload["classifier"]["estimator"] == "DACNNClassifier"
+    assert payload["format"] == "devicepool.pipeline" and payload["format_version"] == 3
+    assert payload["provenance"]["model"] == "da_cnn"
+    features, clf = (step["__tuple__"][1] for step in payload["object"]["params"]["steps"])
+    assert features["class"] == "devicepool.features.FilterBank"
+    assert features["params"] == pipe[0].get_params()
+    assert clf["class"] == "devicepool.estimators.DACNNClassifier"
     files = [str(f) for f in sorted(folder_corpus.rglob("*.wav"))[:6]]
     proc = run_cli("predict", out, *files, "--json")
     assert proc.returncode == 0, proc.stderr
@@ -183,10 +185,10 @@ def test_a_corrupt_or_truncated_model_file_is_a_one_line_error(trained, tmp_path
     torch.save({"format": "something else"}, tmp_path / "foreign.pt")
     pipe[-1].save(tmp_path / "classifier-only.pt")  # a classifier's own file: no features
     payload = torch.load(out, weights_only=True)
-    payload["features"]["class"] = "os.system"
+    payload["object"]["params"]["steps"][0]["__tuple__"][1]["class"] = "os.system"
     torch.save(payload, tmp_path / "unknown-class.pt")
     payload = torch.load(out, weights_only=True)
-    payload["classifier"]["state_dict"].popitem()
+    payload["object"]["params"]["steps"][1]["__tuple__"][1]["fitted"]["state_dict"].popitem()
     torch.save(payload, tmp_path / "missing-weights.pt")
     for name in ("truncated.pt", "flipped.pt", "empty.pt", "text.pt", "foreign.pt",
                  "classifier-only.pt", "unknown-class.pt", "missing-weights.pt"):
@@ -390,7 +392,7 @@ def test_sample_rate_reads_a_mixed_rate_folder(tmp_path, capsys):
     assert "different sample rates" in line and "--sample-rate" in line
     assert main(args + ["--sample-rate", "8000"]) == 0
     payload = torch.load(out, weights_only=True)
-    assert payload["features"]["params"]["sample_rate"] == 8000
+    assert payload["object"]["params"]["steps"][0]["__tuple__"][1]["params"]["sample_rate"] == 8000
     assert main(["predict", str(out), str(next(root.rglob("spk01_spk01-u01*.wav"))), "--json"]) == 0
     row = json.loads(capsys.readouterr().out)["predictions"][0]
     assert row["native_rate"] == 16000 and row["resampled"] is True

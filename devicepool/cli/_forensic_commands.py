@@ -35,20 +35,6 @@ CALIBRATION_CLLR_NOTE = ("on the calibration pairs themselves: optimistic, not a
 # --------------------------------------------------------------------------- helpers
 
 
-def _to_tensors(obj):
-    """The payload with its numpy arrays as tensors (``torch.load(weights_only=True)``)."""
-    import numpy as np
-    import torch
-
-    if isinstance(obj, dict):
-        return {k: _to_tensors(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_to_tensors(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(obj))
-    return obj
-
-
 def _forensic_part(payload, path):
     """The DeviceLR payload and calibration summary of a model file, or a UsageError."""
     if not isinstance(payload, dict) or "forensic" not in payload:
@@ -113,14 +99,15 @@ def _is_bundle(path):
 
 
 def _base_payload(args):
-    """The model file's payload, rebuilt for a pickled (``--allow-pickle``) pipeline."""
-    pipe, payload = _modelfile.read_model_file(args.model, allow_pickle=args.allow_pickle)
-    if payload is None:
+    """The model file's pipeline and provenance (of a pickled, ``--allow-pickle``, pipeline:
+    its registry name)."""
+    pipe, provenance = _modelfile.read_model_file(args.model, allow_pickle=args.allow_pickle)
+    if provenance is None:
         if not _modelfile.weights_only_savable(pipe):
             raise UsageError(f"model {os.fspath(args.model)!r} is not a devicepool feature step + "
                              "classifier; the calibrated model file (weights only) cannot hold it")
-        payload = _modelfile.pipeline_payload(pipe, _modelfile.model_name_of(pipe))
-    return pipe, payload
+        provenance = {"model": _modelfile.model_name_of(pipe)}
+    return pipe, provenance
 
 
 def _summary(args, corpus, devices, speakers, lr):
@@ -183,7 +170,7 @@ def _calibrate_embedder(args):
     if args.model is None or _is_bundle(args.model):
         from devicepool.estimators.embedding import DeviceEmbedding, read_bundle
 
-        return DeviceEmbedding(weights=args.model).fit(), dict(read_bundle(args.model)), "bundle"
+        return DeviceEmbedding(weights=args.model).fit(), read_bundle(args.model), "bundle"
 
     pipe, payload = _base_payload(args)
     if not hasattr(pipe, "transform"):
@@ -197,8 +184,8 @@ def _calibrate_embedder(args):
 def cmd_calibrate(args):
     from sklearn.base import clone
 
-    from devicepool import __version__
     from devicepool.forensic import DeviceLR
+    from devicepool.persistence import dump
 
     if args.scoring == "snorm":
         raise UsageError("--scoring snorm needs a background set of other devices for its cohort, "
@@ -223,14 +210,17 @@ def cmd_calibrate(args):
     summary.update(_cv_summary(settings, E, devices, speakers))
     summary["coverage"] = _coverage(corpus, data, args.mode)
     if kind == "bundle":
-        out = dict(payload, lr=_to_tensors(lr.to_payload()),
-                   calibration_data=json.dumps(summary, sort_keys=True))
+        emb, provenance = payload
+        provenance = {k: v for k, v in provenance.items() if k != "devicepool_version"}
+        dump(emb, args.output, provenance=dict(provenance, lr=lr.to_payload(),
+                                                calibration_data=json.dumps(summary, sort_keys=True)))
     else:
         if "forensic" in payload:
             say(args, f"devicepool calibrate: replacing the calibration already in {args.model}")
-        out = dict(payload, devicepool_version=__version__, forensic=_to_tensors(lr.to_payload()),
-                   forensic_data=summary)
-    _modelfile.save_payload(out, args.output)
+        provenance = {k: v for k, v in payload.items() if k not in ("model", "devicepool_version")}
+        _modelfile.save_model(embedder, payload.get("model") or _modelfile.model_name_of(embedder),
+                              args.output, provenance=dict(provenance, forensic=lr.to_payload(),
+                                                           forensic_data=summary))
     n_speakers = "unknown" if summary["n_speakers"] is None else summary["n_speakers"]
     print(f"calibration corpus: {summary['n_recordings']} recordings, {len(summary['devices'])} "
           f"devices, {n_speakers} speakers ({args.mode} speech)")

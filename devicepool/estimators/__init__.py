@@ -3,7 +3,7 @@
 Layout: :mod:`._data` (datasets, collate, crops, bucketing, validation split,
 inference batches), :mod:`._callbacks` (skorch callbacks), :mod:`._base` (the shared
 classifier over the module contract of :mod:`devicepool.models._contract`),
-:mod:`._persistence` (the weights-only file format), :mod:`.classifiers` (the three
+:mod:`.classifiers` (the three
 classifiers); the classical systems in :mod:`.classical` (:class:`GaussianSupervector`,
 :class:`GMMUBMClassifier`, over :mod:`._gmm`) and :mod:`.recipes` (``make_gsv_svm``,
 ``make_gmm_ubm``), and score-level fusion in :mod:`.fusion` (:class:`FusionClassifier`,

@@ -17,8 +17,9 @@ from skorch.callbacks import EpochTimer, PassthroughScoring, PrintLog
 from torch.utils.data import Dataset
 
 from .._typing import ArrayLike, FeatureSet, PathLike
-from .._validation import Interval, StrOptions, check_feature_set, validate_params
+from .._validation import Interval, StrOptions, check_feature_set, validate_params, where
 from ..models import check_module
+from ..persistence import dump, load
 from ._callbacks import (
     EarlyStoppingBest,
     EpochProgress,
@@ -36,7 +37,6 @@ from ._data import (
     collate_utterances,
 )
 from ._inference import UtteranceOutputs, run_network
-from ._persistence import load_classifier, save_classifier
 from ._plan import length_cap, training_plan, warn_budget_crops
 from ._targets import check_target, encode_target, known_label_accuracy
 from ._weights import utterance_weights, weighted_mean
@@ -442,7 +442,7 @@ class _UtteranceClassifier(NeuralNetClassifier):
     def save(self, path: PathLike) -> None:
         """Save weights, parameters and ``classes_`` without pickled code.
 
-        The file is written with :func:`torch.save` and holds only tensors, strings,
+        The file (of :func:`devicepool.persistence.dump`) holds only tensors, strings,
         numbers, lists and dicts, so :meth:`load` (and ``torch.load(path,
         weights_only=True)``) reads it safely. Parameters that are not plain values
         (custom callbacks, a module/optimizer/criterion class, a train_split object)
@@ -453,7 +453,8 @@ class _UtteranceClassifier(NeuralNetClassifier):
         ----------
         path : str or os.PathLike
         """
-        save_classifier(self, path)
+        check_is_fitted(self)
+        dump(self, path)
 
     @classmethod
     def load(cls, path: PathLike, device: str | torch.device = "cpu",
@@ -472,4 +473,7 @@ class _UtteranceClassifier(NeuralNetClassifier):
         -------
         classifier : fitted instance of ``cls``
         """
-        return load_classifier(cls, path, device=device, **overrides)
+        est = load(path, device=device, **overrides)
+        if type(est) is not cls:
+            raise ValueError(f"{where(path=path)} holds a {type(est).__name__}, not a {cls.__name__}")
+        return est

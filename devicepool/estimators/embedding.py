@@ -8,16 +8,13 @@ made with the same device get nearby vectors (compare them by cosine, or with
 :class:`devicepool.forensic.DeviceLR`, whose :meth:`~devicepool.forensic.DeviceLR.pretrained`
 adds the shipped scorer and calibration).
 
-The bundle (``torch.save`` of plain values and tensors, read with
-``torch.load(weights_only=True)``: reading it runs no code from it)::
-
-    {"format": "devicepool.DeviceEmbedding", "format_version": 1,
-     "network": {"n_features": int, "backbone": str, "channels": int, "embedding_dim": int},
-     "features": {"sample_rate": int, "n_mels": int},
-     "state_dict": {name: tensor},
-     "recipe": json str (the PretrainRecipe), "provenance": json str,
-     "validation": json str (figures measured when it was made),
-     "lr": DeviceLR payload (arrays as tensors) or None}
+The bundle is a file of :func:`devicepool.persistence.dump` (weights only: reading it
+runs no code from it) holding a fitted ``DeviceEmbedding`` (its network's settings and
+weights, its sample rate and filter bank), with the provenance ``{"recipe", "provenance",
+"validation", "calibration_data"}`` (JSON str: the PretrainRecipe, who made it, the
+figures measured when it was made or recalibrated) and ``"lr"`` (the DeviceLR payload of
+its back end, or None). Bundles of devicepool 0.5 (format ``"devicepool.DeviceEmbedding"``
+1, the shipped one) still load.
 """
 
 from __future__ import annotations
@@ -32,48 +29,25 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from .._typing import UtteranceSet
 from .._validation import Interval, validate_params
+from ..persistence import from_payload, read_weights_only
 
-__all__ = ["BUNDLE_FORMAT", "DeviceEmbedding", "PRETRAINED_PATH", "read_bundle"]
+__all__ = ["DeviceEmbedding", "PRETRAINED_PATH", "read_bundle"]
 
-BUNDLE_FORMAT = "devicepool.DeviceEmbedding"
-BUNDLE_VERSION = 1
 #: The shipped bundle.
 PRETRAINED_PATH = Path(__file__).resolve().parent.parent / "pretrained" / "device_embedding.pt"
 
 
-def _to_numpy(value):
-    """Tensors (nested in dicts and lists) as numpy arrays."""
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        return value.numpy()
-    if isinstance(value, dict):
-        return {k: _to_numpy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_to_numpy(v) for v in value]
-    return value
-
-
 @functools.lru_cache(maxsize=4)
 def _read(path, mtime):
-    import torch
-
     try:
-        bundle = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as exc:  # pickle errors, a text file, a truncated file
-        raise ValueError(f"{path!r} is not a devicepool embedding bundle (weights-only torch file): "
-                         f"{type(exc).__name__}: {exc}") from None
-    if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT:
-        raise ValueError(f"{path!r} is not a devicepool embedding bundle (format "
-                         f"{BUNDLE_FORMAT!r} expected)")
-    if int(bundle.get("format_version", 0)) > BUNDLE_VERSION:
-        raise ValueError(f"{path!r} has bundle format version {bundle['format_version']}; this "
-                         f"devicepool reads up to {BUNDLE_VERSION}: upgrade devicepool")
-    return bundle
+        return read_weights_only(path)
+    except ValueError as exc:
+        raise ValueError(f"{path!r} is not a devicepool embedding bundle: {exc}") from None
 
 
 def read_bundle(path=None):
-    """The bundle at ``path`` (default: the shipped one) as a dict (see the module).
+    """The bundle at ``path`` (default: the shipped one): ``(embedding, provenance)``, a
+    fitted :class:`DeviceEmbedding` and a dict (see the module).
 
     Raises
     ------
@@ -85,13 +59,17 @@ def read_bundle(path=None):
     path = Path(PRETRAINED_PATH if path is None else path)
     if not path.is_file():
         raise FileNotFoundError(f"no embedding bundle at {str(path)!r}")
-    return _read(str(path), path.stat().st_mtime_ns)
+    emb, provenance = from_payload(_read(str(path), path.stat().st_mtime_ns), source=repr(str(path)))
+    if type(emb) is not DeviceEmbedding:
+        raise ValueError(f"{str(path)!r} is not a devicepool embedding bundle (it holds a "
+                         f"{type(emb).__name__})")
+    return emb, provenance
 
 
-def bundle_metadata(bundle):
+def bundle_metadata(provenance):
     """The bundle's recipe, provenance and validation figures as plain dicts."""
-    return {k: json.loads(bundle[k]) for k in ("recipe", "provenance", "validation", "calibration_data")
-            if k in bundle}
+    return {k: json.loads(provenance[k]) for k in ("recipe", "provenance", "validation", "calibration_data")
+            if k in provenance}
 
 
 class DeviceEmbedding(TransformerMixin, BaseEstimator):
@@ -148,19 +126,11 @@ class DeviceEmbedding(TransformerMixin, BaseEstimator):
 
     def fit(self, X: UtteranceSet | None = None, y: object = None) -> DeviceEmbedding:
         """Load the network (nothing is trained; ``X`` and ``y`` are ignored)."""
-        from ..models.embedding_net import DeviceEmbeddingNet
-
         validate_params(self.get_params(deep=False), self._parameter_constraints, owner="DeviceEmbedding")
-        bundle = read_bundle(self.weights)
-        net = DeviceEmbeddingNet(**bundle["network"])
-        net.load_state_dict(bundle["state_dict"])
-        self.network_ = net.eval()
-        for p in net.parameters():
-            p.requires_grad_(False)
-        self.sample_rate_ = int(bundle["features"]["sample_rate"])
-        self.n_mels_ = int(bundle["features"]["n_mels"])
-        self.embedding_dim_ = int(bundle["network"]["embedding_dim"])
-        self.metadata_ = bundle_metadata(bundle)
+        emb, provenance = read_bundle(self.weights)
+        self.network_, self.sample_rate_, self.n_mels_ = emb.network_, emb.sample_rate_, emb.n_mels_
+        self.embedding_dim_ = emb.embedding_dim_
+        self.metadata_ = bundle_metadata(provenance)
         return self
 
     def __sklearn_is_fitted__(self):

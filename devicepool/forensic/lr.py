@@ -327,7 +327,7 @@ class DeviceLR(BaseEstimator):
         """
         from ..estimators.embedding import DeviceEmbedding, read_bundle
 
-        bundle = read_bundle(weights)
+        _, bundle = read_bundle(weights)
         if bundle.get("lr") is None:
             raise ValueError(f"the embedding bundle {weights or 'shipped'!r} has no calibrated back end")
         if isinstance(embedder, str) and embedder == "pretrained":

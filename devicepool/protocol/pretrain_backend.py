@@ -122,18 +122,6 @@ def fit_backend(recipe, net, train, cal, *, log=print):
     return lr, validation
 
 
-def _tensors(value):
-    import torch
-
-    if isinstance(value, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(value))
-    if isinstance(value, dict):
-        return {k: _tensors(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_tensors(v) for v in value]
-    return value
-
-
 def write_bundle(path, recipe, net, backend, *, extra_validation=None):
     """Write the weights-only bundle (format in :mod:`devicepool.estimators.embedding`).
 
@@ -146,24 +134,23 @@ def write_bundle(path, recipe, net, backend, *, extra_validation=None):
     import torch
 
     from .. import __version__
-    from ..estimators.embedding import BUNDLE_FORMAT, BUNDLE_VERSION
+    from ..estimators import DeviceEmbedding
+    from ..persistence import dump
 
     lr, validation = backend
     if extra_validation:
         validation = {**validation, **extra_validation}
-    bundle = {
-        "format": BUNDLE_FORMAT, "format_version": BUNDLE_VERSION,
-        "network": {"n_features": net.n_features, "backbone": net.backbone, "channels": net.channels,
-                    "embedding_dim": net.embedding_dim},
-        "features": {"sample_rate": int(recipe.sample_rate), "n_mels": int(recipe.n_mels)},
-        "state_dict": {k: v.detach().clone() for k, v in net.state_dict().items()},
+    emb = DeviceEmbedding()  # fitted: the network and the features it reads
+    emb.network_, emb.embedding_dim_ = net, int(net.embedding_dim)
+    emb.sample_rate_, emb.n_mels_ = int(recipe.sample_rate), int(recipe.n_mels)
+    provenance = {
         "recipe": json.dumps(recipe.to_dict(), sort_keys=True),
         "provenance": json.dumps({"devicepool": __version__, "torch": torch.__version__,
                                   "python": platform.python_version(),
                                   "date": time.strftime("%Y-%m-%d", time.gmtime())}, sort_keys=True),
         "validation": json.dumps(validation, sort_keys=True),
-        "lr": _tensors(lr.to_payload()),
+        "lr": lr.to_payload(),
     }
     path = Path(path)
-    atomic_torch_save(bundle, path)
+    dump(emb, path, provenance=provenance)
     return path
