@@ -12,6 +12,7 @@ pretraining's checkpoints and :mod:`devicepool.persistence` all use it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -109,13 +110,15 @@ def atomic_write_npz(path, **arrays):
 
 
 def to_jsonable(value):
-    """Plain JSON values (lists, numbers, str) of nested dicts, lists and numpy values.
+    """Plain JSON values (lists, numbers, str) of nested dicts, lists, dataclasses and numpy values.
 
     Examples
     --------
     >>> to_jsonable({"a": np.arange(2), 1: (np.float32(0.5), None)})
     {'a': [0, 1], '1': [0.5, None]}
     """
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
     if isinstance(value, dict):
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -22,7 +22,7 @@ import numpy as np
 
 from ._validation import Interval, StrOptions, validate_params, where
 from .audio import SAMPLE_RATE, check_sample_rate
-from .features import VOICING_CLASSES, mel_band_edges
+from .features import VOICING_CLASSES, mel_band_edges, voicing_codes
 
 __all__ = [
     "VOICING_CLASSES",
@@ -240,18 +240,6 @@ def plot_band_weights(
 # --------------------------------------------------------------------------- Fig. 2b, 2c
 
 
-def _as_label_array(labels, context):
-    """``labels`` as a 1-D str array of voicing classes; ``context`` prefixes errors."""
-    arr = np.asarray(labels)
-    if arr.ndim != 1:
-        raise ValueError(f"{context}: frame labels must be 1-D, got shape {arr.shape}")
-    arr = arr.astype(str)
-    bad = np.setdiff1d(arr, VOICING_CLASSES)
-    if bad.size:
-        raise ValueError(f"{context}: unknown frame label(s) {bad[:5].tolist()}; expected {VOICING_CLASSES}")
-    return arr
-
-
 def align_frame_labels(labels, n_out, factor=4):
     """Map per-input-frame labels onto an output frame grid ``factor`` times coarser.
 
@@ -263,8 +251,9 @@ def align_frame_labels(labels, n_out, factor=4):
 
     Parameters
     ----------
-    labels : array-like of str, shape (n_in,)
-        One of :data:`VOICING_CLASSES` per input (feature) frame.
+    labels : array-like of str or int, shape (n_in,)
+        One of :data:`VOICING_CLASSES` per input (feature) frame, or its code
+        (:func:`~devicepool.features.voicing_codes`).
     n_out : int
         Number of output frames, at most ``ceil(n_in / factor)``.
     factor : int, default=4
@@ -273,6 +262,7 @@ def align_frame_labels(labels, n_out, factor=4):
     Returns
     -------
     aligned : ndarray of str, shape (n_out,)
+        Class names; int8 codes when ``labels`` are codes.
 
     Raises
     ------
@@ -285,25 +275,24 @@ def align_frame_labels(labels, n_out, factor=4):
     ...                     "unvoiced", "unvoiced", "voiced", "silence"], 2).tolist()
     ['voiced', 'unvoiced']
     """
-    arr = _as_label_array(labels, "labels")
+    codes = voicing_codes(labels, "labels")
     _validate("align_frame_labels", n_out=n_out, factor=factor)
     n_out, factor = int(n_out), int(factor)
-    n_in = arr.shape[0]
+    n_in = codes.shape[0]
     if n_out > -(-n_in // factor):
         raise ValueError(
             f"n_out={n_out} output frames need at least {(n_out - 1) * factor + 1} input "
             f"frames at factor {factor}, got {n_in}"
         )
-    if n_out == 0:
-        return np.empty(0, dtype="<U8")
-    arr = arr[: n_out * factor]
-    order = np.argsort(VOICING_CLASSES)  # VOICING_CLASSES[order] is sorted
-    codes = order[np.searchsorted(np.array(VOICING_CLASSES), arr, sorter=order)]
-    block = np.arange(arr.shape[0]) // factor
+    codes = codes[: n_out * factor]
+    block = np.arange(codes.shape[0]) // factor
     counts = np.zeros((n_out, len(VOICING_CLASSES)), dtype=np.int64)
     np.add.at(counts, (block, codes), 1)
     # argmax returns the first maximum: VOICING_CLASSES order is the tie-break order
-    return np.asarray(VOICING_CLASSES, dtype="<U8")[np.argmax(counts, axis=1)]
+    aligned = np.argmax(counts, axis=1).astype(np.int8)
+    if np.asarray(labels).dtype.kind in "iu":
+        return aligned
+    return np.asarray(VOICING_CLASSES, dtype="<U8")[aligned]
 
 
 def time_weight_histogram(time_weights, frame_labels, n_levels=11, normalize=True):
@@ -319,9 +308,9 @@ def time_weight_histogram(time_weights, frame_labels, n_levels=11, normalize=Tru
     ----------
     time_weights : sequence of array-like, each of shape (n_frames_i,)
         Non-negative time weights per utterance.
-    frame_labels : sequence of array-like of str, each of shape (n_frames_i,)
-        The voicing class of each weighted frame (aligned by the caller, e.g. with
-        :func:`align_frame_labels`).
+    frame_labels : sequence of array-like of str or int, each of shape (n_frames_i,)
+        The voicing class (or its code) of each weighted frame (aligned by the caller,
+        e.g. with :func:`align_frame_labels`).
     n_levels : int, default=11
     normalize : bool, default=True
         Return, per class, the fraction of that class's frames at each level (each
@@ -354,7 +343,7 @@ def time_weight_histogram(time_weights, frame_labels, n_levels=11, normalize=Tru
     counts = np.zeros((len(VOICING_CLASSES), n_levels), dtype=np.int64)
     for i, (w, lab) in enumerate(zip(time_weights, frame_labels)):
         w = np.asarray(w, dtype=np.float64)
-        lab = _as_label_array(lab, where(i))
+        lab = voicing_codes(lab, where(i))
         if w.ndim != 1:
             raise ValueError(f"{where(i)}: time weights must be 1-D, got shape {w.shape}")
         if w.shape[0] != lab.shape[0]:
@@ -369,8 +358,8 @@ def time_weight_histogram(time_weights, frame_labels, n_levels=11, normalize=Tru
         peak = w.max()
         scaled = w / peak if peak > 0 else w
         level = np.rint(scaled * (n_levels - 1)).astype(np.int64)
-        for c, name in enumerate(VOICING_CLASSES):
-            counts[c] += np.bincount(level[lab == name], minlength=n_levels)
+        for c in range(len(VOICING_CLASSES)):
+            counts[c] += np.bincount(level[lab == c], minlength=n_levels)
     if not normalize:
         return {name: counts[c] for c, name in enumerate(VOICING_CLASSES)}
     totals = counts.sum(axis=1, keepdims=True)
@@ -388,7 +377,7 @@ def plot_time_weight_distribution(time_weights, frame_labels, ax=None, n_levels=
     Parameters
     ----------
     time_weights : sequence of array-like, each of shape (n_frames_i,)
-    frame_labels : sequence of array-like of str, each of shape (n_frames_i,)
+    frame_labels : sequence of array-like of str or int, each of shape (n_frames_i,)
     ax : matplotlib Axes, optional
     n_levels : int, default=11
     title : str, optional

@@ -300,3 +300,17 @@ def test_evaluate_refuses_unknown_speakers_unless_asked(tmp_path):
             "{device}/{utterance}.wav", "--models", "da_cnn", "--max-epochs", "1", "--quiet"]
     assert main(base + ["--out", str(tmp_path / "o1")]) == 2  # one line: speakers unknown
     assert main(base + ["--out", str(tmp_path / "o2"), "--allow-unknown-speakers"]) == 0
+
+
+def test_train_fits_with_the_speakers_only_when_the_corpus_knows_them():
+    from devicepool.cli._commands import _labelled_set
+    from devicepool.cli._common import UsageError
+    from devicepool.datasets import Corpus
+
+    bunch = {"data": [np.zeros(4)] * 4, "target": ["a", "b", "a", "b"], "groups": ["s1", "s1", "s2", "s2"],
+             "mode": ["neutral", "neutral", "whisper", "whisper"]}
+    data, target, groups = _labelled_set(Corpus.from_bunch(bunch), "neutral")
+    assert len(data) == 2 and target.tolist() == ["a", "b"] and groups.tolist() == ["s1", "s1"]
+    assert _labelled_set(Corpus.from_bunch(dict(bunch, speakers_known=False)), "all")[2] is None
+    with pytest.raises(UsageError, match="no whisper speech"):
+        _labelled_set(Corpus.from_bunch(dict(bunch, mode=["neutral"] * 4)), "whisper")

@@ -9,7 +9,14 @@ from torch import nn
 
 from devicepool.estimators import DACNNClassifier, DFTCNNClassifier, SACNNClassifier
 from devicepool.estimators._data import inference_batches
-from devicepool.models import DACNN, AttentionWeights, ModuleOutputs, check_module, module_outputs
+from devicepool.models import (
+    DACNN,
+    AttentionWeights,
+    BatchAttention,
+    ModuleOutputs,
+    check_module,
+    module_outputs,
+)
 from devicepool.models._blocks import lengths_to_mask
 
 FAST = {"max_epochs": 3, "batch_size": 8, "random_state": 0}
@@ -117,7 +124,7 @@ def test_network_outputs_come_from_one_pass():
     with torch.no_grad():
         out = module_outputs(net, x, L)
     assert len(calls) == 1 and isinstance(out, ModuleOutputs)
-    assert isinstance(out.attention, AttentionWeights) and out.attention.time_reduction == 4
+    assert isinstance(out.attention, BatchAttention) and out.attention.time_reduction == 4
     with torch.no_grad():
         torch.testing.assert_close(out.logits, net(x, L))
         torch.testing.assert_close(out.embedding, net.embed(x, L))
@@ -151,6 +158,10 @@ def test_classifier_outputs_in_one_pass_match_the_separate_methods(fitted_da):
     for a, b, u in zip(out.attention.time, att.time, X):
         assert a.shape == (int(np.ceil(len(u) / out.attention.time_reduction)),)
         np.testing.assert_allclose(a, b, atol=1e-6)
+    # the one numpy type, from the classifier on (the protocol adds positions and voicing)
+    assert isinstance(out.attention, AttentionWeights) and len(out.attention) == len(X)
+    assert out.attention.time[0].dtype == np.float32 and out.attention.band.dtype == np.float32
+    assert out.attention.utterance_index is None and out.attention.voicing is None
 
 
 def test_dft_outputs_in_one_pass():

@@ -281,4 +281,44 @@ def test_a_pattern_without_speakers_warns_and_the_protocol_refuses_it(tmp_path):
     with pytest.raises(ValueError, match="speakers are unknown.*allow_unknown_speakers=True"):
         run_protocol(b, models=["da_cnn"], progress=False, report=False)
     named = load_audio_folder(tmp_path, pattern="{device}/{speaker}.wav")
-    assert "speakers_known" not in named and "speakers: 4" in named.DESCR
+    assert named.speakers_known is True and "speakers: 4" in named.DESCR
+
+
+def test_corpus_is_frozen_validated_and_reads_like_a_bunch(tmp_path, shared_data):
+    import dataclasses
+    import pickle
+
+    from sklearn.utils import Bunch
+
+    from devicepool.datasets import Corpus
+
+    digits = _digits(shared_data, "yweweler", 1)
+    for dev in ["A", "B"]:
+        os.makedirs(tmp_path / dev)
+        sf.write(tmp_path / dev / "yw_s1_t1.wav", digits[0], SR)
+    c = load_audio_folder(tmp_path, "{device}/{speaker}_{utterance}_{take}.wav")
+    assert isinstance(c, Corpus) and len(c) == 2
+    # a Bunch's ways of reading it still work, extra fields included
+    assert c["target"].tolist() == c.target.tolist() == ["A", "B"] and c.devices == ["A", "B"]
+    assert "data" in c and "take" in c and "nope" not in c and c.take.tolist() == ["t1", "t1"]
+    assert set(c.keys()) >= {"data", "target", "groups", "mode", "utterance", "sample_rate", "devices",
+                             "target_names", "DESCR", "speakers_known", "take", "file_sample_rate"}
+    with pytest.raises(KeyError):
+        c["nope"]
+    assert not hasattr(c, "nope")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.target = None
+    again = pickle.loads(pickle.dumps(c))
+    assert again.take.tolist() == ["t1", "t1"] and again.sample_rate == SR
+    # users' data: a Bunch, a dict or any object with the fields
+    b = Corpus.from_bunch(Bunch(data=[np.zeros(8)] * 3, target=["x", "y", "x"], groups=[1, 2, 3], sid=[7, 8, 9]))
+    assert b.mode.tolist() == ["neutral"] * 3 and b.groups.tolist() == ["1", "2", "3"] and b.sid == [7, 8, 9]
+    assert b.speakers_known is True and b.sample_rate is None and Corpus.from_bunch(b) is b
+    rate = Corpus.from_bunch({"data": [1], "target": ["x"], "groups": [1], "sample_rate": np.int64(8000)}).sample_rate
+    assert type(rate) is int and rate == 8000  # a plain int: the protocol's fingerprint reads its repr
+    with pytest.raises(TypeError, match=r"missing \['groups'\]"):
+        Corpus.from_bunch({"data": [1], "target": ["x"]})
+    with pytest.raises(ValueError, match=r"Corpus.groups must have one entry per recording of data \(3\)"):
+        Corpus.from_bunch({"data": [1, 2, 3], "target": ["x"] * 3, "groups": [1, 2]})
+    with pytest.raises(ValueError, match="Corpus.mode values must be 'neutral' or 'whisper', got \\['loud'\\]"):
+        Corpus.from_bunch({"data": [1], "target": ["x"], "groups": [1], "mode": ["loud"]})

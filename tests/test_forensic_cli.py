@@ -263,6 +263,25 @@ def test_calibrate_prints_pairs_and_an_optimistic_cllr(folder_corpus, models, tm
     assert payload["calibrator"]["kind"] == "isotonic" and payload["params"]["n_references"] == 2
 
 
+def test_calibrate_reads_whether_the_corpus_knows_its_speakers(folder_corpus, models, tmp_path, capsys):
+    trained, calibrated = models
+    assert torch.load(calibrated, weights_only=True)["provenance"]["forensic_data"]["n_speakers"] == 3
+    out = tmp_path / "unknown.pt"
+    args = ["--corpus", "folder", "--root", str(folder_corpus), "--pattern", "{device}/{mode}/{utterance}.wav"]
+    with pytest.warns(UserWarning, match="speakers are unknown"):
+        assert main(["calibrate", "--model", str(trained), *args, "--mode", "neutral", "-o", str(out),
+                     "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "unknown speakers (neutral speech)" in text and "by other recordings" in text
+    assert "no cross-validated Cllr: the corpus's speakers are unknown" in text
+    data = torch.load(out, weights_only=True)["provenance"]["forensic_data"]
+    assert data["n_speakers"] is None and data["n_recordings"] == 18 and "cv_cllr" not in data
+    # evaluate --forensic has no folds without speakers: the flag that allows them is refused
+    assert main(["evaluate", "--forensic", *args, "--allow-unknown-speakers", "--out", str(tmp_path / "o"),
+                 "--quiet"]) == 2
+    assert "--allow-unknown-speakers does not apply" in one_line_error(capsys.readouterr().err)
+
+
 def test_compare_json(models, folder_corpus, capsys):
     _, calibrated = models
     refs = files_of(folder_corpus, "phone_gsm", "spk01")

@@ -203,3 +203,41 @@ def test_voicing_labels_computed_with_the_features_once(corpus, outputs_model, t
                    zip(again.attention["neutral"]["frame_labels"], att["frame_labels"]))
     finally:
         unregister_model("outputs_dft")
+
+
+# ----------------------------------------------------------------------------- one attention type
+
+
+def test_attention_files_keep_their_format_and_voicing_codes_one_code_book(tmp_path):
+    """An attention file of the former writer (voicing as codes into the classes present,
+    sorted) loads into AttentionWeights with codes of the one code book, and is written
+    back array for array the same."""
+    from devicepool.features import VOICING_CLASSES, AttentionWeights
+    from devicepool.protocol.store import _attention_key, _load_attention, _merge_attention, _save_attention
+
+    old = tmp_path / "old.npz"
+    np.savez(old, time_values=np.array([0.25, 0.75, 1.0], np.float32), time_lengths=np.array([2, 1]),
+             label_values=np.array([1, 1, 0, 1, 1, 0], np.int8), label_lengths=np.array([5, 1]),
+             label_names=np.array(["silence", "voiced"], dtype="U8"), utterance_index=np.array([7, 3]),
+             time_reduction=np.array(4), band_weights=np.full((2, 3), 1 / 3, np.float32),
+             config_key=np.array("k1"))
+    att = _load_attention(old)
+    assert isinstance(att, AttentionWeights) and len(att) == 2 and att.time_reduction == 4
+    assert [v.tolist() for v in att.voicing] == [[0, 0, 2, 0, 0], [2]]  # voiced=0, silence=2
+    assert att.frame_labels[1].tolist() == ["silence"] and att.utterance_index.tolist() == [7, 3]
+    assert VOICING_CLASSES[att.voicing[0][2]] == "silence" and _attention_key(old) == "k1"
+    new = tmp_path / "new.npz"
+    _save_attention(new, att, "k1")
+    with np.load(old) as a, np.load(new) as b:
+        assert sorted(a.files) == sorted(b.files)
+        for key in a.files:
+            assert a[key].dtype == b[key].dtype and np.array_equal(a[key], b[key]), key
+    # the protocol's Fig. 2 data: the fits of one training mode joined, still readable as the dict it was
+    both = _merge_attention([att, AttentionWeights([np.ones(1)], np.ones((1, 3)), 2, [0], [[1, 1]])])
+    assert len(both) == 3 and both.time_reductions == [4, 4, 2] and both["time_reduction"] == [4, 4, 2]
+    assert both["band_weights"].shape == (3, 3) and both.utterance_index.tolist() == [7, 3, 0]
+    assert both["frame_labels"][2].tolist() == ["unvoiced", "unvoiced"] and _merge_attention([]) is None
+    with pytest.raises(ValueError, match="utterance 0: unknown frame label"):
+        AttentionWeights([np.ones(1)], voicing=[["breath"]])
+    with pytest.raises(ValueError, match="band must be"):
+        AttentionWeights([np.ones(1)], band=np.ones((2, 3)))

@@ -504,3 +504,22 @@ def test_sample_weight_reaches_the_classifier_in_a_pipeline():
     np.testing.assert_allclose(direct.predict_proba(X), plain.predict_proba(X), atol=1e-6)
     unweighted = SACNNClassifier(max_epochs=2, random_state=0).fit(X, y)
     assert not np.allclose(direct.predict_proba(X), unweighted.predict_proba(X))
+
+
+def test_the_training_plan_is_a_frozen_dataclass_that_still_reads_like_its_dict():
+    import dataclasses
+    import json
+
+    from devicepool._io import to_jsonable
+    from devicepool.estimators import TrainingPlan
+
+    plan = SACNNClassifier(max_steps=600, max_epochs=200)._plan(list(range(300)), None)
+    assert isinstance(plan, TrainingPlan) and (plan.epochs, plan.steps_per_epoch, plan.steps) == (60, 10, 600)
+    old = {"epochs": 60, "steps_per_epoch": 10, "steps": 600, "n_train": 300, "n_valid": 0,
+           "valid_speakers": None}  # the dict the plan was: records keep its JSON
+    assert plan.as_dict() == dict(plan) == old and plan["n_valid"] == 0 and list(plan.keys()) == list(old)
+    assert json.dumps(to_jsonable(plan)) == json.dumps(to_jsonable(dict(plan))) == json.dumps(old)
+    with pytest.raises(KeyError):
+        plan["nope"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.epochs = 1

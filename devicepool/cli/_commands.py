@@ -208,20 +208,16 @@ def cmd_evaluate(args):
 # --------------------------------------------------------------------------- train
 
 
-def _training_set(corpus, mode):
+def _labelled_set(corpus, mode):
+    """``(data, devices, speakers)`` of a :class:`~devicepool.datasets.Corpus` in ``mode``
+    (``"all"``: every recording); ``speakers`` is None when the corpus does not know them."""
     import numpy as np
 
     data = np.empty(len(corpus.data), dtype=object)
     data[:] = list(corpus.data)
-    target = np.asarray(corpus.target)
-    # speakers, when the corpus knows them: speaker-disjoint internal splits in fit
-    groups = getattr(corpus, "groups", None)
-    if groups is not None and getattr(corpus, "speakers_known", True) is not False:
-        groups = np.asarray(groups)
-    else:
-        groups = None
+    target, groups = corpus.target, corpus.groups if corpus.speakers_known else None
     if mode != "all":
-        keep = np.asarray(getattr(corpus, "mode", ["neutral"] * len(data))) == mode
+        keep = corpus.mode == mode
         if not keep.any():
             raise UsageError(f"the corpus has no {mode} speech")
         data, target = data[keep], target[keep]
@@ -244,8 +240,8 @@ def cmd_train(args):
                          "weights-only model file cannot hold it; pass --allow-pickle to save it as a "
                          f"pickle ({_modelfile.PICKLE_RISK})")
     corpus = _load_corpus(args)
-    data, target, groups = _training_set(corpus, args.mode)
-    pipe = spec.make_pipeline(int(getattr(corpus, "sample_rate", 16000)), **params)
+    data, target, groups = _labelled_set(corpus, args.mode)  # groups: speaker-disjoint splits in fit
+    pipe = spec.make_pipeline(int(corpus.sample_rate), **params)
     clf = pipe.steps[-1][1]
     if hasattr(clf, "get_params") and "progress" in clf.get_params():
         clf.set_params(progress=not args.quiet)  # the networks' epoch bar

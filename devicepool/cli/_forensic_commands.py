@@ -17,7 +17,7 @@ import os
 import time
 
 from . import _modelfile
-from ._commands import _load_corpus, _model_overrides, _native_rates, tsv_field
+from ._commands import _labelled_set, _load_corpus, _model_overrides, _native_rates, tsv_field
 from ._common import UsageError, say
 
 __all__ = ["H1", "H2", "CAUTION", "cmd_calibrate", "cmd_compare", "cmd_evaluate_forensic"]
@@ -33,21 +33,6 @@ CALIBRATION_CLLR_NOTE = ("on the calibration pairs themselves: optimistic, not a
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _calibration_set(corpus, mode):
-    """Recordings, devices and speakers of ``corpus`` in ``mode`` (``"all"``: every one)."""
-    import numpy as np
-
-    data = np.empty(len(corpus.data), dtype=object)
-    data[:] = list(corpus.data)
-    devices, speakers = np.asarray(corpus.target), np.asarray(corpus.groups)
-    if mode != "all":
-        keep = np.asarray(getattr(corpus, "mode", ["neutral"] * len(data))) == mode
-        if not keep.any():
-            raise UsageError(f"the corpus has no {mode} speech")
-        data, devices, speakers = data[keep], devices[keep], speakers[keep]
-    return data, devices, speakers
 
 
 def _forensic_part(payload, path):
@@ -134,8 +119,8 @@ def _summary(args, corpus, devices, speakers, lr):
     y = lr.calibration_labels_
     return {"corpus": args.corpus, "root": None if args.root is None else os.path.abspath(args.root),
             "pattern": args.pattern, "mode": args.mode,
-            "sample_rate": int(getattr(corpus, "sample_rate", 16000)),
-            "n_recordings": int(len(devices)), "n_speakers": int(len(np.unique(speakers))),
+            "sample_rate": int(corpus.sample_rate), "n_recordings": int(len(devices)),
+            "n_speakers": None if speakers is None else int(len(np.unique(speakers))),
             "devices": [str(d) for d in np.unique(devices)],
             "cllr": float(cllr(llr, y)), "cllr_min": float(cllr_min(llr, y))}
 
@@ -146,6 +131,9 @@ def _cv_summary(lr_settings, E, devices, speakers):
 
     from devicepool.forensic import cllr, cllr_min, cross_validated_llrs, eer
 
+    if speakers is None:
+        return {"error": "the corpus's speakers are unknown (a --pattern without {speaker}), so the "
+                         "folds cannot be speaker-disjoint"}
     try:
         llr, y = cross_validated_llrs(lr_settings, E, devices, speakers, n_splits=3)
     except ValueError as exc:
@@ -158,13 +146,12 @@ def _cv_summary(lr_settings, E, devices, speakers):
 
 def _coverage(corpus, data, mode):
     """What the calibration set covers: durations, modes and native rates of its recordings."""
-    import numpy as np
     import soundfile as sf
 
     from devicepool.audio import soundfile_name
     from devicepool.forensic import coverage_of
 
-    rate = int(getattr(corpus, "sample_rate", 16000))
+    rate = int(corpus.sample_rate)
     durations, rates = [], []
     for item in data:
         if isinstance(item, (str, os.PathLike)):
@@ -173,8 +160,7 @@ def _coverage(corpus, data, mode):
             rates.append(int(info.samplerate))
         else:
             durations.append(len(item) / rate)
-    modes = np.asarray(getattr(corpus, "mode", ["neutral"] * len(corpus.target)))
-    modes = modes if mode == "all" else [mode]
+    modes = corpus.mode if mode == "all" else [mode]
     return coverage_of(durations, modes, rates)
 
 
@@ -209,13 +195,13 @@ def cmd_calibrate(args):
     if leftover:
         say(args, f"devicepool calibrate: removed {args.output + '.tmp'!r}, left by an interrupted run")
     corpus = _load_corpus(args)
-    data, devices, speakers = _calibration_set(corpus, args.mode)
+    data, devices, speakers = _labelled_set(corpus, args.mode)  # speakers None when unknown
     say(args, f"devicepool calibrate: embedding {len(data)} recordings of "
               f"{len(set(map(str, devices)))} devices ({args.scoring} scoring, "
               f"{args.calibration} calibration)")
     t0 = time.perf_counter()
     if kind == "bundle":  # waveforms of the corpus are at its rate, not necessarily the network's
-        embedder.set_params(sample_rate=int(getattr(corpus, "sample_rate", 16000)))
+        embedder.set_params(sample_rate=int(corpus.sample_rate))
     E = embedder.transform(data)
     settings = DeviceLR(scoring=args.scoring, calibration=args.calibration, lda_dim=args.lda_dim,
                         n_references=args.n_references, random_state=args.seed)
@@ -235,10 +221,12 @@ def cmd_calibrate(args):
         _modelfile.save_model(embedder, payload.get("model") or _modelfile.model_name_of(embedder),
                               args.output, provenance=dict(provenance, forensic=lr.to_payload(),
                                                            forensic_data=summary))
+    n_speakers = "unknown" if summary["n_speakers"] is None else summary["n_speakers"]
     print(f"calibration corpus: {summary['n_recordings']} recordings, {len(summary['devices'])} "
-          f"devices, {summary['n_speakers']} speakers ({args.mode} speech)")
+          f"devices, {n_speakers} speakers ({args.mode} speech)")
     print(f"calibration pairs: {lr.n_same_pairs_} same-device, {lr.n_diff_pairs_} different-device "
-          f"(up to {args.n_references} references each, by other speakers)")
+          f"(up to {args.n_references} references each, by other "
+          f"{'recordings' if speakers is None else 'speakers'})")
     if "cv_cllr" in summary:
         print(f"cross-validated (speaker-disjoint, 3 folds): Cllr {summary['cv_cllr']:.3f} "
               f"(Cllr_min {summary['cv_cllr_min']:.3f}), EER {100 * summary['cv_eer']:.1f} %, "
@@ -350,7 +338,8 @@ def cmd_compare(args):
 # --------------------------------------------------------------------------- evaluate --forensic
 
 _NOT_FORENSIC = (("conditions", "--conditions"), ("scheduler", "--scheduler"),
-                 ("mode_augmentation", "--mode-augmentation"))
+                 ("mode_augmentation", "--mode-augmentation"),
+                 ("allow_unknown_speakers", "--allow-unknown-speakers"))  # its folds need speakers
 
 
 def _optional_kwargs(func, **given):

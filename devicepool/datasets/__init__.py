@@ -1,10 +1,11 @@
 """Corpora: loaders for MOBIPHONE, wSPIRE and any parallel folder, and an embedded corpus.
 
-Every function returns a :class:`sklearn.utils.Bunch` with ``data`` (file paths or
+Every loader returns a frozen :class:`Corpus` with ``data`` (file paths or
 waveforms, one per utterance), ``target`` (device names), ``groups`` (speaker ids),
 ``mode`` (``"neutral"``/``"whisper"``), ``utterance`` (an id shared by the parallel
-recordings of one utterance across devices), ``sample_rate``, ``devices`` and
-``DESCR``; ``return_X_y=True`` gives ``(data, target)`` instead.
+recordings of one utterance across devices), ``sample_rate``, ``devices``,
+``speakers_known``, ``DESCR`` and the loader's ``extra`` fields; ``return_X_y=True``
+gives ``(data, target)`` instead. ``Corpus.from_bunch`` makes one of your own data.
 
 * :func:`load_mobiphone` - MOBIPHONE (21 phones x 24 speakers, files split into
   utterances by silence).
@@ -16,6 +17,7 @@ recordings of one utterance across devices), ``sample_rate``, ``devices`` and
   Xaudia.com) and real codecs; no download needed.
 """
 
+from ._base import Corpus
 from ._devices import (
     DEFAULT_DEVICES,
     DeviceSpec,
@@ -44,6 +46,7 @@ from .population import (
 from .wspire import load_wspire
 
 __all__ = [
+    "Corpus",
     "load_mobiphone",
     "load_wspire",
     "load_audio_folder",

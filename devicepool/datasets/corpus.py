@@ -19,7 +19,7 @@ from .._text import plain
 from .._typing import PathLike
 from .._validation import Interval, validate_params
 from ..audio import check_sample_rate, read_audio_file
-from ._base import check_root, finish_bunch, natural_key, normalise_mode
+from ._base import check_root, finish_corpus, natural_key, normalise_mode
 from ._devices import DEFAULT_DEVICES, DeviceSpec, apply_device
 from ._modes import _COPIES_CONSTRAINTS as _COPIES_CONSTRAINTS
 from ._modes import _SEED, vocalise, vocalise_recordings, whisperise, whisperise_recordings
@@ -28,7 +28,7 @@ from ._modes import _recording_copies as _recording_copies
 from ._synth import draw_speaker, synthesise_utterance
 
 if TYPE_CHECKING:
-    from sklearn.utils import Bunch
+    from ._base import Corpus
 
 __all__ = ["make_device_corpus", "vocalise", "vocalise_recordings", "whisperise",
            "whisperise_recordings"]
@@ -165,10 +165,10 @@ class _CorpusPlan(NamedTuple):
 
 
 class _Speakers(NamedTuple):
-    """The corpus's speakers and what the Bunch and DESCR say about them."""
+    """The corpus's speakers and what the corpus and DESCR say about them."""
 
     params: dict  # {name: SpeakerParams} (synthesiser) or {name: [paths]} (real source)
-    info: dict  # the Bunch's ``speaker_info``
+    info: dict  # the corpus's ``speaker_info``
     description: str  # the source, for DESCR
     real: bool  # True for a folder of real speech
 
@@ -281,7 +281,7 @@ def _record(plan, clean):
 
 
 def _corpus_descr(plan, speakers, recordings, random_state):
-    """The Bunch's DESCR."""
+    """The corpus's DESCR."""
     lengths = np.array([len(x) for x in recordings.data]) / plan.sr
     return "\n".join(
         [
@@ -317,7 +317,7 @@ def make_device_corpus(
     variability: float = 1.0,
     random_state: int | None = 0,
     return_X_y: bool = False,
-) -> Bunch | tuple[np.ndarray, np.ndarray]:
+) -> Corpus | tuple[np.ndarray, np.ndarray]:
     """Make a parallel multi-device speech corpus from real device components.
 
     Every utterance is "recorded" by every device: the clean utterance goes through
@@ -372,11 +372,11 @@ def make_device_corpus(
         Seed of everything (speakers, sentences realisation, device randomness). The
         same value gives bit-identical audio. ``None`` draws a fresh seed.
     return_X_y : bool, default=False
-        Return ``(data, target)`` instead of the Bunch.
+        Return ``(data, target)`` instead of the corpus.
 
     Returns
     -------
-    bunch : sklearn.utils.Bunch
+    corpus : Corpus
         ``data``: 1-D object ndarray of float32 waveforms (n_recordings,), at
         ``sample_rate``; ``target``: device names; ``groups``: speaker ids
         (``"spk01"``, ... or the source's speaker names); ``mode``; ``utterance``:
@@ -425,7 +425,7 @@ def make_device_corpus(
     else:
         speakers = _real_speakers(source, source_pattern, n_speakers)
     recordings = _record(plan, _clean_utterances(plan, speakers))
-    return finish_bunch(
+    return finish_corpus(
         data=recordings.data,
         target=recordings.target,
         groups=recordings.groups,

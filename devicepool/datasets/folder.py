@@ -15,7 +15,7 @@ from .._validation import validate_params, where
 from ..audio import SAMPLE_RATE, check_sample_rate
 from ._base import (
     check_root,
-    finish_bunch,
+    finish_corpus,
     natural_key,
     normalise_mode,
     probe_audio,
@@ -121,7 +121,7 @@ def _pattern_regex(pattern):
             )
         if part in _RESERVED:
             raise ValueError(
-                f"pattern {pattern!r}: field name {part!r} is reserved for the Bunch; rename it"
+                f"pattern {pattern!r}: field name {part!r} is reserved for the corpus; rename it"
             )
         if part in fields:
             regex += f"(?P={part})"
@@ -269,7 +269,7 @@ def _select_rows(q, records):
 def _extra_fields(q, rows):
     """One str array per field besides device, speaker and mode.
 
-    The ``{utterance}`` field is stored as ``utterance_label``: ``bunch.utterance`` is the
+    The ``{utterance}`` field is stored as ``utterance_label``: ``corpus.utterance`` is the
     cross-device id built from all fields.
     """
     return {
@@ -316,7 +316,7 @@ def _warn_if_not_parallel(q, target, utterance, stacklevel):
 
 
 def _folder_descr(q, target, groups, mode, rate, speakers_known=True):
-    """The Bunch's DESCR."""
+    """The corpus's DESCR."""
     per_device = Counter(target)
     return "\n".join(
         [
@@ -363,7 +363,7 @@ def load_audio_folder(
       ``whisper``/``whispered`` (any case) are accepted. Without it every file gets
       ``default_mode``.
     * any other field (``{session}``, ``{take}``, ...): kept as an extra string array
-      of that name in the Bunch; the ``{utterance}`` field itself is kept as
+      of that name in the corpus's ``extra`` (also an attribute); the ``{utterance}`` field itself is kept as
       ``utterance_label`` (``utterance`` holds the cross-device id below).
 
     The utterance id (``utterance``) joins with ``_`` the speaker, the other fields
@@ -394,13 +394,13 @@ def load_audio_folder(
         must then be the same for all files. The files are not resampled here;
         readers such as :class:`devicepool.features.FilterBank` resample on reading.
     return_X_y : bool, default=False
-        Return ``(data, target)`` instead of the Bunch.
+        Return ``(data, target)`` instead of the corpus.
     name : str, default="audio folder"
         Corpus name used in ``DESCR``.
 
     Returns
     -------
-    bunch : sklearn.utils.Bunch
+    corpus : Corpus
         ``data`` (ndarray of str, file paths), ``target`` (device names), ``groups``
         (speaker ids), ``mode``, ``utterance`` (ids shared across devices),
         ``sample_rate``, ``devices`` (device names sorted like a classifier's
@@ -469,7 +469,7 @@ def load_audio_folder(
     if check_files:
         extra["file_sample_rate"], rate = _file_rates(paths, sample_rate)
     _warn_if_not_parallel(q, target, utterance, stacklevel=2)
-    return finish_bunch(
+    return finish_corpus(
         data=np.asarray(paths, dtype=object),
         target=target,
         groups=groups,

@@ -12,7 +12,7 @@ import numpy as np
 from .._text import plain
 from .._validation import Interval, Options, validate_params, where
 from ..audio import SAMPLE_RATE, check_sample_rate, read_audio_file
-from ._base import finish_bunch, summary_lines
+from ._base import finish_corpus, summary_lines
 from .folder import load_audio_folder
 
 __all__ = ["load_mobiphone", "split_utterances"]
@@ -303,11 +303,11 @@ def load_mobiphone(
     dtype : numpy dtype, default=np.float32
         Sample type of the waveforms (float32, float64 or int16).
     return_X_y : bool, default=False
-        Return ``(data, target)`` instead of the Bunch.
+        Return ``(data, target)`` instead of the corpus.
 
     Returns
     -------
-    bunch : sklearn.utils.Bunch
+    corpus : Corpus
         ``data`` (1-D object ndarray of waveforms, or paths when ``split=False``),
         ``target`` (phone model), ``groups`` (speaker = file stem, the same across
         phones), ``mode`` (all ``"neutral"``), ``utterance`` (``"<speaker>_u03"``,
@@ -359,14 +359,14 @@ def load_mobiphone(
     if not split:
         descr = "\n".join(_mobiphone_header(root) + ["", "Not split: one path per (phone, speaker) file."]
                           + summary_lines(files.target, files.groups, files.mode))
-        return finish_bunch(
+        return finish_corpus(
             data=files.data, target=files.target, groups=files.groups, mode=files.mode,
             utterance=files.utterance, sample_rate=sr, descr=descr, return_X_y=return_X_y,
             extra={"source_file": np.asarray(files.data, dtype=str)},
         )
     seg = _Segmenting(n_utterances_per_file, threshold_db, min_silence, margin)
     out = _split_files(files, sr, dtype, seg, stacklevel=2)
-    return finish_bunch(
+    return finish_corpus(
         data=out.data, target=out.target, groups=out.groups, mode=["neutral"] * len(out.target),
         utterance=out.utterance, sample_rate=sr, descr=_split_descr(root, out, seg, sr),
         return_X_y=return_X_y,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from .._validation import validate_params
 from ..audio import check_sample_rate
 from .folder import _FOLDER_CONSTRAINTS, load_audio_folder
@@ -47,7 +49,7 @@ def load_wspire(
     paper's devices; other names are accepted). The speaker and sentence parts must
     not be empty and are split at the first ``_`` that lets the rest match. This is
     :func:`load_audio_folder` with ``pattern="{device}/{mode}/{speaker}_{utterance}.wav"``;
-    any extra named field in a custom ``pattern`` is kept as an array in the Bunch.
+    any extra named field in a custom ``pattern`` is kept as an array in ``extra``.
 
     Parameters
     ----------
@@ -66,11 +68,11 @@ def load_wspire(
     sample_rate : int, optional
         Rate to report; ``None`` uses the files' (common) rate, 16000 for wSPIRE.
     return_X_y : bool, default=False
-        Return ``(data, target)`` instead of the Bunch.
+        Return ``(data, target)`` instead of the corpus.
 
     Returns
     -------
-    bunch : sklearn.utils.Bunch
+    corpus : Corpus
         ``data`` (file paths), ``target`` (device), ``groups`` (speaker), ``mode``
         (``"neutral"``/``"whisper"``), ``utterance`` (``"{speaker}_{sentence}_{mode}"``,
         shared by the 5 devices), ``sample_rate``, ``devices``, ``target_names``,
@@ -104,7 +106,7 @@ def load_wspire(
              check_files=check_files, sample_rate=sample_rate, return_X_y=return_X_y),
         _FOLDER_CONSTRAINTS, owner="load_wspire",
     )
-    bunch = load_audio_folder(
+    corpus = load_audio_folder(
         root,
         pattern,
         devices=devices,
@@ -116,10 +118,8 @@ def load_wspire(
         name="wSPIRE",
     )
     if return_X_y:
-        return bunch
-    bunch.DESCR = (
+        return corpus
+    return dataclasses.replace(corpus, DESCR=(
         "wSPIRE: parallel neutral and whispered speech recorded by 5 devices (Zoom H6, "
         "Philips headphones, iPhone 7, Nokia 5.1, Moto e5 plus), 88 speakers x 50 "
-        "sentences per mode, 16 kHz.\n\n" + bunch.DESCR
-    )
-    return bunch
+        "sentences per mode, 16 kHz.\n\n" + corpus.DESCR))

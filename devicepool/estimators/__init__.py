@@ -50,6 +50,7 @@ lr=1e-3, batch_size=16, max_epochs=30, patience=5`` is the earlier, paper-like r
 from ._base import UtteranceOutputs
 from ._callbacks import EarlyStoppingBest, EpochProgress, OneCycleSchedule, StopTraining
 from ._data import BucketIterator, CropCollate, UtteranceDataset, collate_utterances
+from ._plan import TrainingPlan
 from ._routing import fit_with_groups
 from .classical import GaussianSupervector, GMMUBMClassifier
 from .classifiers import DACNNClassifier, DFTCNNClassifier, SACNNClassifier
@@ -70,6 +71,7 @@ __all__ = [
     "fit_with_groups",
     "DeviceEmbedding",
     "UtteranceOutputs",
+    "TrainingPlan",
     "UtteranceDataset",
     "BucketIterator",
     "CropCollate",

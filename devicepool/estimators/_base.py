@@ -314,7 +314,7 @@ class _UtteranceClassifier(NeuralNetClassifier):
         try:
             self.train_plan_ = self._plan(*self._planned_split)
             NeuralNetClassifier.partial_fit(self, dataset, dataset.y,
-                                            epochs=self.train_plan_["epochs"], **fit_params)
+                                            epochs=self.train_plan_.epochs, **fit_params)
         except UserInterrupt:
             raise KeyboardInterrupt from None  # a user's Ctrl-C aborts fit
         finally:

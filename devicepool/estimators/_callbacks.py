@@ -62,8 +62,8 @@ class EarlyStoppingBest(EarlyStopping):
                          threshold_mode="rel", lower_is_better=True, sink=sink, load_best=True)
 
     def on_train_begin(self, net, **kwargs):
-        plan = getattr(net, "train_plan_", None) or {}
-        self.monitor = "valid_loss" if plan.get("n_valid", 1) else "train_loss"
+        plan = getattr(net, "train_plan_", None)
+        self.monitor = "train_loss" if plan is not None and not plan.n_valid else "valid_loss"
         super().on_train_begin(net, **kwargs)
 
     def on_epoch_end(self, net, **kwargs):
@@ -102,7 +102,7 @@ class OneCycleSchedule(LRScheduler):
 
     def on_train_begin(self, net, **kwargs):
         self.max_lr_ = net.lr
-        self.total_steps_ = max(1, int(net.train_plan_["steps"]))
+        self.total_steps_ = max(1, int(net.train_plan_.steps))
         self.batch_idx_ = 0
         self.lr_scheduler_ = self._get_scheduler(net, self.policy_, **self.kwargs)
 
@@ -124,7 +124,7 @@ class EpochProgress(Callback):
         from .._progress import show_bars
 
         plan = getattr(net, "train_plan_", None)
-        total = plan["epochs"] if plan else net.max_epochs
+        total = net.max_epochs if plan is None else plan.epochs
         self.bar_ = tqdm(total=total, desc=type(net).__name__, unit="epoch",
                          leave=False, file=sys.stderr, disable=not show_bars(True))
 

@@ -28,7 +28,8 @@ class UtteranceOutputs(NamedTuple):
     attention : AttentionWeights or None
         ``time``: list of float32 arrays ``(ceil(n_frames / time_reduction),)``, one per
         utterance, each summing to 1; ``band``: float32 ndarray ``(n_utterances,
-        n_bands)`` or None; ``time_reduction``. None for networks without attention.
+        n_bands)`` or None; ``time_reduction`` (no ``utterance_index`` or ``voicing``).
+        None for networks without attention.
     """
 
     logits: np.ndarray

@@ -3,13 +3,50 @@ batch (how much memory a batch takes)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 
 import numpy as np
 from torch.utils.data import Subset
 
-__all__ = ["training_plan", "length_cap", "warn_budget_crops"]
+__all__ = ["TrainingPlan", "training_plan", "length_cap", "warn_budget_crops"]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingPlan:
+    """A fit's plan: what :func:`training_plan` returns, read by the callbacks.
+
+    ``plan["epochs"]``, ``dict(plan)`` and ``plan.keys()`` read it like the dict it was.
+
+    Attributes
+    ----------
+    epochs, steps_per_epoch, steps : int
+        Epochs, optimizer steps per epoch, and both multiplied.
+    n_train, n_valid : int
+        Items trained on and held out for validation.
+    valid_speakers : list of str or None
+        The held-out speakers (None without speakers or validation).
+    """
+
+    epochs: int
+    steps_per_epoch: int
+    steps: int
+    n_train: int
+    n_valid: int
+    valid_speakers: list | None
+
+    def as_dict(self):
+        """The plan as a plain dict (what a record's ``train_plan`` holds)."""
+        return dataclasses.asdict(self)
+
+    def keys(self):
+        return [f.name for f in dataclasses.fields(self)]
+
+    def __getitem__(self, key):
+        if key not in self.keys():
+            raise KeyError(key)
+        return getattr(self, key)
 
 
 def training_plan(train, valid, *, batch_size, max_epochs, max_steps, n_batches=None):
@@ -22,9 +59,7 @@ def training_plan(train, valid, *, batch_size, max_epochs, max_steps, n_batches=
 
     Returns
     -------
-    dict
-        ``epochs``, ``steps_per_epoch``, ``steps``, ``n_train``, ``n_valid`` and
-        ``valid_speakers`` (held-out speakers, or None).
+    TrainingPlan
     """
     n_train = len(train)
     bs = n_train if batch_size == -1 else min(int(batch_size), max(n_train, 1))
@@ -36,9 +71,8 @@ def training_plan(train, valid, *, batch_size, max_epochs, max_steps, n_batches=
     if valid is not None and isinstance(valid, Subset) and \
             getattr(valid.dataset, "speakers", None) is not None:
         held = sorted({str(v) for v in valid.dataset.speakers[np.asarray(valid.indices)]})
-    return {"epochs": epochs, "steps_per_epoch": per_epoch, "steps": epochs * per_epoch,
-            "n_train": n_train, "n_valid": 0 if valid is None else len(valid),
-            "valid_speakers": held}
+    return TrainingPlan(epochs=epochs, steps_per_epoch=per_epoch, steps=epochs * per_epoch, n_train=n_train,
+                        n_valid=0 if valid is None else len(valid), valid_speakers=held)
 
 
 def length_cap(crop_frames, max_batch_frames, lengths):

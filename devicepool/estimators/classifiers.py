@@ -78,9 +78,10 @@ _COMMON_PARAMS = """
     classes_ : ndarray of shape (n_classes,)
     n_features_in_ : int
         Features per frame seen in fit.
-    train_plan_ : dict
-        The last fit's plan: ``epochs``, ``steps_per_epoch``, ``steps``, ``n_train``,
-        ``n_valid`` (items) and ``valid_speakers`` (held-out speakers, or None).
+    train_plan_ : TrainingPlan
+        The last fit's plan (a frozen dataclass; ``as_dict()`` gives a dict): ``epochs``,
+        ``steps_per_epoch``, ``steps``, ``n_train``, ``n_valid`` (items) and
+        ``valid_speakers`` (held-out speakers, or None).
     module_ : torch.nn.Module
     history_ : skorch History
 """

@@ -38,10 +38,49 @@ from .._validation import Interval, validate_params, where
 from ..audio import SAMPLE_RATE, as_waveform, check_sample_rate
 from ._framing import frame_signal
 
-__all__ = ["voicing_labels", "VOICING_CLASSES"]
+__all__ = ["voicing_labels", "voicing_codes", "VOICING_CLASSES"]
 
-#: The three frame classes, in the order used by plots and tie-breaking.
+#: The three frame classes, in the order used by plots and tie-breaking; the one code
+#: book of voicing codes: code ``i`` is ``VOICING_CLASSES[i]``.
 VOICING_CLASSES = ("voiced", "unvoiced", "silence")
+_CODES = {name: code for code, name in enumerate(VOICING_CLASSES)}
+
+
+def voicing_codes(labels, context="frame labels"):
+    """int8 codes (indices into :data:`VOICING_CLASSES`) of per-frame voicing labels.
+
+    Parameters
+    ----------
+    labels : array-like of shape (n_frames,)
+        Class names (``"voiced"``, ...) or codes already (integers in ``[0, 3)``).
+    context : str, default="frame labels"
+        Prefix of the error message (what the labels are, e.g. an utterance).
+
+    Returns
+    -------
+    codes : ndarray of int8, shape (n_frames,)
+        ``np.asarray(VOICING_CLASSES)[codes]`` gives the names back.
+
+    Raises
+    ------
+    ValueError
+        Not 1-D, or a label that is not a class (or code) of :data:`VOICING_CLASSES`.
+
+    Examples
+    --------
+    >>> voicing_codes(["silence", "voiced", "unvoiced"]).tolist()
+    [2, 0, 1]
+    """
+    arr = np.asarray(labels)
+    if arr.ndim != 1:
+        raise ValueError(f"{context}: frame labels must be 1-D, got shape {arr.shape}")
+    if arr.dtype.kind not in "iu":
+        arr = arr.astype(str)
+    codes = arr if arr.dtype.kind in "iu" else np.array([_CODES.get(x, -1) for x in arr.tolist()], dtype=int)
+    bad = np.unique(arr[(codes < 0) | (codes >= len(VOICING_CLASSES))])
+    if bad.size:
+        raise ValueError(f"{context}: unknown frame label(s) {bad[:5].tolist()}; expected {VOICING_CLASSES}")
+    return codes.astype(np.int8)
 
 
 _MS = Interval(Real, 0, None, closed="neither")

@@ -23,7 +23,7 @@ import math
 import torch
 from torch import nn
 
-from ._contract import AttentionWeights, ModuleOutputs
+from ._contract import BatchAttention, ModuleOutputs
 
 __all__ = [
     "lengths_to_mask",
@@ -432,7 +432,7 @@ class TimeAttentionCNN(nn.Module):
         return x, lengths, fmap, out_len, tmask, w_time
 
     def _pool(self, x, lengths):
-        """``(embedding (B, embedding_dim), AttentionWeights)``: the subclass's pooling."""
+        """``(embedding (B, embedding_dim), BatchAttention)``: the subclass's pooling."""
         raise NotImplementedError(f"{type(self).__name__} must define _pool (abstract hook of "
                                   "TimeAttentionCNN; SACNN and DACNN do)")
 
@@ -445,7 +445,7 @@ class TimeAttentionCNN(nn.Module):
         """The attention-pooled embedding ``(B, embedding_dim)`` the classifier reads."""
         return self._pool(x, lengths)[0]
 
-    def attention(self, x: torch.Tensor, lengths: torch.Tensor) -> AttentionWeights:
+    def attention(self, x: torch.Tensor, lengths: torch.Tensor) -> BatchAttention:
         """Attention weights: ``time`` ``(B, ceil(T/4))`` (0 at padded frames) and, for
         DA-CNN, ``band`` ``(B, n_bands)``; also readable as ``att["time"]``."""
         return self._pool(x, lengths)[1]

@@ -17,9 +17,9 @@ attributes                  ``n_classes`` and ``n_features`` (ints, as construct
 ``fit_input_statistics``    optional: ``fit_input_statistics(chunks)`` gets an iterable of
                             raw training frames ``(n_i, n_features)`` once per ``fit``, before
                             training (input standardisation)
-``attention(x, lengths)``   optional: -> :class:`AttentionWeights` (time weights ``(B, T')``
+``attention(x, lengths)``   optional: -> :class:`BatchAttention` (time weights ``(B, T')``
                             with ``T' = ceil(T / time_reduction)``, band weights ``(B, n_bands)``
-                            or None)
+                            or None), or a mapping with ``"time"`` (and ``"band"``)
 ``outputs(x, lengths)``     optional: -> :class:`ModuleOutputs`, logits, embedding and
                             attention from **one** forward pass (else :func:`module_outputs`
                             runs ``forward``, ``embed`` and ``attention`` one after the other)
@@ -38,25 +38,28 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-__all__ = ["AttentionWeights", "ModuleOutputs", "check_module", "module_outputs"]
+from ..features import AttentionWeights
+
+__all__ = ["AttentionWeights", "BatchAttention", "ModuleOutputs", "check_module", "module_outputs"]
 
 
-class AttentionWeights(Mapping):
-    """Attention weights of a batch (or an utterance set): one typed result.
+class BatchAttention(Mapping):
+    """Attention weights of one padded batch, as a module's ``attention`` returns them.
 
     Parameters
     ----------
-    time : tensor ``(B, T')``, or list of ndarray ``(ceil(n_frames / time_reduction),)``
+    time : tensor ``(B, T')``
         Time weights, summing to one over each utterance's valid output frames (0 at
-        padding in the batched form).
-    band : tensor or ndarray ``(B, n_bands)``, or None
+        padding).
+    band : tensor ``(B, n_bands)`` or None
         Band weights (DA-CNN), rows summing to one; None for time-only attention.
     time_reduction : int
         Input frames per time weight (4 for SA-/DA-CNN): weight ``j`` covers frames
         ``[j * time_reduction, (j + 1) * time_reduction)``.
 
     It reads also as a mapping with keys ``"time"`` and (when present) ``"band"``, the
-    form the networks returned before this class existed.
+    form a module may return instead. :class:`AttentionWeights` is the per-utterance
+    (numpy) form the classifiers give.
     """
 
     __slots__ = ("time", "band", "time_reduction")
@@ -79,19 +82,14 @@ class AttentionWeights(Mapping):
     def __len__(self):
         return 1 if self.band is None else 2
 
-    def __repr__(self):
-        band = "None" if self.band is None else f"<{len(self.band)} rows>"
-        return (f"AttentionWeights(time=<{len(self.time)} utterances>, band={band}, "
-                f"time_reduction={self.time_reduction})")
-
 
 class ModuleOutputs(NamedTuple):
     """Everything one forward pass gives: ``logits`` ``(B, n_classes)``, ``embedding``
-    ``(B, embedding_dim)`` and ``attention`` (:class:`AttentionWeights` or None)."""
+    ``(B, embedding_dim)`` and ``attention`` (:class:`BatchAttention` or None)."""
 
     logits: torch.Tensor
     embedding: torch.Tensor
-    attention: AttentionWeights | None = None
+    attention: BatchAttention | None = None
 
 
 def check_module(module: nn.Module, *, n_classes: int | None = None,
@@ -138,7 +136,7 @@ def module_outputs(module: nn.Module, x: torch.Tensor, lengths: torch.Tensor,
     att = None
     if attention and callable(getattr(module, "attention", None)):
         att = module.attention(x, lengths)
-        if isinstance(att, Mapping) and not isinstance(att, AttentionWeights):
-            att = AttentionWeights(att["time"], att.get("band"),
+        if isinstance(att, Mapping) and not isinstance(att, BatchAttention):
+            att = BatchAttention(att["time"], att.get("band"),
                                    getattr(module, "time_reduction", 1))
     return ModuleOutputs(module(x, lengths), module.embed(x, lengths), att)

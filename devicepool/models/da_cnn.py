@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ._blocks import AttentionLSTM, TimeAttentionCNN, resolve_width
-from ._contract import AttentionWeights
+from ._contract import BatchAttention
 
 __all__ = ["DACNN"]
 
@@ -114,7 +114,7 @@ class DACNN(TimeAttentionCNN):
             K = torch.einsum("bck,bk->bc", per_band, w_band)         # eq. 2 as printed
         else:
             K = (per_band * (w_band * self.n_bands).unsqueeze(1)).flatten(1)  # (B, C * K)
-        return K, AttentionWeights(w_time, w_band, self.time_reduction)
+        return K, BatchAttention(w_time, w_band, self.time_reduction)
 
     def __setstate__(self, state):
         # modules pickled before the readings were parameters used the paper's

@@ -7,7 +7,7 @@ import math
 import torch
 
 from ._blocks import TimeAttentionCNN, resolve_width
-from ._contract import AttentionWeights
+from ._contract import BatchAttention
 
 __all__ = ["SACNN"]
 
@@ -108,7 +108,7 @@ class SACNN(TimeAttentionCNN):
         _, _, fmap, _, _, w_time = self._time_attention(x, lengths)   # fmap (B, C, T', F')
         K = torch.einsum("bctf,bt->bcf", fmap, w_time)              # eq. 1
         emb = K.flatten(1) if self.band_pooling == "preserve" else K.mean(dim=2)
-        return emb, AttentionWeights(w_time, None, self.time_reduction)
+        return emb, BatchAttention(w_time, None, self.time_reduction)
 
     def __setstate__(self, state):
         # modules pickled before the readings were parameters used the paper's

@@ -52,24 +52,17 @@ def _remote_backend():
     return type(backend).__name__ not in _LOCAL_BACKENDS
 
 
-def _voicing_names():
+def _voicing_classes():
     from devicepool.features import VOICING_CLASSES
 
-    return tuple(VOICING_CLASSES)
+    return VOICING_CLASSES
 
 
 def _voicing_codes(wave, sample_rate):
     """int8 code (index into ``VOICING_CLASSES``) of every FilterBank frame of ``wave``."""
-    from devicepool.features import voicing_labels
+    from devicepool.features import voicing_codes, voicing_labels
 
-    lookup = {name: i for i, name in enumerate(_voicing_names())}
-    labels = np.asarray(voicing_labels(wave, sample_rate)).astype(str)
-    return np.array([lookup[x] for x in labels], dtype=np.int8)
-
-
-def _voicing_strings(codes):
-    """Voicing class names of int8 codes (one str per frame)."""
-    return np.asarray(_voicing_names())[np.asarray(codes, dtype=int)]
+    return voicing_codes(voicing_labels(wave, sample_rate))
 
 
 def _compute_features(data, sample_rate, transformers, voicing=False, progress=False):
@@ -185,7 +178,7 @@ class FeatureCache:
         if name == "voicing":
             values, lengths = pack_ragged(list(value), np.int8)
             atomic_write_npz(path, values=values, lengths=lengths,
-                              label_names=np.asarray(_voicing_names(), dtype="U8"))
+                              label_names=np.asarray(_voicing_classes(), dtype="U8"))
         else:
             values, lengths = pack_ragged(list(value), np.float32)
             atomic_write_npz(path, values=values, lengths=lengths)
@@ -195,7 +188,7 @@ def _read_cached(path, name, n):
     """The ``n`` cached arrays in ``path``; ValueError (or the reader's own error) when
     the file is damaged: truncated, lengths that do not add up, not ``n`` utterances."""
     with np.load(path, allow_pickle=False) as z:
-        if name == "voicing" and tuple(z["label_names"].astype(str)) != _voicing_names():
+        if name == "voicing" and tuple(z["label_names"].astype(str)) != _voicing_classes():
             raise ValueError("voicing classes differ from this version's")
         values, lengths = z["values"], z["lengths"]
     if lengths.ndim != 1 or np.any(lengths < 0) or int(lengths.sum()) != len(values):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,7 +20,9 @@ from .conditions import CONDITIONS
 from .engine import Fit, fit_one
 from .keys import RESULT_FORMAT
 from .registry import ModelSpec
-from .store import FoldAttention
+
+if TYPE_CHECKING:
+    from ..features import AttentionWeights
 
 __all__ = ["FitTask", "fit_task"]
 
@@ -70,7 +73,7 @@ class _Predictions:
     index: np.ndarray
     pred: np.ndarray | None
     seconds: float
-    attention: FoldAttention | None = None
+    attention: AttentionWeights | None = None
 
 
 def _predict(est, data, index):
@@ -80,9 +83,10 @@ def _predict(est, data, index):
 
 
 def _fold_attention(index, time_w, band_w, time_reduction):
-    time_list = [np.asarray(t, dtype=np.float32).ravel() for t in time_w]
+    from ..features import AttentionWeights
+
     band = None if band_w is None else np.stack([np.asarray(b, np.float32).ravel() for b in band_w])
-    return FoldAttention(np.asarray(index, dtype=np.int64), time_list, band, int(time_reduction))
+    return AttentionWeights(time_w, band, int(time_reduction), index)
 
 
 def _held_out_outputs(est, task, data):

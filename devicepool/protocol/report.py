@@ -18,7 +18,6 @@ from .._io import atomic_write_bytes, atomic_write_text, to_jsonable
 from .conditions import CONDITIONS, PAPER_TABLE3
 from .conditions import slug as _slug
 from .registry import _label
-from .store import _DEFAULT_TIME_REDUCTION
 
 __all__ = ["ProtocolResult", "chance_levels", "combine_results", "paper_claims", "write_report"]
 
@@ -40,11 +39,10 @@ class ProtocolResult:
         ``(model, condition) -> {"labels": list, "matrix": ndarray}`` summed over folds
         (rows true device, columns predicted).
     attention : dict
-        ``training mode -> {"band_weights": (n, 24), "time_weights": list of (n_out,),
-        "frame_labels": list of (n_frames,) str, "time_reduction": list of int,
-        "utterance_index": (n,)}`` from the DA-CNN fits, on held-out utterances of the
-        training mode (the data of Fig. 2); ``time_reduction[i]`` feature frames make
-        one time weight of utterance ``i``.
+        ``training mode ->`` :class:`~devicepool.features.AttentionWeights` (``band``
+        ``(n, 24)``, ``time``, ``time_reduction``, ``utterance_index``, ``voicing``
+        codes of the feature frames) from the attention models' fits, on held-out
+        utterances of the training mode (the data of Fig. 2).
     models, conditions : list of str
     notes : list of str
         Conditions skipped and why, and other remarks.
@@ -386,8 +384,7 @@ def _draw_figures(result, out_dir):
         name = f"confusion-{m}-{_slug(c)}.png"
         figs.append((name, _save(fig, out_dir, name), f"Confusion matrix, {m}, {c}"))
     att = {k: v for k, v in result.attention.items() if v is not None}
-    bands = {f"{k} model": np.asarray(v["band_weights"]) for k, v in sorted(att.items())
-             if v.get("band_weights") is not None and len(v["band_weights"])}
+    bands = {f"{k} model": v.band for k, v in sorted(att.items()) if v.band is not None and len(v.band)}
     if bands:
         fig, ax = _figure((6, 4))
         rate = (result.config.get("sample_rate")
@@ -398,14 +395,13 @@ def _draw_figures(result, out_dir):
                      "Fig. 2(a): mean DA-CNN band weights, neutral and whisper models"))
     for panel, train_mode in (("b", "neutral"), ("c", "whisper")):
         v = att.get(train_mode)
-        if not v or not v["time_weights"]:
+        if v is None or not len(v) or v.voicing is None:
             continue
-        reductions = v.get("time_reduction") or [_DEFAULT_TIME_REDUCTION] * len(v["time_weights"])
-        labels = [plotting.align_frame_labels(lab, len(tw), factor=int(r))
-                  for tw, lab, r in zip(v["time_weights"], v["frame_labels"], reductions)]
+        codes = [plotting.align_frame_labels(c, len(tw), factor=r)
+                 for tw, c, r in zip(v.time, v.voicing, v.time_reductions)]
         fig, ax = _figure((6, 4))
         plotting.plot_time_weight_distribution(
-            v["time_weights"], labels, ax=ax,
+            v.time, codes, ax=ax,
             title=f"Fig. 2({panel}): DA-CNN time weights, {train_mode} model")
         name = f"fig2{panel}-time-weights-{train_mode}.png"
         figs.append((name, _save(fig, out_dir, name),

@@ -26,7 +26,7 @@ import numpy as np
 
 from .._io import to_jsonable
 from .._typing import PathLike
-from .cache import FeatureCache, _voicing_strings
+from .cache import FeatureCache
 from .conditions import CONDITIONS, MODES, check_corpus, check_seed, make_folds, seed_for, select_conditions
 from .engine import FitData, in_parallel, run_fits
 from .fitting import FitTask, fit_task
@@ -173,7 +173,7 @@ def _run_fits(run, todo, n_done):
     for task, (records, attention) in run_fits(todo, fit_task, data, run.n_jobs, run.progress, n_done=n_done,
                                                describe=lambda t: f"{t.model} {t.train_mode} fold {t.fold}"):
         if attention is not None and voicing is not None:
-            attention.frame_labels = [_voicing_strings(voicing[i]) for i in attention.utterance_index]
+            attention = attention.with_voicing(voicing)
         run.store.write(task, records, attention)
         outcomes[task.key] = (to_jsonable(records), attention)
         _log.info("fitted %s %s fold %d (%.1f s): %s", task.model, task.train_mode, task.fold,

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 
@@ -48,50 +48,24 @@ def _attention_key(path, action=None):
     if not os.path.exists(path):
         return None
     try:
-        att = _load_attention(path)
+        _, key = _read_attention(path)
     except Exception as exc:  # BadZipFile, EOFError, ValueError, KeyError, zlib.error, ...
         return _damaged(path, "attention file", f"{type(exc).__name__}: {exc}", action)
-    return att.config_key or ""
+    return key or ""
 
 
 # --------------------------------------------------------------------------- attention
 
 
-@dataclass
-class FoldAttention:
-    """Fig. 2 data of one fit: attention on the held-out utterances of its training mode.
-
-    Attributes
-    ----------
-    utterance_index : ndarray of int, shape (n,)
-        Corpus positions of the utterances.
-    time_weights : list of ndarray
-        Per utterance, float32 ``(ceil(n_frames / time_reduction),)``.
-    band_weights : ndarray of shape (n, n_bands) or None
-    time_reduction : int
-        Feature frames per output frame of the network (4 for SA-CNN and DA-CNN).
-    frame_labels : list of ndarray of str or None
-        Per utterance, the voicing class of every feature frame (attached by the runner
-        from the feature cache; None until then).
-    config_key : str or None
-        The settings key of the fit, as read from its file (None: not stored).
-    """
-
-    utterance_index: np.ndarray
-    time_weights: list
-    band_weights: np.ndarray | None
-    time_reduction: int
-    frame_labels: list | None = None
-    config_key: str | None = None
-
-
 def _save_attention(path, att, config_key=None):
-    """Write a :class:`FoldAttention` as an npz (no pickle): packed ragged arrays, and
-    the settings key of the fit that made it."""
-    labels = att.frame_labels or [np.zeros(0, dtype="U1") for _ in att.time_weights]
+    """Write an :class:`~devicepool.features.AttentionWeights` as an npz (no pickle): packed
+    ragged arrays, and the settings key of the fit that made it. The voicing is stored as
+    codes into ``label_names``, the classes present in sorted order (the format's own
+    code book)."""
+    labels = att.frame_labels or [np.zeros(0, dtype="U1") for _ in att.time]
     names = np.unique(np.concatenate(labels)) if labels else np.zeros(0, dtype="U1")
     codes = [np.searchsorted(names, lab).astype(np.int8) for lab in labels]
-    time_values, time_lengths = pack_ragged(att.time_weights, np.float32)
+    time_values, time_lengths = pack_ragged(att.time, np.float32)
     label_values, label_lengths = pack_ragged(codes, np.int8)
     arrays = {
         "time_values": time_values, "time_lengths": time_lengths,
@@ -100,8 +74,8 @@ def _save_attention(path, att, config_key=None):
         "utterance_index": np.asarray(att.utterance_index, dtype=np.int64),
         "time_reduction": np.asarray(int(att.time_reduction), dtype=np.int64),
     }
-    if att.band_weights is not None:
-        arrays["band_weights"] = np.asarray(att.band_weights, dtype=np.float32)
+    if att.band is not None:
+        arrays["band_weights"] = np.asarray(att.band, dtype=np.float32)
     if config_key is not None:
         arrays["config_key"] = np.asarray(config_key)
     atomic_write_npz(path, **arrays)
@@ -112,9 +86,11 @@ def _check_packed(values, lengths, name):
         raise ValueError(f"{name}: lengths do not add up to the values")
 
 
-def _load_attention(path):
-    """Read an attention npz back into a :class:`FoldAttention`; ValueError (or the
-    reader's own error) when the file is damaged."""
+def _read_attention(path):
+    """``(AttentionWeights, settings key or None)`` of an attention npz; ValueError (or
+    the reader's own error) when the file is damaged."""
+    from ..features import AttentionWeights, voicing_codes
+
     with np.load(path, allow_pickle=False) as z:
         names = z["label_names"].astype(str)
         index = z["utterance_index"]
@@ -125,31 +101,25 @@ def _load_attention(path):
         band = z["band_weights"] if "band_weights" in z.files else None
         if band is not None and (band.ndim != 2 or len(band) != len(index)):
             raise ValueError(f"band_weights of shape {band.shape} for {len(index)} utterances")
+        book = voicing_codes(names, "label_names") if len(names) else np.zeros(0, np.int8)
         codes = unpack_ragged(z["label_values"], z["label_lengths"])
-        return FoldAttention(
-            utterance_index=index,
-            time_weights=[np.asarray(t).ravel() for t in unpack_ragged(z["time_values"], z["time_lengths"])],
-            band_weights=band,
-            time_reduction=int(z["time_reduction"]) if "time_reduction" in z.files
-            else _DEFAULT_TIME_REDUCTION,
-            frame_labels=[names[np.asarray(c).ravel().astype(int)] for c in codes],
-            config_key=str(z["config_key"]) if "config_key" in z.files else None,
-        )
+        att = AttentionWeights(
+            [np.asarray(t).ravel() for t in unpack_ragged(z["time_values"], z["time_lengths"])], band,
+            int(z["time_reduction"]) if "time_reduction" in z.files else _DEFAULT_TIME_REDUCTION,
+            index, [book[np.asarray(c).ravel().astype(int)] for c in codes])
+        return att, (str(z["config_key"]) if "config_key" in z.files else None)
+
+
+def _load_attention(path):
+    """Read an attention npz back into an :class:`~devicepool.features.AttentionWeights`."""
+    return _read_attention(path)[0]
 
 
 def _merge_attention(parts):
     """One training mode's Fig. 2 data, all fits together (``ProtocolResult.attention``)."""
-    if not parts:
-        return None
-    band = [p.band_weights for p in parts if p.band_weights is not None]
-    return {
-        "band_weights": np.concatenate(band) if band else None,
-        "time_weights": [t for p in parts for t in p.time_weights],
-        "frame_labels": [f for p in parts for f in (p.frame_labels or [])],
-        "time_reduction": [int(p.time_reduction) for p in parts for _ in p.time_weights],
-        "utterance_index": np.concatenate([np.asarray(p.utterance_index, dtype=np.int64)
-                                           for p in parts]),
-    }
+    from ..features import AttentionWeights
+
+    return AttentionWeights.concat(parts)
 
 
 # --------------------------------------------------------------------------- the stores
@@ -241,7 +211,7 @@ class ResultStore:
         atomic_write_json(os.path.join(self.out_dir, "protocol.json"), config)
 
     def load_all(self):
-        """Records and ``train_mode -> [FoldAttention]`` found in the folder; a damaged file
+        """Records and ``train_mode -> [AttentionWeights]`` found in the folder; a damaged file
         is skipped with a warning naming it."""
         records, attention_parts = [], {}
         if not os.path.isdir(self.results_dir):
