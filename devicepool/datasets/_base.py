@@ -189,10 +189,11 @@ class Corpus:
         missing = [k for k in ("data", "target", "groups") if k not in given]
         if missing:
             raise TypeError(f"a corpus needs data, target and groups (and mode, sample_rate); "
-                            f"missing {missing}")
+                            f"missing {', '.join(map(repr, missing))}")
         fields = {k: given.pop(k) for k in ("data", "target", "groups", "mode", "utterance", "sample_rate",
                                             "DESCR", "speakers_known") if k in given}
-        fields.setdefault("mode", ["neutral"] * len(fields["data"]))
+        if fields.get("mode") is None:
+            fields["mode"] = ["neutral"] * len(fields["data"])
         for k in ("devices", "target_names"):
             given.pop(k, None)
         return cls(**fields, extra=given)

@@ -4,11 +4,13 @@ derived: :func:`seed_for` for a fit, :func:`rng_for` for a draw)."""
 from __future__ import annotations
 
 import zlib
-from typing import Any, NamedTuple
+from dataclasses import replace
 
 import numpy as np
 
-__all__ = ["CONDITIONS", "MODES", "PAPER_TABLE3", "Corpus", "available_conditions", "make_folds"]
+from ..datasets import Corpus
+
+__all__ = ["CONDITIONS", "MODES", "PAPER_TABLE3", "available_conditions", "make_folds"]
 
 #: condition code -> (training mode, test mode, column title)
 CONDITIONS = {
@@ -30,37 +32,14 @@ PAPER_TABLE3 = {
 MODES = ("neutral", "whisper")
 
 
-class Corpus(NamedTuple):
-    """A validated corpus: what :func:`check_corpus` returns.
-
-    ``data`` is a list (waveforms or paths); ``target`` and ``groups`` are object arrays
-    of str (device, speaker); ``mode`` an object array of ``"neutral"``/``"whisper"``.
-    """
-
-    data: list
-    target: np.ndarray
-    groups: np.ndarray
-    mode: np.ndarray
-    sample_rate: int
-    utterance: Any = None
-
-
-def _labels_array(values, name, n):
-    arr = np.asarray(values)
-    if arr.ndim != 1 or arr.shape[0] != n:
-        raise ValueError(f"corpus.{name} must have one entry per utterance ({n}), got shape {arr.shape}")
-    return arr
-
-
-def _as_str_array(values):
-    return np.asarray([str(v) for v in values], dtype=object)
-
-
 def check_corpus(corpus, allow_unknown_speakers=False):
-    """Validate a corpus Bunch (or dict) and return it as a :class:`Corpus`.
+    """Validate a corpus and return it as a :class:`~devicepool.datasets.Corpus` whose
+    ``data`` is a list and whose ``sample_rate`` is set (16000 when the corpus gives none).
 
-    A corpus whose loader says its speakers are unknown (``speakers_known=False``, e.g.
-    a folder pattern without ``{speaker}``) is refused unless
+    A :class:`~devicepool.datasets.Corpus` is taken as it is; a ``Bunch`` or mapping goes
+    through :meth:`~devicepool.datasets.Corpus.from_bunch` (which checks the lengths and
+    modes). A corpus whose loader says its speakers are unknown (``speakers_known=False``,
+    e.g. a folder pattern without ``{speaker}``) is refused unless
     ``allow_unknown_speakers``: its ``groups`` are not speakers, so folds would not be
     speaker-disjoint.
 
@@ -70,34 +49,17 @@ def check_corpus(corpus, allow_unknown_speakers=False):
     >>> c.mode.tolist(), c.groups.tolist(), c.sample_rate
     (['neutral', 'neutral'], ['1', '2'], 16000)
     """
-    for key in ("data", "target", "groups"):
-        if not hasattr(corpus, key) and not (isinstance(corpus, dict) and key in corpus):
-            raise TypeError(
-                f"corpus must be a Bunch with data, target, groups (and mode, sample_rate); "
-                f"missing {key!r}"
-            )
-    get = corpus.get if isinstance(corpus, dict) else lambda k, d=None: getattr(corpus, k, d)
-    data = list(get("data"))
-    n = len(data)
-    if n == 0:
+    c = Corpus.from_bunch(corpus)
+    if len(c) == 0:
         raise ValueError("corpus is empty: no utterances")
-    target = _as_str_array(_labels_array(get("target"), "target", n))
-    groups = _as_str_array(_labels_array(get("groups"), "groups", n))
-    mode = get("mode")
-    mode = np.full(n, "neutral", dtype=object) if mode is None else _labels_array(mode, "mode", n)
-    mode = _as_str_array(mode)
-    bad = sorted(set(mode) - set(MODES))
-    if bad:
-        raise ValueError(f"corpus.mode values must be 'neutral' or 'whisper', got {bad}")
-    sample_rate = int(get("sample_rate", 16000) or 16000)
-    if get("speakers_known", True) is False and not allow_unknown_speakers:
+    if not c.speakers_known and not allow_unknown_speakers:
         raise ValueError(
             "the corpus's speakers are unknown (its `groups` are utterance ids, e.g. a folder "
             "pattern without {speaker}): folds cannot be speaker-disjoint, as the paper's "
             "protocol requires; name the speakers in the pattern, or pass "
             "allow_unknown_speakers=True to fold by utterance groups"
         )
-    return Corpus(data, target, groups, mode, sample_rate, get("utterance"))
+    return replace(c, data=list(c.data), sample_rate=int(c.sample_rate or 16000))
 
 
 def check_seed(random_state):

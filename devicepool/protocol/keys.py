@@ -70,7 +70,7 @@ def _file_digest(path):
 
 
 def corpus_fingerprint(corpus):
-    """SHA-256 of a :class:`~devicepool.protocol.conditions.Corpus`: the audio by content
+    """SHA-256 of a :class:`~devicepool.datasets.Corpus`: the audio by content
     (a file by the SHA-256 of its bytes, wherever it lies; an array by dtype, shape and
     bytes), the labels, modes and sample rate, in corpus order."""
     h = hashlib.sha256()
