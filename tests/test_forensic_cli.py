@@ -2,6 +2,7 @@
 OpenSetClassifier, the verbal scale, ``devicepool calibrate``, ``devicepool compare`` and
 ``devicepool evaluate --forensic``."""
 
+import copy
 import io
 import json
 import math
@@ -13,8 +14,9 @@ import pytest
 import torch
 from conftest import FOLDER_PATTERN, write_folder_corpus
 from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import FunctionTransformer
 
-from devicepool import protocol
+from devicepool import persistence, protocol
 from devicepool.cli import main
 from devicepool.cli._forensic_commands import CAUTION, H1, H2
 from devicepool.datasets import make_device_corpus
@@ -120,23 +122,17 @@ def through_torch(payload):
     return torch.load(buffer, weights_only=True)
 
 
-def as_lists(obj):
-    if isinstance(obj, dict):
-        return {k: as_lists(v) for k, v in obj.items()}
-    return obj.tolist() if isinstance(obj, np.ndarray) else obj
-
-
 @pytest.mark.parametrize("scoring", ["plda", "cosine"])
 @pytest.mark.parametrize("calibration", ["logistic", "isotonic"])
 @pytest.mark.parametrize("lda_dim", [None, 3])
-def test_device_lr_payload_round_trip_gives_the_same_llrs(scoring, calibration, lda_dim):
+def test_device_lr_payload_round_trip_gives_the_same_llrs(scoring, calibration, lda_dim, tmp_path):
     E, d, s = device_embeddings(6, 0)
     Et, dt, st = device_embeddings(4, 1)
     model = DeviceLR(scoring=scoring, calibration=calibration, lda_dim=lda_dim,
                      random_state=0).fit(E, d, s)
     payload = model.to_payload()
-    for restored in (DeviceLR.from_payload(through_torch(payload)),
-                     DeviceLR.from_payload(json.loads(json.dumps(as_lists(payload))))):
+    persistence.dump(model, tmp_path / "lr.pt")
+    for restored in (DeviceLR.from_payload(through_torch(payload)), persistence.load(tmp_path / "lr.pt")):
         np.testing.assert_array_equal(restored.predict_llr(Et[:10], Et[10:15]),
                                       model.predict_llr(Et[:10], Et[10:15]))
         np.testing.assert_array_equal(restored.pair_llrs(Et, dt, st)[0], model.pair_llrs(Et, dt, st)[0])
@@ -147,24 +143,27 @@ def test_device_lr_payload_round_trip_gives_the_same_llrs(scoring, calibration, 
     np.testing.assert_array_equal(again.predict_llr(Et[:5], Et[5:8]), model.predict_llr(Et[:5], Et[5:8]))
 
 
-def test_device_lr_payload_is_plain_and_keeps_the_embedder_out():
+def test_device_lr_payload_is_the_persistence_format_and_keeps_the_embedder_out():
+    """One format: the payload is what ``persistence.dump`` writes (JSON is no longer a
+    goal: arrays are tensors), a node per estimator, the embedder left out."""
     E, d, s = device_embeddings(4, 0)
-    model = DeviceLR(scoring=CosineScorer(lda_dim=2), random_state=np.random.default_rng(0)).fit(E, d, s)
+    model = DeviceLR(embedder=None, scoring=CosineScorer(lda_dim=2),
+                     random_state=np.random.default_rng(0)).fit(E, d, s)
+    model.embedder = FunctionTransformer()  # what the payload leaves out
     payload = model.to_payload()
-    assert payload["format"] == "devicepool.forensic.DeviceLR" and payload["format_version"] == 2
-    assert payload["params"]["scoring"] == "cosine" and payload["params"]["random_state"] is None
-    assert payload["params"]["bounds"] == "elub" and len(payload["llr_bounds"]) == 2
-    # a payload of 0.4 (format 1: no bounds) still loads, and its LRs stay unbounded
-    old = dict(payload, format_version=1, params={k: v for k, v in payload["params"].items() if k != "bounds"})
-    del old["llr_bounds"]
-    restored = DeviceLR.from_payload(old)
-    assert restored.bounds is None and restored.llr_bounds_ == (-np.inf, np.inf)
-    np.testing.assert_array_equal(restored.predict_llr(E[:3], E[3:6]),
-                                  model.calibrator_.transform(model.score(E[:3], E[3:6])))
-    assert payload["scorer"]["lda"]["n_components"] == 2
-    assert "embedder" not in payload["params"]
-    embedder = object()
-    assert DeviceLR.from_payload(payload, embedder=embedder).embedder is embedder
+    assert payload["format"] == persistence.FORMAT and payload["format_version"] == persistence.FORMAT_VERSION
+    node = payload["object"]
+    assert node["class"] == "devicepool.forensic.DeviceLR" and node["params"]["embedder"] is None
+    assert node["params"]["scoring"]["class"] == "devicepool.forensic.CosineScorer"
+    assert "random_state" not in node["params"]  # a Generator only steers fitting: left out
+    assert node["params"]["bounds"] == "elub" and len(node["fitted"]["llr_bounds_"]["__tuple__"]) == 2
+    lda = node["fitted"]["scorer_"]["fitted"]["lda_"]
+    assert lda["class"] == "sklearn.discriminant_analysis.LinearDiscriminantAnalysis"
+    assert model.embedder is not None  # to_payload left the model alone
+    restored = DeviceLR.from_payload(through_torch(payload), embedder=model.embedder)
+    assert restored.embedder is model.embedder and restored.random_state is None
+    assert restored.get_params()["scoring"].get_params() == {"lda_dim": 2}
+    np.testing.assert_array_equal(restored.score(E[:3], E[3:6]), model.score(E[:3], E[3:6]))
 
 
 def test_device_lr_payload_errors():
@@ -175,18 +174,23 @@ def test_device_lr_payload_errors():
     class MyScorer(CosineScorer):
         pass
 
-    with pytest.raises(TypeError, match="MyScorer"):
+    with pytest.raises(ValueError, match="MyScorer.*ALLOWED"):
         DeviceLR(scoring=MyScorer(), random_state=0).fit(E, d, s).to_payload()
     payload = DeviceLR(random_state=0).fit(E, d, s).to_payload()
-    with pytest.raises(ValueError, match="not a DeviceLR payload"):
+    with pytest.raises(ValueError, match="DeviceLR payload is not a devicepool model file"):
         DeviceLR.from_payload({"format": "other"})
-    with pytest.raises(ValueError, match="format version 3"):
-        DeviceLR.from_payload(dict(payload, format_version=3))
-    damaged = dict(payload, scorer={k: v for k, v in payload["scorer"].items() if k != "projection"})
-    with pytest.raises(ValueError, match="damaged payload"):
+    with pytest.raises(ValueError, match="update devicepool"):
+        DeviceLR.from_payload(dict(payload, format_version=persistence.FORMAT_VERSION + 1))
+    damaged = copy.deepcopy(payload)
+    del damaged["object"]["fitted"]["scorer_"]["fitted"]
+    with pytest.raises(ValueError, match=r"damaged model file: object.scorer_ \(PLDAScorer\)"):
         DeviceLR.from_payload(damaged)
-    with pytest.raises(ValueError, match="unknown calibrator kind"):
-        DeviceLR.from_payload(dict(payload, calibrator={"kind": "spline"}))
+    foreign = copy.deepcopy(payload)
+    foreign["object"]["fitted"]["calibrator_"]["class"] = "builtins.eval"
+    with pytest.raises(ValueError, match="unknown class 'builtins.eval'"):
+        DeviceLR.from_payload(foreign)
+    with pytest.raises(ValueError, match="not a DeviceLR payload: it holds a CosineScorer"):
+        DeviceLR.from_payload(persistence.to_payload(CosineScorer().fit(E, d)))
 
 
 @pytest.mark.parametrize("score", ["max_proba", "margin"])
@@ -200,10 +204,59 @@ def test_open_set_payload_round_trip(score):
         assert getattr(restored, attr) == getattr(model, attr), attr
     probe = rng.normal(0, 2, (30, 2))
     assert restored.predict(probe).tolist() == model.predict(probe).tolist()
-    with pytest.raises(ValueError, match="not a OpenSetClassifier payload"):
+    assert model.classifier is clf  # to_payload left the model alone
+    with pytest.raises(ValueError, match="not a devicepool model file"):
         OpenSetClassifier.from_payload({}, clf)
     with pytest.raises(Exception, match="no threshold"):
         OpenSetClassifier(clf).to_payload()
+
+
+# --------------------------------------------------------------------------- payloads of 0.4-0.5
+
+LEGACY = Path(__file__).parent / "data" / "legacy"
+
+
+def test_device_lr_payloads_of_earlier_versions_give_the_same_llrs():
+    """``DeviceLR.to_payload()`` of devicepool 0.5 (format 2; and 1, of 0.4, without bounds;
+    and as JSON lists), with the LLRs 0.5 gave after reading them back: bit for bit."""
+    stored = torch.load(LEGACY / "device_lr.pt", weights_only=True)
+    Et = stored["E"].numpy()
+    _, dt, st = device_embeddings(4, 1)
+    assert len(stored["payloads"]) == 6
+    for name, payload in stored["payloads"].items():
+        lr = DeviceLR.from_payload(payload)
+        np.testing.assert_array_equal(lr.predict_llr(Et[:10], Et[10:15]), stored["llr"][name].numpy())
+        np.testing.assert_array_equal(lr.pair_llrs(Et, dt, st)[0], stored["pair_llr"][name].numpy())
+        assert lr.bounds == (None if name.endswith("_v1") else "elub")
+        again = DeviceLR.from_payload(through_torch(lr.to_payload()))  # in the current format
+        np.testing.assert_array_equal(again.predict_llr(Et[:10], Et[10:15]), stored["llr"][name].numpy())
+    assert DeviceLR.from_payload(stored["payloads"]["cosine_logistic_lda2_v1"]).llr_bounds_ == (-np.inf, np.inf)
+    from devicepool.estimators.embedding import read_bundle  # the shipped bundle's back end (0.5)
+
+    E = stored["bundle_E"].numpy()
+    lr = DeviceLR.from_payload(read_bundle()[1]["lr"])
+    np.testing.assert_array_equal(lr.predict_llr(E[:8], E[8:]), stored["bundle_llr"].numpy())
+
+
+def test_payloads_of_earlier_versions_errors_and_the_open_set():
+    stored = torch.load(LEGACY / "device_lr.pt", weights_only=True)
+    old = stored["payloads"]["plda_isotonic_lda3"]
+    with pytest.raises(ValueError, match="DeviceLR payload format version 3; .*update devicepool"):
+        DeviceLR.from_payload(dict(old, format_version=3))
+    with pytest.raises(ValueError, match=r"damaged model file \(KeyError: 'projection'\)"):
+        DeviceLR.from_payload(dict(old, scorer={k: v for k, v in old["scorer"].items() if k != "projection"}))
+    with pytest.raises(ValueError, match="unknown calibrator kind 'spline'"):
+        DeviceLR.from_payload(dict(old, calibrator={"kind": "spline"}))
+    rng = np.random.default_rng(0)
+    X = np.r_[rng.normal(-3, 1, (50, 2)), rng.normal(3, 1, (50, 2))]
+    clf = LogisticRegression().fit(X, np.repeat(["a", "b"], 50))
+    model = OpenSetClassifier(clf, far=0.1, score="margin").calibrate(X, rng.normal(0, 1, (40, 2)))
+    restored = OpenSetClassifier.from_payload(stored["open_set"], clf)
+    assert restored.classifier is clf
+    for attr in ("threshold_", "far_", "frr_", "n_known_", "n_unknown_", "far", "score"):
+        assert getattr(restored, attr) == getattr(model, attr), attr
+    with pytest.raises(ValueError, match="not a DeviceLR payload: it holds a OpenSetClassifier"):
+        DeviceLR.from_payload(stored["open_set"])
 
 
 # --------------------------------------------------------------------------- calibrate, compare
@@ -235,10 +288,10 @@ def test_the_calibrated_file_is_weights_only_and_still_predicts(models, folder_c
     payload = torch.load(calibrated, weights_only=True)
     before = torch.load(trained, weights_only=True)
     assert payload["format"] == "devicepool.pipeline" and payload["format_version"] == 3
-    forensic = payload["provenance"]["forensic"]
-    assert forensic["format"] == "devicepool.forensic.DeviceLR"
-    assert forensic["scorer"]["kind"] == "plda"
-    assert forensic["calibrator"]["kind"] == "logistic"
+    forensic = payload["provenance"]["forensic"]  # DeviceLR.to_payload(): the format of the file itself
+    assert forensic["format"] == "devicepool.pipeline" and forensic["object"]["class"] == "devicepool.forensic.DeviceLR"
+    assert forensic["object"]["fitted"]["scorer_"]["class"] == "devicepool.forensic.PLDAScorer"
+    assert forensic["object"]["fitted"]["calibrator_"]["class"] == "devicepool.forensic.LogisticCalibrator"
     data = payload["provenance"]["forensic_data"]
     assert data["mode"] == "neutral" and data["n_recordings"] == 18 and len(data["devices"]) == 3
     assert 0 <= data["cllr_min"] <= data["cllr"]
@@ -259,8 +312,8 @@ def test_calibrate_prints_pairs_and_an_optimistic_cllr(folder_corpus, models, tm
     text = capsys.readouterr().out
     assert "same-device" in text and "different-device" in text and "Cllr" in text
     assert "optimistic, not a validation" in text
-    payload = torch.load(out, weights_only=True)["provenance"]["forensic"]
-    assert payload["calibrator"]["kind"] == "isotonic" and payload["params"]["n_references"] == 2
+    lr = DeviceLR.from_payload(torch.load(out, weights_only=True)["provenance"]["forensic"])
+    assert type(lr.calibrator_).__name__ == "IsotonicCalibrator" and lr.n_references == 2
 
 
 def test_calibrate_reads_whether_the_corpus_knows_its_speakers(folder_corpus, models, tmp_path, capsys):
@@ -387,7 +440,7 @@ def test_calibrate_errors_and_a_pickled_model(models, folder_corpus, tmp_path, c
                  "-o", str(out)]) == 0
     payload = torch.load(out, weights_only=True)
     provenance = payload["provenance"]
-    assert provenance["model"] == "da_cnn" and provenance["forensic"]["scorer"]["kind"] == "cosine"
+    assert provenance["model"] == "da_cnn" and DeviceLR.from_payload(provenance["forensic"]).scoring == "cosine"
 
 
 # --------------------------------------------------------------------------- evaluate --forensic

@@ -10,15 +10,15 @@ provenance::
 
     {"model": <registry name>,
      # devicepool calibrate:
-     "forensic": <DeviceLR.to_payload(), its arrays as float64 / int64 tensors>,
+     "forensic": <DeviceLR.to_payload(): the DeviceLR, without its embedder, as dump writes it>,
      "forensic_data": {"corpus", "root", "pattern", "mode", "sample_rate",
                        "n_recordings", "n_speakers", "devices", "cllr", "cllr_min", ...}}
 
-(:mod:`devicepool.forensic` describes the DeviceLR payload; the second describes the
-calibration corpus, the relevant population of the LRs). Model files of devicepool
-0.2-0.5 (``devicepool.pipeline`` formats 1 and 2, with the same provenance keys) still
-load. Pickles (joblib files of older versions, or a registered model whose classifier
-the format cannot hold) are written and read only with ``allow_pickle=True``
+(the second describes the calibration corpus, the relevant population of the LRs).
+Model files of devicepool 0.2-0.5 (``devicepool.pipeline`` formats 1 and 2, with the same
+provenance keys; ``"forensic"`` a ``devicepool.forensic.DeviceLR`` payload) still load.
+Pickles (joblib files of older versions, or a registered model whose classifier the
+format cannot hold) are written and read only with ``allow_pickle=True``
 (``--allow-pickle``): :data:`PICKLE_RISK`. ``OUTPUT.tmp``, the temporary name of
 0.2-0.5, is removed when found.
 """

@@ -37,9 +37,9 @@ numpy, scipy, scikit-learn and devicepool's lower layers only.
 * :mod:`~devicepool.forensic.plots` -- :func:`plot_tippett`, :func:`plot_det`,
   :func:`plot_ece` (matplotlib, optional).
 
-Fitted :class:`DeviceLR` and :class:`OpenSetClassifier` have ``to_payload()`` and
-``from_payload()``: plain values and arrays, no pickled code
-(:mod:`~devicepool.forensic._payload`).
+Fitted :class:`DeviceLR` and :class:`OpenSetClassifier` are saved by
+:func:`devicepool.persistence.dump` (no pickled code); their ``to_payload()`` and
+``from_payload()`` give and take the dict it writes.
 """
 
 from .calibration import IsotonicCalibrator, LogisticCalibrator

@@ -26,17 +26,18 @@ seen them (optimistic scores; prefer a separate background set).
 
 from __future__ import annotations
 
+import copy
 from numbers import Integral
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
+from .. import persistence
 from .._typing import ArrayLike, UtteranceSet
 from .._validation import Interval, StrOptions, validate_params
 from ._checks import HasMethods, check_embeddings, check_labels
 from ._pairs import make_pairs, reference_means
-from ._payload import lr_from_payload, lr_payload
 from .calibration import IsotonicCalibrator, LogisticCalibrator
 from .metrics import elub_bounds
 from .scoring import CosineScorer, PLDAScorer, SNormCosineScorer
@@ -336,26 +337,29 @@ class DeviceLR(BaseEstimator):
 
     # ------------------------------------------------------------------ persistence
     def to_payload(self):
-        """The fitted model as plain values and numpy arrays, without the embedder.
-
-        No pickled code: strings, numbers, None, lists, dicts and float64/int64 arrays
-        (the settings, the scorer's centring mean, LDA map and PLDA matrices, the
-        calibrator's parameters, the calibration scores); the layout is in
-        :mod:`devicepool.forensic._payload`. Convert the arrays to tensors
-        (``torch.from_numpy``) to write it with ``torch.save`` and read it with
-        ``torch.load(weights_only=True)``, or to lists for JSON. Only the built-in
-        scorers and calibrators can be written (``TypeError`` otherwise).
+        """The fitted model, without the embedder, as the dict :func:`devicepool.persistence.dump`
+        writes (:func:`devicepool.persistence.to_payload`): plain values and tensors, no
+        pickled code; ``torch.save`` it and read it back with ``torch.load(weights_only=True)``
+        and :meth:`from_payload`. Its scorer and calibrator must be of the built-in classes
+        (:data:`devicepool.persistence.ALLOWED`).
 
         Returns
         -------
         payload : dict
+
+        Raises
+        ------
+        ValueError
+            A scorer or calibrator of another class.
         """
         check_is_fitted(self, "calibrator_")
-        return lr_payload(self)
+        return persistence.to_payload(copy.copy(self).set_params(embedder=None))
 
     @classmethod
     def from_payload(cls, payload, embedder=None):
-        """A fitted ``DeviceLR`` from :meth:`to_payload`'s dict (arrays, tensors or lists).
+        """A fitted ``DeviceLR`` from :meth:`to_payload`'s dict, or from a payload of
+        devicepool 0.4-0.5 (format ``"devicepool.forensic.DeviceLR"`` 1-2, arrays as
+        tensors or lists).
 
         Parameters
         ----------
@@ -373,7 +377,10 @@ class DeviceLR(BaseEstimator):
         ValueError
             Not a DeviceLR payload, a newer format version, or a damaged one.
         """
-        return lr_from_payload(cls, payload, embedder=embedder)
+        model = persistence.from_payload(payload, source="DeviceLR payload")[0]
+        if type(model) is not cls:
+            raise ValueError(f"not a DeviceLR payload: it holds a {type(model).__name__}")
+        return model.set_params(embedder=embedder)
 
 
 def cross_validated_llrs(model, X, devices, speakers, *, n_splits=3, X_background=None,

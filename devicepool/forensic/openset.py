@@ -26,6 +26,7 @@ the same ``far`` on your calibration data.
 
 from __future__ import annotations
 
+import copy
 import math
 from numbers import Real
 
@@ -33,9 +34,9 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
+from .. import persistence
 from .._validation import Interval, StrOptions, validate_params
 from ._checks import HasMethods
-from ._payload import openset_from_payload, openset_payload
 
 __all__ = ["UNKNOWN", "OpenSetClassifier"]
 
@@ -183,8 +184,8 @@ class OpenSetClassifier(BaseEstimator):
         return out
 
     def to_payload(self):
-        """The calibration as plain values (settings, ``threshold_``, ``far_``, ``frr_``,
-        counts), without the classifier; see :mod:`devicepool.forensic._payload`.
+        """The calibration (settings, ``threshold_``, ``far_``, ``frr_``, counts), without the
+        classifier, as :func:`devicepool.persistence.to_payload` gives it.
 
         Returns
         -------
@@ -193,15 +194,18 @@ class OpenSetClassifier(BaseEstimator):
         if not hasattr(self, "threshold_"):
             raise NotFittedError("This OpenSetClassifier has no threshold yet; call "
                                  "calibrate(X_known, X_unknown) first.")
-        return openset_payload(self)
+        return persistence.to_payload(copy.copy(self).set_params(classifier=None))
 
     @classmethod
     def from_payload(cls, payload, classifier):
         """A calibrated ``OpenSetClassifier`` around ``classifier`` (the fitted classifier
-        it was calibrated with) from :meth:`to_payload`'s dict.
+        it was calibrated with) from :meth:`to_payload`'s dict (or one of devicepool 0.5).
 
         Returns
         -------
         model : OpenSetClassifier
         """
-        return openset_from_payload(cls, payload, classifier)
+        model = persistence.from_payload(payload, source="OpenSetClassifier payload")[0]
+        if type(model) is not cls:
+            raise ValueError(f"not an OpenSetClassifier payload: it holds a {type(model).__name__}")
+        return model.set_params(classifier=classifier)

@@ -10,12 +10,14 @@ bool, int, float, str, and lists and dicts of them) and tensors, so it is read w
 
 A *node* is one estimator: ``{"class": qualified name, "id": int, "params":
 {name: value}, "fitted": {attribute: value}}`` -- ``params`` is ``get_params(deep=False)``
-(a nested estimator is a node), ``fitted`` every other instance attribute (the fitted
-``*_`` ones). A value is a plain value, a tensor, a node, ``{"__ref__": id}`` (an
-estimator met before: a fusion's ``named_estimators_``), ``{"__tuple__": [...]}``,
-``{"__dict__": {...}}`` or an array ``{"__ndarray__": tensor, or list with "dtype"}``
-(``"scalar": True`` for a numpy scalar). A numeric array is a tensor of its own dtype and
-memory layout: a loaded object predicts bit for bit what the dumped one did.
+(a nested estimator is a node), ``fitted`` the rest of its pickle state (``__getstate__``:
+the fitted ``*_`` attributes; an ``IsotonicRegression`` leaves out its interpolation
+function, which its ``__setstate__`` rebuilds). A value is a plain value, a tensor, a
+node, ``{"__ref__": id}`` (an estimator met before: a fusion's ``named_estimators_``),
+``{"__tuple__": [...]}``, ``{"__dict__": {...}}`` or an array ``{"__ndarray__": tensor, or
+list with "dtype"}`` (``"scalar": True`` for a numpy scalar). A numeric array is a tensor
+of its own dtype and memory layout: a loaded object predicts bit for bit what the dumped
+one did.
 
 Only the classes of :data:`ALLOWED` (exactly those, not subclasses) are written or read;
 a class named in a file is imported only when it is in that list. Two hooks store what
@@ -27,7 +29,8 @@ A parameter that is not storable but only steers fitting (:data:`FIT_ONLY`: a
 ``RandomState``, a joblib ``Memory``...) is left out: the loaded object has the default.
 
 Files of devicepool 0.1-0.5 (``devicepool.estimator`` 1-2, ``devicepool.pipeline`` 1-2,
-the ``devicepool.DeviceEmbedding`` bundle) are read through :mod:`._legacy`.
+the ``devicepool.DeviceEmbedding`` bundle) and the ``DeviceLR`` / ``OpenSetClassifier``
+payloads of 0.4-0.5 are read through :mod:`._legacy`.
 """
 
 from __future__ import annotations
@@ -56,6 +59,11 @@ ALLOWED = {
     "devicepool.estimators.FusionClassifier": None,
     "devicepool.estimators.SACNNClassifier": _NETWORK, "devicepool.estimators.DACNNClassifier": _NETWORK,
     "devicepool.estimators.DFTCNNClassifier": _NETWORK, "devicepool.estimators.DeviceEmbedding": _EMBEDDING,
+    "devicepool.forensic.DeviceLR": None, "devicepool.forensic.OpenSetClassifier": None,
+    "devicepool.forensic.PLDAScorer": None, "devicepool.forensic.CosineScorer": None,
+    "devicepool.forensic.SNormCosineScorer": None, "devicepool.forensic.LogisticCalibrator": None,
+    "devicepool.forensic.IsotonicCalibrator": None, "sklearn.isotonic.IsotonicRegression": None,
+    "sklearn.discriminant_analysis.LinearDiscriminantAnalysis": None,
     "sklearn.pipeline.Pipeline": None, "sklearn.mixture.GaussianMixture": None, "sklearn.svm.LinearSVC": None,
 }
 #: parameters that only steer fitting: left out of a file when they are not storable
@@ -123,8 +131,8 @@ class _Writer:
             return dict(node, params=kept, fitted={} if net is None else {
                 "network": {k: getattr(net, k) for k in _EMBEDDING_NET}, "state_dict": _state_dict(net),
                 "sample_rate_": int(est.sample_rate_), "n_mels_": int(est.n_mels_)})
-        fitted = {k: self.value(v, f"{path}.{k}", f"attribute {k!r}") for k, v in vars(est).items()
-                  if k not in params}
+        fitted = {k: self.value(v, f"{path}.{k}", f"attribute {k!r}") for k, v in est.__getstate__().items()
+                  if k not in params and k != "_sklearn_version"}
         return dict(node, params=kept, fitted=fitted)
 
     def network(self, est, params):
@@ -210,7 +218,10 @@ class _Reader:
                 est = self.embedding(cls(**params), node["fitted"])
             else:
                 est = _construct(cls, params, self.source, path)
-                vars(est).update({k: self.value(v, f"{path}.{k}") for k, v in node["fitted"].items()})
+                state = {k: self.value(v, f"{path}.{k}") for k, v in node["fitted"].items()}
+                if name.startswith("sklearn."):  # of this scikit-learn: _construct checked the parameters
+                    state["_sklearn_version"] = importlib.import_module("sklearn").__version__
+                est.__setstate__(state)
         except (KeyError, TypeError, AttributeError, RuntimeError, IndexError) as exc:
             text = " ".join(str(exc).split())[:200]
             raise self.damaged(path, f"({cls.__name__}): {type(exc).__name__}: {text}") from None
@@ -245,7 +256,7 @@ class _Reader:
             return [self.value(x, f"{path}[{_pair_name(x, i)!r}]") for i, x in enumerate(v)]
         if isinstance(v, dict) and "class" in v:
             return self.node(v, path)
-        if isinstance(v, dict) and v.get("__ref__") in self.objects:
+        if isinstance(v, dict) and "__ref__" in v and v["__ref__"] in self.objects:
             return self.objects[v["__ref__"]]
         if isinstance(v, dict) and isinstance(v.get("__tuple__"), list):
             return tuple(self.value(x, path) for x in v["__tuple__"])
@@ -332,10 +343,8 @@ def from_payload(payload, *, source="payload", device="cpu", **overrides):
     if payload["format"] == FORMAT and (not isinstance(version, int) or version > FORMAT_VERSION):
         raise ValueError(f"{source} has model file format {version!r}; this devicepool reads "
                          f"format {FORMAT_VERSION} (update devicepool)")
-    if payload["format"] != FORMAT or version < 3:
-        payload, fusions = _legacy.translate(payload, source, ALLOWED)
-    else:
-        fusions = ()
+    old = payload["format"] != FORMAT or version < 3
+    payload, fusions = _legacy.translate(payload, source, ALLOWED) if old else (payload, ())
     if not isinstance(payload.get("object"), dict):
         raise ValueError(f"{source}: damaged model file: it holds no object")
     reader = _Reader(source, device, overrides)

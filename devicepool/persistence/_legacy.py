@@ -16,12 +16,21 @@
   "features": {"sample_rate", "n_mels"}, "state_dict", "recipe", "provenance", "validation"
   (JSON str), "lr" (DeviceLR payload, arrays as tensors), "calibration_data" (JSON str, of
   ``devicepool calibrate``)}``: a fitted ``DeviceEmbedding``, the rest its provenance.
+* ``"devicepool.forensic.DeviceLR"`` 1-2 (``DeviceLR.to_payload()`` of 0.4-0.5: ``"forensic"``
+  of a model file, ``"lr"`` of a bundle; arrays as tensors or lists): ``{"params",
+  "n_features_in", "scorer": {"kind", "lda_dim", "devices", "mean", "lda": None | {"xbar",
+  "scalings", "n_components"}, PLDA or AS-norm arrays}, "calibrator": {"kind", ...},
+  "calibration", "llr_bounds" (not in 1: unbounded)}`` (the keys are those read below). The
+  LDA map becomes the SVD-solver LDA it was, the isotonic thresholds the
+  ``IsotonicRegression`` that fits them (PAV leaves an isotonic sequence as it is); an
+  ``"devicepool.forensic.OpenSetClassifier"`` payload 1-2 its node without the classifier.
 """
 
 from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import torch
 
 __all__ = ["translate", "fix_fusions"]
@@ -30,6 +39,66 @@ _PAPER_READINGS = {"SACNNClassifier": {"module__band_pooling": "mean", "module__
                    "DACNNClassifier": {"module__band_pooling": "sum", "module__batch_norm": False}}
 _KEPT = ("model", "forensic", "forensic_data")  # what the CLI kept beside the pipeline
 _BUNDLE_KEPT = ("recipe", "provenance", "validation", "lr", "calibration_data")
+_FORENSIC = "devicepool.forensic."
+_SCORERS = {"plda": ("PLDAScorer", ("model_mean", "projection", "between")), "cosine": ("CosineScorer", ()),
+            "snorm": ("SNormCosineScorer", ("cohort",))}
+
+
+def _node(name, params, **fitted):
+    return {"class": name if name.startswith("sklearn.") else _FORENSIC + name, "params": params,
+            "fitted": fitted}
+
+
+def _array(x, dtype=float):
+    return {"__ndarray__": torch.from_numpy(np.array(np.asarray(x), dtype=dtype))}
+
+
+def _scorer(p):
+    name, extra = _SCORERS[p["kind"]]
+    lda, devices = p["lda"], np.asarray(p["devices"])
+    if lda is not None:  # the affine map of the SVD solver: (x - xbar_) @ scalings_[:, :_max_components]
+        k = int(lda["n_components"])
+        lda = _node("sklearn.discriminant_analysis.LinearDiscriminantAnalysis", {"n_components": k},
+                    xbar_=_array(lda["xbar"]), scalings_=_array(lda["scalings"]), _max_components=k,
+                    n_features_in_=int(p["n_features_in"]))
+    params = {"lda_dim": p["lda_dim"], **({"top_k": int(p["top_k"])} if p["kind"] == "snorm" else {})}
+    return _node(name, params, devices_={"__ndarray__": devices.tolist(), "dtype": devices.dtype.str},
+                 n_features_in_=int(p["n_features_in"]), mean_=_array(p["mean"]), lda_=lda,
+                 **{f"{k}_": _array(p[k]) for k in extra})
+
+
+def _calibrator(p):
+    if p["kind"] == "logistic":
+        return _node("LogisticCalibrator", {"C": float(p["C"])}, coef_=float(p["coef"]),
+                     intercept_=float(p["intercept"]), prior_log_odds_=float(p["prior_log_odds"]))
+    x, y = (np.array(np.asarray(p[k]), dtype=float) for k in ("X_thresholds", "y_thresholds"))
+    iso = _node("sklearn.isotonic.IsotonicRegression", {"increasing": True, "out_of_bounds": "clip"},
+                increasing_=True, X_min_=float(x.min()), X_max_=float(x.max()), X_thresholds_=_array(x),
+                y_thresholds_=_array(y))
+    return _node("IsotonicCalibrator", {}, isotonic_=iso, prior_log_odds_=float(p["prior_log_odds"]),
+                 llr_bounds_={"__tuple__": [float(b) for b in p["llr_bounds"]]})
+
+
+def _forensic(p, source):
+    """A node of a ``DeviceLR`` or ``OpenSetClassifier`` payload of 0.4-0.5."""
+    version, name = p.get("format_version"), p["format"][len(_FORENSIC):]
+    if not isinstance(version, int) or not 1 <= version <= 2:
+        raise ValueError(f"{source} has {name} payload format version {version!r}; this devicepool "
+                         "reads 1-2 and the current format (update devicepool)")
+    if name == "OpenSetClassifier":
+        return _node(name, {**p["params"], "classifier": None}, threshold_=float(p["threshold"]),
+                     far_=float(p["far_"]), frr_=float(p["frr_"]), n_known_=int(p["n_known"]),
+                     n_unknown_=int(p["n_unknown"]))
+    for part, kinds in (("scorer", _SCORERS), ("calibrator", ("logistic", "isotonic"))):
+        if p[part]["kind"] not in kinds:
+            raise ValueError(f"{source}: unknown {part} kind {p[part]['kind']!r} (known: {', '.join(kinds)})")
+    c, bounds = p["calibration"], p.get("llr_bounds")
+    params = {"bounds": None, **p["params"], "embedder": None}  # 0.4: unbounded
+    return _node(name, params, n_features_in_=int(p["n_features_in"]), scorer_=_scorer(p["scorer"]),
+                 calibrator_=_calibrator(p["calibrator"]),
+                 calibration_scores_=_array(c["scores"]), calibration_labels_=_array(c["labels"], np.int64),
+                 n_same_pairs_=int(c["n_same_pairs"]), n_diff_pairs_=int(c["n_diff_pairs"]),
+                 llr_bounds_={"__tuple__": [float(b) for b in bounds or (-np.inf, np.inf)]})
 
 
 class _Translator:
@@ -111,6 +180,8 @@ def translate(payload, source, allowed):
     try:
         if fmt == "devicepool.estimator":
             return {"object": t.network(payload, "object")}, ()
+        if fmt in (_FORENSIC + "DeviceLR", _FORENSIC + "OpenSetClassifier"):
+            return {"object": _forensic(payload, source)}, ()
         if fmt == "devicepool.DeviceEmbedding":
             if int(payload.get("format_version", 0)) > 1:
                 raise ValueError(f"{source} has bundle format version {payload['format_version']}; this "
@@ -133,7 +204,7 @@ def translate(payload, source, allowed):
         kept = {k: payload[k] for k in _KEPT if k in payload}
         version = payload.get("devicepool_version")
         return {"object": pipe, "provenance": kept, "devicepool_version": version}, t.fusions
-    except (KeyError, TypeError, AttributeError) as exc:
+    except (KeyError, TypeError, AttributeError, IndexError) as exc:
         raise ValueError(f"{source}: damaged model file ({type(exc).__name__}: {exc})") from None
 
 
