@@ -76,8 +76,11 @@ def test_train_save_predict_files(tmp_path):
     import torch
 
     payload = torch.load(model / "da_cnn.pt", map_location="cpu", weights_only=True)
-    assert payload["estimator"] == "DACNNClassifier"
-    assert len(payload["classes"]) == 3
+    assert payload["format"] == "devicepool.pipeline" and payload["format_version"] == 3
+    assert payload["object"]["class"].endswith(".DACNNClassifier")
+    from devicepool.persistence import load
+
+    assert len(load(model / "da_cnn.pt").classes_) == 3
 
 
 def test_attention_plots(tmp_path):
