@@ -261,7 +261,7 @@ def test_members_with_the_same_stateless_first_step_share_its_features(monkeypat
     proba = shared.predict_proba(X[:10])
     assert _Counted.rows == [10, 10]
     # bit for bit what fitting each pipeline whole gives
-    monkeypatch.setattr(fusion, "_shared_step", lambda est: None)
+    monkeypatch.setattr(fusion, "_member_inputs", lambda members, X: ([None] * len(members), [X] * len(members)))
     _Counted.rows.clear()
     whole = FusionClassifier(_shared_members(), random_state=0).fit(X, y, groups=groups)
     assert len(_Counted.rows) == 3 * 4 + 3 * 3  # every member: 3 folds + refit, and 3 held-out parts

@@ -37,17 +37,22 @@ def _take(X, index):
     return [X[i] for i in index]
 
 
-def _shared_step(est):
-    """``(key, step)`` of a member Pipeline whose first step is a stateless transformer
-    (``requires_fit`` False, e.g. :class:`~devicepool.features.FilterBank`): members with
-    the same key (class and parameters) read the same features. None otherwise."""
-    if not isinstance(est, Pipeline) or len(est.steps) < 2:
-        return None
-    step = est.steps[0][1]
-    if step in (None, "passthrough") or not hasattr(step, "transform") or get_tags(step).requires_fit:
-        return None
-    params = sorted((k, repr(v)) for k, v in step.get_params(deep=False).items() if k != "n_jobs")
-    return (type(step).__module__, type(step).__qualname__, tuple(params)), step
+def _member_inputs(members, X):
+    """``(keys, inputs)``: for a member Pipeline whose first step is a stateless transformer
+    (``requires_fit`` False, e.g. :class:`~devicepool.features.FilterBank`) a key (its class
+    and parameters) and its features of ``X``, computed once per key (members with the same
+    first step share them); for another member None and ``X``."""
+    keys, done = [], {}
+    for est in members:
+        step = est.steps[0][1] if isinstance(est, Pipeline) and len(est.steps) > 1 else None
+        if step is None or step == "passthrough" or get_tags(step).requires_fit:
+            keys.append(None)
+            continue
+        params = sorted((k, repr(v)) for k, v in step.get_params(deep=False).items() if k != "n_jobs")
+        keys.append((type(step).__module__, type(step).__qualname__, tuple(params)))
+        if keys[-1] not in done:
+            done[keys[-1]] = clone(step).transform(X)
+    return keys, [X if key is None else done[key] for key in keys]
 
 
 def _tail(est, key):
@@ -64,22 +69,6 @@ def _fit_member(est, key, X, y, groups):
     if key is not None:  # the fitted steps (the same objects unless the Pipeline caches)
         est.steps = [est.steps[0], *tail.steps]
     return est
-
-
-class _Features:
-    """Each member's input: its shared first step's features of ``X`` (computed once per
-    distinct step), or ``X`` itself; ``take(index)`` the same for a subset."""
-
-    def __init__(self, keys, steps, X):
-        done = {}
-        for key, step in zip(keys, steps):
-            if key is not None and key not in done:
-                done[key] = clone(step).transform(X)
-        self.inputs = [X if key is None else done[key] for key in keys]
-
-    def take(self, index):
-        taken = {}
-        return [taken.setdefault(id(x), _take(x, index)) for x in self.inputs]
 
 
 def member_scores(est, X, classes):
@@ -345,16 +334,15 @@ class FusionClassifier(ClassifierMixin, _BaseComposition):
             warnings.warn(f"{owner}: fit without groups; the fusion is trained on held-out "
                           "utterances of the training speakers, which flatters the members "
                           "(pass groups=speakers)", UserWarning, stacklevel=2)
-        keys, steps = zip(*[_shared_step(est) or (None, None) for _, est in self.estimators])
-        feats = _Features(keys, steps, X)
+        keys, inputs = _member_inputs([est for _, est in self.estimators], X)
         dev = np.concatenate([held for _, held in splits])
         dev_scores = [np.empty((len(y), len(self.classes_))) for _ in self.estimators]
         for tr, held in splits:
             g = None if groups is None else groups[tr]
-            inner = [_fit_member(est, key, x, y[tr], g)
-                     for (_, est), key, x in zip(self.estimators, keys, feats.take(tr))]
-            for scores, est, key, x in zip(dev_scores, inner, keys, feats.take(held)):
-                scores[held] = member_scores(_tail(est, key), x, self.classes_)
+            inner = [_fit_member(est, key, _take(x, tr), y[tr], g)
+                     for (_, est), key, x in zip(self.estimators, keys, inputs)]
+            for scores, est, key, x in zip(dev_scores, inner, keys, inputs):
+                scores[held] = member_scores(_tail(est, key), _take(x, held), self.classes_)
         dev_scores = [s[dev] for s in dev_scores]
         calibrated = self._dev_report(names, dev_scores, y_enc[dev])
         if self.weighting == "learned":
@@ -366,7 +354,7 @@ class FusionClassifier(ClassifierMixin, _BaseComposition):
         self._fused_dev_report(dev_scores, y_enc[dev])
         refit = self.refit or len(splits) > 1
         self.estimators_ = ([_fit_member(est, key, x, y, groups) for (_, est), key, x
-                             in zip(self.estimators, keys, feats.inputs)] if refit else inner)
+                             in zip(self.estimators, keys, inputs)] if refit else inner)
         self.named_estimators_ = dict(zip(names, self.estimators_))
         self.n_dev_ = len(dev)
         try:  # tabular members know their width; pipelines over utterances do not
@@ -417,8 +405,7 @@ class FusionClassifier(ClassifierMixin, _BaseComposition):
     def member_scores(self, X):
         """Each fitted member's scores, ``name -> (n_utterances, n_classes)``."""
         check_is_fitted(self, "estimators_")
-        keys, steps = zip(*[_shared_step(est) or (None, None) for est in self.estimators_])
-        inputs = _Features(keys, steps, X).inputs
+        keys, inputs = _member_inputs(self.estimators_, X)
         return {name: member_scores(_tail(est, key), x, self.classes_)
                 for (name, est), key, x in zip(self.named_estimators_.items(), keys, inputs)}
 

@@ -69,11 +69,8 @@ class _Template:
     def __init__(self, name, template):
         self.name, self.template = name, template
 
-    def _keys(self):
-        return self.template.get_params(deep=True)
-
     def accepts(self, key):
-        return any(k == key or k.endswith("__" + key) for k in self._keys())
+        return any(k == key or k.endswith("__" + key) for k in self.template.get_params())
 
     def make(self, **params):
         """``clone(template).set_params(...)``: a short name (``max_epochs``) sets every
@@ -117,37 +114,25 @@ def _fusion_template(members, **params):
         [(name, get_model(name).template) for name in members], **params))])
 
 
-class FusionFactory:
+def FusionFactory(members):  # a class before; the name is kept for callers
     """The factory of a fused model: a :class:`~devicepool.estimators.FusionClassifier`
-    over registered models' templates (whole pipelines, waveforms in), looked up when
-    called.
+    (``cv=3``) over the templates of the registered ``members`` (whole pipelines,
+    waveforms in), as they are registered now.
 
     ``FusionFactory(members)(random_state=..., sample_rate=..., **params)`` builds it;
     ``params`` go to every member that takes them (``max_epochs`` to the networks, say),
     and a parameter no member takes is refused. Register it with ``feature="waveform"``,
-    or register the template itself (as the ``fusion`` model is).
+    or register a template (as the ``fusion`` model is).
 
     Examples
     --------
     >>> register_model("fusion_sa", FusionFactory(("sa_cnn", "gsv_svm")), "waveform", "SA + GSV")
     >>> clf = get_model("fusion_sa").make_pipeline(16000, max_epochs=2).named_steps["clf"]
-    >>> [name for name, _ in clf.estimators]
-    ['sa_cnn', 'gsv_svm']
+    >>> [name for name, _ in clf.estimators], clf.estimators[0][1].named_steps["clf"].max_epochs
+    (['sa_cnn', 'gsv_svm'], 2)
     >>> unregister_model("fusion_sa")
     """
-
-    def __init__(self, members):
-        self.members = tuple(members)
-
-    def __call__(self, random_state=None, sample_rate=16000, **params):
-        template = _Template("fusion", _fusion_template(self.members))
-        return template(random_state=random_state, sample_rate=sample_rate, **params)
-
-    def accepts(self, key):
-        return _Template("fusion", _fusion_template(self.members)).accepts(key)
-
-    def __repr__(self):
-        return f"fusion of {', '.join(self.members)}"
+    return _Template("fusion", _fusion_template(members))
 
 
 @dataclass(frozen=True)
