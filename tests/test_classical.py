@@ -278,6 +278,11 @@ def test_gmm_ubm_recipe_takes_speakers_through_the_pipeline():
     assert groups_fit_params(pipe, [1, 2]) == {"gmm__groups": [1, 2]}
     assert groups_fit_params(pipe, None) == {}
     assert groups_fit_params(make_gsv_svm(0), [1]) == {}
+    import sklearn
+
+    with sklearn.config_context(enable_metadata_routing=True):  # the GMM requests them itself
+        assert groups_fit_params(pipe, [1, 2]) == {"groups": [1, 2]}
+        assert groups_fit_params(make_gsv_svm(0), [1]) == {}
 
 
 def test_forensic_protocol_refuses_a_model_without_embeddings_before_any_fit():

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from scipy.special import log_softmax
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -215,3 +215,110 @@ def test_equal_weighting_sums_the_members_calibrated_alone():
     np.testing.assert_allclose(fused.weights_, [a[0] for a, _ in cal], rtol=1e-6)
     np.testing.assert_allclose(fused.offsets_, cal[0][1] + cal[1][1], atol=1e-6)
     assert not np.allclose(learned.weights_, fused.weights_)
+
+
+# ----------------------------------------------------------------------------- composition
+
+
+class _Counted(TransformerMixin, BaseEstimator):
+    """A stateless transformer (``requires_fit`` False) that counts the rows it transforms."""
+
+    rows = []
+
+    def __init__(self, scale=1.0):
+        self.scale = scale
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        type(self).rows.append(len(X))
+        return np.asarray(X) * self.scale
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = False
+        return tags
+
+
+class _GroupsRecorder(_Recorder):
+    __metadata_request__fit = {"groups": True}
+
+
+def _shared_members():
+    return [("a", make_pipeline(_Counted(), _member([0, 1]))), ("b", make_pipeline(_Counted(), _member([2, 3]))),
+            ("c", make_pipeline(_Counted(2.0), _Recorder()))]
+
+
+def test_members_with_the_same_stateless_first_step_share_its_features(monkeypatch):
+    from devicepool.estimators import fusion
+
+    X, y, groups = _synthetic(3, n_speakers=9)
+    _Counted.rows.clear()
+    shared = FusionClassifier(_shared_members(), random_state=0).fit(X, y, groups=groups)
+    assert _Counted.rows == [len(y), len(y)]  # once per distinct step, on all of X, not per member and fold
+    _Counted.rows.clear()
+    proba = shared.predict_proba(X[:10])
+    assert _Counted.rows == [10, 10]
+    # bit for bit what fitting each pipeline whole gives
+    monkeypatch.setattr(fusion, "_member_inputs", lambda members, X: ([None] * len(members), [X] * len(members)))
+    _Counted.rows.clear()
+    whole = FusionClassifier(_shared_members(), random_state=0).fit(X, y, groups=groups)
+    assert len(_Counted.rows) == 3 * 4 + 3 * 3  # every member: 3 folds + refit, and 3 held-out parts
+    np.testing.assert_array_equal(whole.predict_proba(X[:10]), proba)
+    np.testing.assert_array_equal(whole.weights_, shared.weights_)
+    assert [type(s).__name__ for s in shared.estimators_[0].named_steps.values()] == ["_Counted", "Pipeline"]
+    assert shared.estimators_[0].predict(X[:3]).shape == (3,)  # the members are whole fitted pipelines
+
+
+def test_cv_takes_a_splitter_or_splits_and_int_cv_is_group_kfold():
+    from sklearn.model_selection import GroupKFold
+
+    X, y, groups = _synthetic(4, n_speakers=9)
+    members = [("a", _member([0, 1])), ("b", _member([2, 3]))]
+    by_int = FusionClassifier(members, random_state=0).fit(X, y, groups=groups)
+    by_splitter = FusionClassifier(members, cv=GroupKFold(3), random_state=0).fit(X, y, groups=groups)
+    splits = list(GroupKFold(3).split(X, y, groups))
+    by_splits = FusionClassifier(members, cv=splits, random_state=0).fit(X, y, groups=groups)
+    for other in (by_splitter, by_splits):
+        np.testing.assert_array_equal(other.weights_, by_int.weights_)
+        np.testing.assert_array_equal(other.predict_proba(X), by_int.predict_proba(X))
+    with pytest.raises(ValueError, match="held-out parts"):
+        FusionClassifier(members, cv=[splits[0], splits[0]]).fit(X, y, groups=groups)
+    lacking = [(np.flatnonzero(y != 0), np.flatnonzero(y == 0))]
+    with pytest.raises(ValueError, match="training part of cv fold 0 lacks a device"):
+        FusionClassifier(members, cv=lacking).fit(X, y, groups=groups)
+    with pytest.raises(ValueError, match="cv"):
+        FusionClassifier(members, cv="three").fit(X, y, groups=groups)
+
+
+@pytest.mark.parametrize("routing", [False, True])
+def test_groups_reach_members_with_metadata_routing_on_and_off(routing):
+    import sklearn
+
+    from devicepool.estimators import fit_with_groups
+
+    X, y, groups = _synthetic(5, n_speakers=9)
+    with sklearn.config_context(enable_metadata_routing=routing):
+        pipe = make_pipeline(_Counted(), _GroupsRecorder())  # a Pipeline
+        fit_with_groups(pipe, X, y, groups)
+        assert pipe[-1].seen_groups_ == set(range(9))
+        fused = make_pipeline(_Counted(), FusionClassifier(  # through the fusion, inside a Pipeline
+            [("r", make_pipeline(_Counted(), _GroupsRecorder())), ("s", _GroupsRecorder())], random_state=0))
+        fit_with_groups(fused, X, y, groups)
+        assert all(m[-1].seen_groups_ == set(range(9)) if hasattr(m, "steps") else m.seen_groups_ == set(range(9))
+                   for m in fused[-1].estimators_)
+        assert len(fused[-1].dev_accuracy_) == 3
+        if routing:  # scikit-learn's own way routes them too
+            fused.fit(X, y, groups=groups)
+            assert fused[-1].estimators_[1].seen_groups_ == set(range(9))
+
+
+def test_member_parameters_are_nested_parameters_of_the_fusion():
+    f = FusionClassifier([("a", _member([0])), ("b", _Recorder())])
+    params = f.get_params()
+    assert params["a"] is f.estimators[0][1] and "a__logisticregression__C" in params
+    f.set_params(a__logisticregression__C=0.5, cv=None)
+    assert f.estimators[0][1][-1].C == 0.5 and f.cv is None
+    assert sorted(clone(f).get_params(deep=False)) == sorted(
+        ["estimators", "cv", "weighting", "validation_fraction", "refit", "ridge", "random_state"])

@@ -53,6 +53,45 @@ def test_register_and_unregister():
         unregister_model("tmp_model")
 
 
+def test_a_template_is_the_spec():
+    from sklearn.dummy import DummyClassifier
+    from sklearn.pipeline import Pipeline
+
+    from devicepool.features import FilterBank
+
+    template = Pipeline([("features", FilterBank()), ("clf", DummyClassifier(strategy="prior"))])
+    register_model("tmp_template", template, label="T")
+    try:
+        spec = get_model("tmp_template")
+        assert spec.template is template and spec.feature == "fbank"  # the default FilterBank's kind
+        assert spec.accepts("strategy") and spec.accepts("clf__strategy") and not spec.accepts("nope")
+        pipe = spec.make(strategy="uniform", random_state=4)
+        assert pipe is not template and pipe.named_steps["clf"].strategy == "uniform"
+        assert pipe.named_steps["clf"].random_state == 4 and template.named_steps["clf"].strategy == "prior"
+        clf = spec.make_classifier(8000, strategy="most_frequent")
+        assert type(clf).__name__ == "DummyClassifier" and clf.strategy == "most_frequent"
+        assert spec.make_pipeline(8000).named_steps["features"].sample_rate == 8000
+        with pytest.raises(ValueError, match=r"model 'tmp_template' takes \['nope'\]"):
+            spec.make(nope=1)
+        with pytest.raises(ValueError, match="differs from the template's first step"):
+            register_model("tmp_template", template, feature="dft")
+        # another first step is another feature kind, made (and cached) with its parameters
+        register_model("tmp_template", Pipeline([("features", FilterBank(n_mels=40)), ("clf", DummyClassifier())]))
+        kind = get_model("tmp_template").feature
+        assert kind.startswith("fbank-") and get_model("tmp_template").make_features(8000).n_mels == 40
+    finally:
+        unregister_model("tmp_template")
+    # the registered models are templates; a short name that means two things is refused
+    gsv = get_model("gsv_svm")
+    assert type(gsv.template).__name__ == "Pipeline" and gsv.accepts("n_components")
+    seeded = gsv.make(random_state=5, n_components=8).named_steps["clf"]
+    assert seeded.named_steps["gsv"].random_state == seeded.named_steps["svm"].random_state == 5
+    assert seeded.named_steps["gsv"].n_components == 8
+    with pytest.raises(ValueError, match="'max_iter' is ambiguous"):
+        gsv.make(max_iter=10)
+    assert gsv.make(clf__svm__max_iter=10).named_steps["clf"].named_steps["svm"].max_iter == 10
+
+
 def test_experiments_is_a_deprecated_alias():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)

@@ -169,6 +169,15 @@ def test_groups_reach_the_classifier_in_cross_validate_and_grid_search(routing):
     assert gs.best_estimator_[-1].train_plan_["valid_speakers"] is not None
 
 
+def test_the_networks_request_groups_by_default(routing):
+    X, y = make_utterances(48)
+    groups = np.repeat(np.arange(8), 6)
+    pipe = Pipeline([("features", FunctionTransformer(_identity)),
+                     ("clf", DACNNClassifier(max_epochs=1, random_state=0))])  # no set_fit_request
+    pipe.fit(X, y, groups=groups)
+    assert set(pipe[-1].train_plan_["valid_speakers"]) < set(map(str, groups))
+
+
 def test_groups_as_a_step_parameter_without_routing():
     X, y = make_utterances(48)
     groups = np.repeat(np.arange(8), 6)

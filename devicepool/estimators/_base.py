@@ -47,6 +47,8 @@ __all__ = ["UtteranceOutputs"]  # re-exported: the type predict_outputs returns
 class _UtteranceClassifier(NeuralNetClassifier):
     """Common machinery of the three classifiers (see the subclasses' docstrings)."""
 
+    # with metadata routing on, a Pipeline hands its ``groups`` here by default
+    __metadata_request__fit = {"groups": True}
     _module_cls = None
 
     _parameter_constraints = {

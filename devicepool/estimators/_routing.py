@@ -12,9 +12,11 @@ def groups_fit_params(est, groups):
 
     ``{"groups": groups}`` when ``est.fit`` has a ``groups`` parameter (the networks'
     speaker-disjoint validation, the GMM-UBM's calibration folds, the fusion's inner
-    split); ``{"<last step>__groups": groups}`` for a :class:`~sklearn.pipeline.Pipeline`
-    whose final step takes them (scikit-learn's fit-parameter convention, used while
-    metadata routing is off); ``{}`` otherwise or when ``groups`` is None.
+    split) or, with scikit-learn's metadata routing on, when something in ``est`` requests
+    them (our estimators that take ``groups`` request them by default); with routing off,
+    ``{"<last step>__groups": groups}`` for a :class:`~sklearn.pipeline.Pipeline` whose
+    final step takes them (scikit-learn's fit-parameter convention); ``{}`` otherwise or
+    when ``groups`` is None.
 
     Examples
     --------
@@ -32,12 +34,16 @@ def groups_fit_params(est, groups):
         return {}
     if "groups" in params:
         return {"groups": groups}
+    from sklearn import get_config
+
+    if get_config().get("enable_metadata_routing", False):
+        from sklearn.utils.metadata_routing import get_routing_for_object
+
+        routing = get_routing_for_object(est)
+        wanted = routing.consumes("fit", ["groups"]) if hasattr(routing, "consumes") else ()
+        return {"groups": groups} if "groups" in wanted else {}
     steps = getattr(est, "steps", None)
     if steps:
-        from sklearn import get_config
-
-        if get_config().get("enable_metadata_routing", False):
-            return {}
         name, last = steps[-1]
         if last is None or last == "passthrough":
             return {}

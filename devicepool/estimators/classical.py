@@ -239,6 +239,9 @@ class GMMUBMClassifier(_UBMMixin, ClassifierMixin, BaseEstimator):
     [1]
     """
 
+    # with metadata routing on, a Pipeline hands its ``groups`` here by default
+    __metadata_request__fit = {"groups": True}
+
     _parameter_constraints = {**_UBM_CONSTRAINTS,
                               "calibration_folds": [Interval(Integral, 2, None, closed="left")]}
 

@@ -8,14 +8,17 @@ from numbers import Integral, Real
 import numpy as np
 from scipy.sparse import issparse
 from scipy.special import log_softmax, softmax
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import ClassifierMixin, clone
 from sklearn.model_selection import StratifiedShuffleSplit
+from sklearn.pipeline import Pipeline
+from sklearn.utils import get_tags
+from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.validation import _num_samples, check_is_fitted
 
 from .._typing import ArrayLike
 from .._validation import Interval, StrOptions, validate_params
 from ._linear_fusion import cross_entropy, fit_linear_fusion, fuse
-from ._routing import groups_fit_params
+from ._routing import fit_with_groups
 from ._targets import check_target, encode_target, known_label_accuracy
 
 __all__ = ["FusionClassifier", "member_scores"]
@@ -34,9 +37,38 @@ def _take(X, index):
     return [X[i] for i in index]
 
 
-def _fit_member(est, X, y, groups):
-    # e.g. the networks' speaker-disjoint validation, also inside a Pipeline
-    return est.fit(X, y, **groups_fit_params(est, groups))
+def _member_inputs(members, X):
+    """``(keys, inputs)``: for a member Pipeline whose first step is a stateless transformer
+    (``requires_fit`` False, e.g. :class:`~devicepool.features.FilterBank`) a key (its class
+    and parameters) and its features of ``X``, computed once per key (members with the same
+    first step share them); for another member None and ``X``."""
+    keys, done = [], {}
+    for est in members:
+        step = est.steps[0][1] if isinstance(est, Pipeline) and len(est.steps) > 1 else None
+        if step is None or step == "passthrough" or get_tags(step).requires_fit:
+            keys.append(None)
+            continue
+        params = sorted((k, repr(v)) for k, v in step.get_params(deep=False).items() if k != "n_jobs")
+        keys.append((type(step).__module__, type(step).__qualname__, tuple(params)))
+        if keys[-1] not in done:
+            done[keys[-1]] = clone(step).transform(X)
+    return keys, [X if key is None else done[key] for key in keys]
+
+
+def _tail(est, key):
+    """What of a member reads its shared features: all but the first step (the same
+    fitted objects), or the whole member."""
+    return est if key is None else est[1:]
+
+
+def _fit_member(est, key, X, y, groups):
+    """A clone of member ``est`` fitted on ``X`` (its shared features when ``key``: the
+    rest of the pipeline is fitted; the stateless first step needs no fit)."""
+    est = clone(est)
+    tail = fit_with_groups(_tail(est, key), X, y, groups)
+    if key is not None:  # the fitted steps (the same objects unless the Pipeline caches)
+        est.steps = [est.steps[0], *tail.steps]
+    return est
 
 
 def member_scores(est, X, classes):
@@ -109,7 +141,34 @@ def _cross_fit_folds(y, groups, n_folds, seed):
     return splits
 
 
-class FusionClassifier(ClassifierMixin, BaseEstimator):
+def _given_splits(cv, y, groups, owner):
+    """The folds of a splitter (``cv.split(X, y, groups)``) or of an iterable of
+    ``(train, held_out)`` pairs, checked: held-out parts disjoint, every class in each
+    training part."""
+    pairs = cv.split(np.zeros((len(y), 1)), y, groups) if hasattr(cv, "split") else cv
+    splits = [(np.asarray(tr, dtype=np.intp), np.asarray(held, dtype=np.intp)) for tr, held in pairs]
+    held = np.concatenate([h for _, h in splits]) if splits else np.array([], dtype=np.intp)
+    if not splits or len(np.unique(held)) != len(held):
+        raise ValueError(f"{owner}: cv must give at least one fold, with disjoint held-out parts")
+    n_classes = int(y.max()) + 1
+    for i, (tr, _) in enumerate(splits):
+        if len(np.unique(y[tr])) < n_classes:
+            raise ValueError(f"{owner}: the training part of cv fold {i} lacks a device; every "
+                             "device must be in every training part")
+    return splits
+
+
+class _Splitter:
+    """Constraint: a cross-validation splitter or an iterable of (train, test) pairs."""
+
+    def is_satisfied_by(self, value):
+        return not isinstance(value, str) and (hasattr(value, "split") or hasattr(value, "__iter__"))
+
+    def __str__(self):
+        return "a splitter (with split(X, y, groups)) or an iterable of (train, test) pairs"
+
+
+class FusionClassifier(ClassifierMixin, _BaseComposition):
     """Score-level fusion of several device classifiers, trained on held-out speakers.
 
     ``fit`` splits the training **speakers** (``groups``; without them the utterances,
@@ -131,14 +190,22 @@ class FusionClassifier(ClassifierMixin, BaseEstimator):
     training set (``refit``). Both defaults were chosen by measurement
     (``docs/classical.md``): with 4-6 training speakers per fold, the learned weights of
     one split fell below the best member on some folds; cross-fitted, equally weighted
-    calibrated members did not. A fit costs ``cv + 1`` fits of every member.
+    calibrated members did not. A fit costs ``cv + 1`` fits of every member. Members that
+    are pipelines starting with the same stateless feature transformer (same class and
+    parameters, e.g. :class:`~devicepool.features.FilterBank`) share its features: they
+    are computed once on all of ``X`` per ``fit`` (and per prediction), not per member
+    and fold; the numbers are the same as fitting each pipeline whole.
 
     Parameters
     ----------
     estimators : list of (str, estimator)
         The members; each takes the same ``X`` (e.g. whole pipelines over waveforms).
-    cv : int or None, default=3
-        Cross-fitting folds (of whole speakers); None: one split.
+    cv : int, splitter, iterable or None, default=3
+        Cross-fitting folds, scikit-learn's ``cv`` convention: an int ``k`` is
+        ``GroupKFold(k)`` over the speakers (``StratifiedKFold(k, shuffle=True,
+        random_state=random_state)`` without ``groups``; fewer folds when there are fewer
+        speakers); a splitter is called as ``cv.split(X, y, groups)``; an iterable gives
+        ``(train, held_out)`` index pairs (held-out parts disjoint). None: one split.
     weighting : {"equal", "learned"}, default="equal"
         How the members' scores are combined (above).
     validation_fraction : float, default=1/3
@@ -180,10 +247,13 @@ class FusionClassifier(ClassifierMixin, BaseEstimator):
     ((2,), ['fused', 'lr', 'nb'])
     """
 
+    # with metadata routing on, a Pipeline hands its ``groups`` to the fusion by default
+    __metadata_request__fit = {"groups": True}
+
     _parameter_constraints = {
         "estimators": [list],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "cv": [Interval(Integral, 2, None, closed="left"), None],
+        "cv": [Interval(Integral, 2, None, closed="left"), None, _Splitter()],
         "weighting": [StrOptions({"equal", "learned"})],
         "refit": ["boolean"],
         "ridge": [Interval(Real, 0, None, closed="left")],
@@ -200,6 +270,16 @@ class FusionClassifier(ClassifierMixin, BaseEstimator):
         self.refit = refit
         self.ridge = ridge
         self.random_state = random_state
+
+    def get_params(self, deep=True):
+        """Parameters; with ``deep``, also each member (``<name>``) and its parameters
+        (``<name>__<param>``), scikit-learn's convention for ensembles."""
+        return self._get_params("estimators", deep=deep)
+
+    def set_params(self, **params):
+        """Set parameters, the members' too (``<name>__<param>``); returns self."""
+        self._set_params("estimators", **params)
+        return self
 
     def _check_members(self):
         owner = type(self).__name__
@@ -254,14 +334,15 @@ class FusionClassifier(ClassifierMixin, BaseEstimator):
             warnings.warn(f"{owner}: fit without groups; the fusion is trained on held-out "
                           "utterances of the training speakers, which flatters the members "
                           "(pass groups=speakers)", UserWarning, stacklevel=2)
-        sub = lambda idx: (_take(X, idx), y[idx], None if groups is None else groups[idx])  # noqa: E731
+        keys, inputs = _member_inputs([est for _, est in self.estimators], X)
         dev = np.concatenate([held for _, held in splits])
         dev_scores = [np.empty((len(y), len(self.classes_))) for _ in self.estimators]
         for tr, held in splits:
-            inner = [_fit_member(clone(est), *sub(tr)) for _, est in self.estimators]
-            X_held = _take(X, held)
-            for scores, est in zip(dev_scores, inner):
-                scores[held] = member_scores(est, X_held, self.classes_)
+            g = None if groups is None else groups[tr]
+            inner = [_fit_member(est, key, _take(x, tr), y[tr], g)
+                     for (_, est), key, x in zip(self.estimators, keys, inputs)]
+            for scores, est, key, x in zip(dev_scores, inner, keys, inputs):
+                scores[held] = member_scores(_tail(est, key), _take(x, held), self.classes_)
         dev_scores = [s[dev] for s in dev_scores]
         calibrated = self._dev_report(names, dev_scores, y_enc[dev])
         if self.weighting == "learned":
@@ -272,8 +353,8 @@ class FusionClassifier(ClassifierMixin, BaseEstimator):
             self.offsets_ = np.sum([b for _, b in calibrated], axis=0)
         self._fused_dev_report(dev_scores, y_enc[dev])
         refit = self.refit or len(splits) > 1
-        self.estimators_ = ([_fit_member(clone(est), X, y, groups) for _, est in self.estimators]
-                            if refit else inner)
+        self.estimators_ = ([_fit_member(est, key, x, y, groups) for (_, est), key, x
+                             in zip(self.estimators, keys, inputs)] if refit else inner)
         self.named_estimators_ = dict(zip(names, self.estimators_))
         self.n_dev_ = len(dev)
         try:  # tabular members know their width; pipelines over utterances do not
@@ -291,6 +372,8 @@ class FusionClassifier(ClassifierMixin, BaseEstimator):
                 raise ValueError(f"{owner}: no inner split leaves every device on both sides "
                                  f"({who} too few); the fusion cannot be trained")
             return [split]
+        if not isinstance(self.cv, Integral):  # a splitter, or (train, held_out) pairs
+            return _given_splits(self.cv, y_enc, groups, owner)
         splits = _cross_fit_folds(y_enc, groups, self.cv, self.random_state)
         if splits is None:
             raise ValueError(f"{owner}: cv={self.cv} folds that leave every device in each "
@@ -322,8 +405,9 @@ class FusionClassifier(ClassifierMixin, BaseEstimator):
     def member_scores(self, X):
         """Each fitted member's scores, ``name -> (n_utterances, n_classes)``."""
         check_is_fitted(self, "estimators_")
-        return {name: member_scores(est, X, self.classes_)
-                for name, est in self.named_estimators_.items()}
+        keys, inputs = _member_inputs(self.estimators_, X)
+        return {name: member_scores(_tail(est, key), x, self.classes_)
+                for (name, est), key, x in zip(self.named_estimators_.items(), keys, inputs)}
 
     def _fused(self, X):
         return fuse(list(self.member_scores(X).values()), self.weights_, self.offsets_)
