@@ -4,6 +4,7 @@ name of another subpackage, and few private names shared between protocol module
 
 import ast
 import pathlib
+import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1] / "devicepool"
 
@@ -55,6 +56,21 @@ def _imports():
 
 
 IMPORTS = _imports()
+
+
+def _third_party():
+    """``module -> top-level names of the non-standard-library packages it imports``."""
+    found = {}
+    for mod, path in MODULES.items():
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                names.add(node.module.split(".")[0])
+        found[mod] = {n for n in names if n != "devicepool" and n not in sys.stdlib_module_names
+                      and n != "__future__"}
+    return found
 
 
 def _subpackage(mod):
@@ -133,3 +149,40 @@ def test_few_private_names_shared_between_protocol_modules():
 
 def test_the_deprecated_alias_imports_only_public_names():
     assert [(t, n) for i, t, n in IMPORTS if i == "devicepool.experiments" and _private(t, n)] == []
+
+
+# ----------------------------------------------------------------------------- docs/design.md
+
+DESIGN = ROOT.parent / "docs" / "design.md"
+BEGIN, END = "<!-- layer table: begin (python tests/test_layers.py writes it) -->", "<!-- layer table: end -->"
+
+
+def layer_table():
+    """The layer table of ``docs/design.md``, from what the code imports."""
+    third = _third_party()
+    rows = ["| layer | modules | imports (devicepool layers; other packages) |", "|---|---|---|"]
+    for layer in LAYERS:
+        mods = sorted(m for m in MODULES if m != "devicepool" and _layer(m) == layer)
+        below = {_layer(t) for i, t, _ in IMPORTS if i in mods and t in MODULES and t != "devicepool"}
+        below = [f"`{b}`" for b in LAYERS if b in below - {layer}]
+        packages = sorted(set().union(*(third[m] for m in mods)))
+        if layer in ("shared", "entry"):
+            names = ", ".join(f"`{m.split('.', 1)[1]}`" for m in mods)
+        else:
+            names = f"`devicepool.{layer}` ({len(mods)} module{'s' * (len(mods) > 1)})"
+        rows.append(f"| {layer} | {names} | {', '.join(below) or '-'}; {', '.join(packages) or '-'} |")
+    return "\n".join(rows)
+
+
+def _design_with(table):
+    text = DESIGN.read_text()
+    head, rest = text.split(BEGIN, 1)
+    return head + BEGIN + "\n" + table + "\n" + END + rest.split(END, 1)[1]
+
+
+def test_design_md_shows_the_layers_the_code_imports():
+    assert _design_with(layer_table()) == DESIGN.read_text(), "run: python tests/test_layers.py"
+
+
+if __name__ == "__main__":
+    DESIGN.write_text(_design_with(layer_table()))
