@@ -1,36 +1,11 @@
 """One file format for every fitted devicepool object: :func:`dump` and :func:`load`.
 
-A file is one dict written by :func:`torch.save` that holds only plain values (None,
-bool, int, float, str, and lists and dicts of them) and tensors, so it is read with
-``torch.load(weights_only=True)``: loading never runs code from the file::
-
-    {"format": "devicepool.pipeline", "format_version": 3,
-     "devicepool_version": str, "provenance": {str: plain values and tensors},
-     "object": node}
-
-A *node* is one estimator: ``{"class": qualified name, "id": int, "params":
-{name: value}, "fitted": {attribute: value}}`` -- ``params`` is ``get_params(deep=False)``
-(a nested estimator is a node), ``fitted`` the rest of its pickle state (``__getstate__``:
-the fitted ``*_`` attributes; an ``IsotonicRegression`` leaves out its interpolation
-function, which its ``__setstate__`` rebuilds). A value is a plain value, a tensor, a
-node, ``{"__ref__": id}`` (an estimator met before: a fusion's ``named_estimators_``),
-``{"__tuple__": [...]}``, ``{"__dict__": {...}}`` or an array ``{"__ndarray__": tensor, or
-list with "dtype"}`` (``"scalar": True`` for a numpy scalar). A numeric array is a tensor
-of its own dtype and memory layout: a loaded object predicts bit for bit what the dumped
-one did.
-
-Only the classes of :data:`ALLOWED` (exactly those, not subclasses) are written or read;
-a class named in a file is imported only when it is in that list. Two hooks store what
-is not plain: a network (the skorch classifiers) as its plain parameters, its module's
-readings (``band_pooling``, ``batch_norm``), its classes and its module's state dict (not
-the optimizer, history or callbacks); the pretrained
-:class:`~devicepool.estimators.DeviceEmbedding` as its network's settings and state dict.
-A parameter that is not storable but only steers fitting (:data:`FIT_ONLY`: a
-``RandomState``, a joblib ``Memory``...) is left out: the loaded object has the default.
-
-Files of devicepool 0.1-0.5 (``devicepool.estimator`` 1-2, ``devicepool.pipeline`` 1-2,
-the ``devicepool.DeviceEmbedding`` bundle) and the ``DeviceLR`` / ``OpenSetClassifier``
-payloads of 0.4-0.5 are read through :mod:`._legacy`.
+A file is one dict of plain values and tensors written by :func:`torch.save` and read with
+``torch.load(weights_only=True)``, so loading never runs code from the file. Each estimator
+is a *node* (qualified class name, ``get_params(deep=False)``, the rest of its pickle
+state); only the classes of :data:`ALLOWED` are written, or imported when read; hooks store
+the networks' and ``DeviceEmbedding``'s torch state. The layout is in ``docs/design.md``
+("The file format"). Files of devicepool 0.1-0.5 are read through :mod:`._legacy`.
 """
 
 from __future__ import annotations
@@ -67,12 +42,10 @@ ALLOWED = {
     "sklearn.pipeline.Pipeline": None, "sklearn.mixture.GaussianMixture": None, "sklearn.svm.LinearSVC": None,
 }
 #: parameters that only steer fitting: left out of a file when they are not storable
-FIT_ONLY = frozenset({"random_state", "memory", "class_weight", "weights_init", "means_init",
-                      "precisions_init"})
+FIT_ONLY = frozenset("random_state memory class_weight weights_init means_init precisions_init".split())
 _PLAIN = (type(None), bool, int, float, str)
 _READINGS = ("band_pooling", "batch_norm")  # a network's module parameters its weights belong to
 _EMBEDDING_NET = ("n_features", "backbone", "channels", "embedding_dim")  # DeviceEmbeddingNet(...)
-_PICKLE_RISK = "loading a pickle runs any code it contains; only for files you wrote yourself"
 
 
 def _class(name):
@@ -89,14 +62,13 @@ def _name_of(est):
     return None
 
 
-def _is_pair(v):
-    return isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], str)
+def _is_pair(v, kind=tuple):
+    return isinstance(v, kind) and len(v) == 2 and isinstance(v[0], str)
 
 
 def _pair_name(x, i):
     """The name of a stored ``(name, estimator)`` pair (a Pipeline's step), else ``i``."""
-    items = x.get("__tuple__") if isinstance(x, dict) else None
-    return items[0] if isinstance(items, list) and len(items) == 2 and isinstance(items[0], str) else i
+    return x["__tuple__"][0] if isinstance(x, dict) and _is_pair(x.get("__tuple__"), list) else i
 
 
 class _Writer:
@@ -420,7 +392,8 @@ def read(path, *, device="cpu", allow_pickle=False, **overrides):
         return joblib.load(path), None
     if kind == "pickle":
         raise ValueError(f"{at} is a pickle (a model file of an older devicepool or joblib.dump), "
-                         f"refused: {_PICKLE_RISK}")
+                         "refused: loading a pickle runs any code it contains; only for files you wrote "
+                         "yourself")
     return from_payload(read_weights_only(path), source=at, device=device, **overrides)
 
 

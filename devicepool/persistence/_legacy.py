@@ -1,29 +1,10 @@
-"""Files of devicepool 0.1-0.5, translated into payloads of the current format.
-
-* ``"devicepool.estimator"`` 1-2 (a network's ``save()``): ``{"estimator": class name,
-  "params", "classes", "classes_dtype", "n_features_in", "state_dict"}``; version 1 lacks
-  the module's readings, which were the paper's (SA-CNN band mean, DA-CNN band sum, no
-  batch norm).
-* ``"devicepool.pipeline"`` 1-2 (``devicepool train`` / ``calibrate``): ``{"model",
-  "devicepool_version", "features": {"class", "params"}, "classifier": node, "forensic",
-  "forensic_data"}`` -- a ``Pipeline([("features", ...), ("clf", ...)])``. An old node
-  names its class by its short name under ``"estimator"``; its arrays are tensors, labels
-  ``{"values", "dtype"}``, a ``Pipeline`` keeps ``"steps"`` beside its parameters, a
-  fusion its members' ``"names"`` (its templates are clones of the fitted members) and a
-  network is a ``"devicepool.estimator"`` payload.
-* ``"devicepool.DeviceEmbedding"`` 1 (the embedding bundle of ``devicepool pretrain``, the
-  shipped one): ``{"network": {"n_features", "backbone", "channels", "embedding_dim"},
-  "features": {"sample_rate", "n_mels"}, "state_dict", "recipe", "provenance", "validation"
-  (JSON str), "lr" (DeviceLR payload, arrays as tensors), "calibration_data" (JSON str, of
-  ``devicepool calibrate``)}``: a fitted ``DeviceEmbedding``, the rest its provenance.
-* ``"devicepool.forensic.DeviceLR"`` 1-2 (``DeviceLR.to_payload()`` of 0.4-0.5: ``"forensic"``
-  of a model file, ``"lr"`` of a bundle; arrays as tensors or lists): ``{"params",
-  "n_features_in", "scorer": {"kind", "lda_dim", "devices", "mean", "lda": None | {"xbar",
-  "scalings", "n_components"}, PLDA or AS-norm arrays}, "calibrator": {"kind", ...},
-  "calibration", "llr_bounds" (not in 1: unbounded)}`` (the keys are those read below). The
-  LDA map becomes the SVD-solver LDA it was, the isotonic thresholds the
-  ``IsotonicRegression`` that fits them (PAV leaves an isotonic sequence as it is); an
-  ``"devicepool.forensic.OpenSetClassifier"`` payload 1-2 its node without the classifier.
+"""Files of devicepool 0.1-0.5, translated into payloads of the current format (their
+layouts are in ``docs/design.md``, "Files of earlier versions"): ``devicepool.estimator``
+1-2 (a network's ``save()``; version 1 lacks the module's readings, which were the
+paper's), ``devicepool.pipeline`` 1-2 (``devicepool train`` / ``calibrate``: short class
+names, a fusion's member names), the ``devicepool.DeviceEmbedding`` bundle 1, and the
+``DeviceLR`` / ``OpenSetClassifier`` payloads 1-2 of 0.4-0.5 (the LDA map becomes the
+SVD-solver LDA it was, the isotonic thresholds the ``IsotonicRegression`` that fits them).
 """
 
 from __future__ import annotations
