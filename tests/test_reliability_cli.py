@@ -316,16 +316,20 @@ def test_missing_output_folders_are_created_before_training(tmp_path, monkeypatc
 
 def test_a_leftover_tmp_is_replaced_and_the_mode_follows_the_umask(folder_corpus, tmp_path, capsys):
     out = tmp_path / "model.pt"
-    leftover = Path(f"{out}.tmp")
+    leftover = Path(f"{out}.tmp")  # of devicepool 0.5, and of the atomic writer now
     leftover.write_bytes(b"half a model from a killed run")
     leftover.chmod(0o600)
+    killed = tmp_path / ".model.pt.a1B2c3_d.tmp"
+    killed.write_bytes(b"half a model")
+    other = tmp_path / ".other.pt.a1B2c3_d.tmp"  # of another output: kept
+    other.write_bytes(b"not ours")
     old_umask = os.umask(0o027)
     try:
         assert main(["train", *corpus_args(folder_corpus), "--max-epochs", "1", "-o", str(out)]) == 0
     finally:
         os.umask(old_umask)
     assert "left by an interrupted run" in capsys.readouterr().err
-    assert not leftover.exists()
+    assert not leftover.exists() and not killed.exists() and other.exists()
     assert out.stat().st_mode & 0o777 == 0o640
     assert len(load_model(out).classes_) == 3
 

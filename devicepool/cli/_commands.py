@@ -234,7 +234,7 @@ def cmd_train(args):
     # everything about the output is checked before the corpus is read
     leftover = _modelfile.check_output(args.output)
     if leftover:
-        say(args, f"devicepool train: removed {args.output + '.tmp'!r}, left by an interrupted run")
+        say(args, f"devicepool train: removed {', '.join(map(repr, leftover))}, left by an interrupted run")
     if not args.allow_pickle and not _modelfile.weights_only_savable(spec.make_pipeline(16000, **params)):
         raise UsageError(f"model {args.model!r} is not a devicepool feature step + classifier, so the "
                          "weights-only model file cannot hold it; pass --allow-pickle to save it as a "

@@ -193,7 +193,8 @@ def cmd_calibrate(args):
     embedder, payload, kind = _calibrate_embedder(args)
     leftover = _modelfile.check_output(args.output)
     if leftover:
-        say(args, f"devicepool calibrate: removed {args.output + '.tmp'!r}, left by an interrupted run")
+        say(args, f"devicepool calibrate: removed {', '.join(map(repr, leftover))}, left by an "
+                  "interrupted run")
     corpus = _load_corpus(args)
     data, devices, speakers = _labelled_set(corpus, args.mode)  # speakers None when unknown
     say(args, f"devicepool calibrate: embedding {len(data)} recordings of "

@@ -19,15 +19,15 @@ Model files of devicepool 0.2-0.5 (``devicepool.pipeline`` formats 1 and 2, with
 provenance keys; ``"forensic"`` a ``devicepool.forensic.DeviceLR`` payload) still load.
 Pickles (joblib files of older versions, or a registered model whose classifier the
 format cannot hold) are written and read only with ``allow_pickle=True``
-(``--allow-pickle``): :data:`PICKLE_RISK`. ``OUTPUT.tmp``, the temporary name of
-0.2-0.5, is removed when found.
+(``--allow-pickle``): :data:`PICKLE_RISK`. Temporary files a killed run left for the
+same output (``.OUTPUT.XXXXXXXX.tmp``; ``OUTPUT.tmp`` of 0.2-0.5) are removed when found.
 """
 
 from __future__ import annotations
 
 import os
 
-from .._io import atomic_write
+from .._io import TEMP_NAME, atomic_write
 from ._common import UsageError
 
 __all__ = ["FEATURES", "PICKLE_RISK", "check_output", "weights_only_savable", "why_not_savable",
@@ -78,7 +78,8 @@ def weights_only_savable(pipe):
 def check_output(path):
     """Check, before any work, that ``path`` can be written; create its parent folders.
 
-    Returns whether a leftover ``path + ".tmp"`` (of an interrupted run) was removed.
+    Returns the names of the temporary files of an interrupted run that were removed
+    (``.NAME.XXXXXXXX.tmp`` of the atomic writer, ``NAME.tmp`` of devicepool 0.2-0.5).
     Raises :class:`UsageError` for a folder given as the output, a parent that cannot be
     created and a folder that cannot be written.
     """
@@ -95,11 +96,16 @@ def check_output(path):
     tmp = f"{path}.tmp"
     if os.path.isdir(tmp):
         raise UsageError(f"{tmp!r} (the model file's temporary name) is a folder; remove it")
-    leftover = os.path.lexists(tmp)
-    try:  # the probe is the temporary file itself: what the save will write
+    base = os.path.basename(path)
+    leftover = [tmp] if os.path.lexists(tmp) else []
+    leftover += [os.path.join(parent, n) for n in os.listdir(parent)
+                 if TEMP_NAME.match(n) and n[1:-13] == base and os.path.isfile(os.path.join(parent, n))]
+    try:  # the probe is the old temporary name itself: what a save could write
         with open(tmp, "wb"):
             pass
-        os.remove(tmp)
+        for name in leftover + [tmp]:
+            if os.path.lexists(name):
+                os.remove(name)
     except OSError as exc:
         raise UsageError(f"cannot write the model file {path!r} in {parent!r}: "
                          f"{exc.strerror or exc}") from None

@@ -203,8 +203,8 @@ def _add_train(sub, models):
     t.add_argument("-o", "--output", required=True, metavar="FILE",
                    help="the model file to write, e.g. model.pt: weights only, never code; checked "
                         "before training (missing folders are created), written atomically "
-                        "(a temporary .FILE.XXXXXXXX.tmp, then renamed; a FILE.tmp left by an interrupted "
-                        "run of devicepool 0.5 or earlier is removed)")
+                        "(a temporary .FILE.XXXXXXXX.tmp, then renamed; one left by an interrupted run, or "
+                        "its FILE.tmp of devicepool 0.5 or earlier, is removed)")
     t.add_argument("--allow-pickle", action="store_true",
                    help="save a model that the weights-only file cannot hold (a registered model "
                         f"whose classifier is not a devicepool network) as a pickle; {PICKLE_RISK}")
