@@ -14,6 +14,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from devicepool.estimators import DACNNClassifier, DFTCNNClassifier, SACNNClassifier
+from devicepool.features import AttentionWeights
 
 FB_CLASSIFIERS = [SACNNClassifier, DACNNClassifier]
 ALL = FB_CLASSIFIERS + [DFTCNNClassifier]
@@ -118,7 +119,8 @@ def test_attention_weights_sa_and_da(fitted):
         assert abs(wi.sum() - 1) < 1e-5
     da, X, _ = fitted[DACNNClassifier]
     att = da.attention_weights(X[:5])
-    assert att["band"].shape == (5, 24) and att.band is att["band"]
+    assert isinstance(att, AttentionWeights) and att.time_reduction == 4
+    assert att["band"].shape == (5, 24) and att.band is att["band"]  # reads like 0.5's Bunch
     np.testing.assert_allclose(att["band"].sum(1), 1, atol=1e-5)
     assert [t.shape[0] for t in att["time"]] == [int(np.ceil(len(u) / 4)) for u in X[:5]]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.utils import Bunch
 
 from ..models import DACNN, DFTCNN, SACNN
 from ._base import _UtteranceClassifier
@@ -154,14 +153,14 @@ class DACNNClassifier(_UtteranceClassifier):
 
         Returns
         -------
-        Bunch
+        AttentionWeights
             ``time``: list of float32 arrays ``(ceil(n_frames / 4),)``, one per
             utterance, each summing to 1; ``band``: float32 ndarray
-            ``(n_utterances, n_bands)``, rows summing to 1. (:meth:`predict_outputs`
-            gives them together with the predictions, as the same type for every model.)
+            ``(n_utterances, n_bands)``, rows summing to 1; ``time_reduction`` 4. Reads
+            like the Bunch of 0.5 (``att["band"]``). (:meth:`predict_outputs` gives it
+            together with the predictions.)
         """
-        att = self.predict_outputs(X).attention
-        return Bunch(time=att.time, band=att.band)
+        return self.predict_outputs(X).attention
 
 
 class DFTCNNClassifier(_UtteranceClassifier):
