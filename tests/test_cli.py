@@ -77,10 +77,11 @@ def test_unknown_model_and_corpus_are_one_line_errors(tmp_path):
 def test_unreadable_files_are_one_line_errors(tmp_path, trained_model):
     bad = tmp_path / "broken.wav"
     bad.write_bytes(b"this is not audio")
-    line = one_line_error(run_cli("predict", trained_model, bad))
-    assert "broken.wav" in line
-    line = one_line_error(run_cli("predict", trained_model, tmp_path / "missing.wav"))
-    assert "missing.wav" in line
+    for strict, code in ((["--strict"], 2), ([], 1)):  # without --strict: on its line, exit 1
+        line = one_line_error(run_cli("predict", trained_model, bad, *strict), code)
+        assert "broken.wav" in line
+        line = one_line_error(run_cli("predict", trained_model, tmp_path / "missing.wav", *strict), code)
+        assert "missing.wav" in line
     line = one_line_error(run_cli("predict", tmp_path / "no-model.pt", bad))
     assert "no-model.pt" in line
     line = one_line_error(run_cli("predict", bad, bad))

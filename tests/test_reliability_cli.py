@@ -343,7 +343,7 @@ def test_predict_into_a_closed_pipe_exits_quietly(trained, tmp_path):
     folder.mkdir()
     audio = wav(folder / "short.wav", seconds=0.3)
     files = [audio] * 1500  # about 400 kB of output: far more than a pipe holds
-    proc = subprocess.Popen(cli("predict", out, *files), cwd=ROOT, env=ENV,
+    proc = subprocess.Popen(cli("predict", out, *files, "--min-seconds", "0.2"), cwd=ROOT, env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     first = proc.stdout.readline()  # `| head -1`
     proc.stdout.close()
@@ -430,20 +430,65 @@ def test_evaluate_passes_sample_rate_to_the_loader(folder_corpus, tmp_path, monk
 
 def test_predict_reports_native_rates_and_resampling(trained, tmp_path):
     out, _ = trained
-    files = [wav(tmp_path / "at16k.wav", 16000), wav(tmp_path / "at8k.wav", 8000)]
+    files = [wav(tmp_path / "at16k.wav", 16000), wav(tmp_path / "at22k.wav", 22050)]
     proc = run_cli("predict", out, *files, "--json")
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["sample_rate"] == 16000
-    assert [(r["native_rate"], r["resampled"]) for r in doc["predictions"]] == [(16000, False), (8000, True)]
+    assert [(r["native_rate"], r["resampled"]) for r in doc["predictions"]] == [(16000, False), (22050, True)]
+    for r in doc["predictions"]:  # the whole probability vector, summing to one
+        assert r["status"] == "ok" and set(r["probability_per_device"]) == set(doc["classes"])
+        assert abs(sum(r["probability_per_device"].values()) - 1) < 1e-5
+        assert r["probability"] == max(r["probability_per_device"].values())
     proc = run_cli("predict", out, *files)
     assert proc.returncode == 0, proc.stderr
     rows = [ln.split("\t") for ln in proc.stdout.strip().splitlines()]
     for cols, r in zip(rows, doc["predictions"]):  # the first four columns as before
         assert cols[:3] == [r["file"], r["device"], f"{r['probability']:.3f}"]
         assert cols[3].startswith("(runner-up ")
-    assert rows[0][4] == "(16000 Hz)" and rows[1][4] == "(8000 Hz, resampled to 16000 Hz)"
+    assert rows[0][4] == "(16000 Hz)" and rows[1][4] == "(22050 Hz, resampled to 16000 Hz)"
     assert "1 of 2 file(s) resampled" in proc.stderr
+
+
+def test_predict_answers_unknown_for_what_it_cannot_judge_and_goes_on_past_a_bad_file(trained, tmp_path):
+    """Silence, a 0.1 s clip, an 8 kHz copy, a clipped file: 'unknown' and why; a corrupt
+    file and a folder: 'error' on their own lines while the others are judged; exit 1."""
+    out, _ = trained
+    good = wav(tmp_path / "good.wav", 16000, seconds=1.0)
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(16000, np.float32), 16000, subtype="PCM_16")
+    short = wav(tmp_path / "short.wav", 16000, seconds=0.1)
+    x, _ = sf.read(good)
+    low = tmp_path / "copy8k.wav"
+    sf.write(low, x[::2], 8000, subtype="PCM_16")
+    clipped = tmp_path / "clipped.wav"
+    sf.write(clipped, np.clip(x * 40, -1, 1), 16000, subtype="PCM_16")
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x00\x01garbage, not audio")
+    folder = tmp_path / "a_folder.wav"
+    folder.mkdir()
+    files = [good, silent, short, low, clipped, corrupt, folder, good]
+    proc = run_cli("predict", out, *files, "--json")
+    assert proc.returncode == 1, proc.stderr
+    rows = json.loads(proc.stdout)["predictions"]
+    assert [r["status"] for r in rows] == ["ok", "unknown", "unknown", "unknown", "unknown", "error", "error", "ok"]
+    assert rows[0]["device"] == rows[7]["device"] and rows[0]["probability"] == rows[7]["probability"]
+    assert "silent" in rows[1]["reasons"][0]
+    assert rows[2]["reasons"] == ["too short: 0.10 s (the model needs at least 0.50 s)"]
+    assert "8000 Hz, below the model's 16000 Hz" in rows[3]["reasons"][0]
+    assert any(r.startswith("clipped: ") for r in rows[4]["reasons"])
+    assert "corrupt" in rows[5]["error"] and "directory" in rows[6]["error"]
+    assert all(r["device"] is None for r in rows[1:5])
+    assert "4 of 8 file(s) answered 'unknown'" in proc.stderr
+    assert proc.stderr.count("devicepool: error: ") == 2 and "Traceback" not in proc.stderr
+    text = run_cli("predict", out, *files)
+    lines = [ln.split("\t") for ln in text.stdout.strip().splitlines()]
+    assert [c[1] for c in lines[1:7]] == ["unknown"] * 4 + ["error"] * 2 and len(lines) == 8
+    assert lines[2][2] == "(too short: 0.10 s (the model needs at least 0.50 s))"
+    # --strict stops at the first file that cannot be read; the thresholds are options
+    one_line_error(run_cli("predict", out, good, corrupt, good, "--strict"))
+    proc = run_cli("predict", out, short, low, "--min-seconds", "0.05", "--allow-lower-rate", "--json")
+    assert proc.returncode == 0 and [r["status"] for r in json.loads(proc.stdout)["predictions"]] == ["ok", "ok"]
 
 
 # ----------------------------------------------------------------------------- 8. workers

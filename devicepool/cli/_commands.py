@@ -7,6 +7,7 @@ import contextlib
 import inspect
 import json
 import os
+import sys
 import time
 
 from . import _modelfile
@@ -293,28 +294,55 @@ def _native_rates(files):
     return rates
 
 
+def _checked_files(args, files, model_rate):
+    """``(conditions or None, error or None)`` per file: each file read once and measured
+    (:func:`devicepool.forensic.recording_conditions`); a file that cannot be read is an
+    error of its own (``--strict``: the first one stops the command)."""
+    from devicepool.forensic import recording_conditions
+
+    checked = []
+    for f in files:
+        try:
+            if not os.path.exists(f):
+                raise FileNotFoundError(f"{f!r}: no such file")
+            checked.append((recording_conditions(f, model_rate or 16000), None))
+        except (OSError, ValueError) as exc:
+            if args.strict and isinstance(exc, FileNotFoundError):
+                raise UsageError(str(exc)) from None
+            if args.strict:
+                raise
+            checked.append((None, str(exc)))
+    return checked
+
+
 def _prediction_row(file, p, classes, native_rate, model_rate, kind="probability"):
     """One file's prediction; ``kind`` names what ``p`` holds: ``"probability"``, or
     ``"score"`` for a model without probabilities (an SVM's decision values)."""
     import numpy as np
 
     order = np.argsort(-p, kind="stable")
-    row = {"file": file, "device": classes[order[0]], "probability": None}
+    row = {"file": file, "status": "ok", "device": classes[order[0]], "probability": None}
     row[kind] = float(p[order[0]])
     if len(order) > 1:
         row["runner_up"] = classes[order[1]]
         row[f"runner_up_{kind}"] = float(p[order[1]])
+    row[f"{kind}_per_device"] = {c: float(v) for c, v in zip(classes, p)}
     row["native_rate"] = native_rate
     row["resampled"] = bool(model_rate is not None and native_rate != model_rate)
     return row
 
 
 def _tsv_line(row, model_rate):
+    name = tsv_field(row["file"])
+    if row["status"] == "error":
+        return f"{name}\terror\t({tsv_field(row['error'])})"
+    if row["status"] == "unknown":
+        return f"{name}\tunknown\t({tsv_field('; '.join(row['reasons']))})"
     if row["probability"] is not None:
         kind, fmt = "probability", "{:.3f}"
     else:
         kind, fmt = "score", "score {:.3f}"
-    line = f"{tsv_field(row['file'])}\t{tsv_field(row['device'])}\t{fmt.format(row[kind])}"
+    line = f"{name}\t{tsv_field(row['device'])}\t{fmt.format(row[kind])}"
     if "runner_up" in row:
         line += f"\t(runner-up {tsv_field(row['runner_up'])} {fmt.format(row['runner_up_' + kind])})"
     else:
@@ -336,31 +364,60 @@ def _model_outputs(model, files):
     return scores, "score"
 
 
+def _judged_rows(args, model, files, model_rate):
+    """One row per file: an error (unreadable), unknown (with its reasons: too short,
+    silent, clipped, a lower rate than the model's) or the model's answer."""
+    from devicepool.forensic import reasons_to_abstain
+
+    checked = _checked_files(args, files, model_rate)
+    rows, judged = [], []
+    for f, (cond, error) in zip(files, checked):
+        if error is not None:
+            rows.append({"file": f, "status": "error", "error": error})
+            continue
+        reasons = reasons_to_abstain(cond, None if args.allow_lower_rate else model_rate,
+                                     min_duration_s=args.min_seconds)
+        rows.append({"file": f, "status": "unknown", "device": None, "reasons": reasons,
+                     "native_rate": cond["native_rate"]} if reasons else None)
+        if not reasons:
+            judged.append((len(rows) - 1, f, cond["native_rate"]))
+    if judged:
+        values, kind = _model_outputs(model, [f for _, f, _ in judged])
+        classes = [str(c) for c in model.classes_]
+        for (i, f, rate), p in zip(judged, values):
+            rows[i] = _prediction_row(f, p, classes, rate, model_rate, kind)
+        if kind == "score":
+            say(args, "note: this model gives no probabilities (an SVM); the numbers are its decision "
+                      "scores, comparable only between devices of one file (gmm_ubm and fusion give "
+                      "calibrated probabilities)")
+    return rows
+
+
 def cmd_predict(args):
     model, payload = _modelfile.read_model_file(args.model, allow_pickle=args.allow_pickle)
     files = [os.fspath(f) for f in args.files]
-    rates = _native_rates(files)
     model_rate = getattr(model.steps[0][1], "sample_rate", None) if hasattr(model, "steps") else None
     model_rate = int(model_rate) if model_rate is not None else None
-    values, kind = _model_outputs(model, files)
-    classes = [str(c) for c in model.classes_]
-    rows = [_prediction_row(f, p, classes, r, model_rate, kind) for f, p, r in zip(files, values, rates)]
-    if kind == "score":
-        say(args, "note: this model gives no probabilities (an SVM); the numbers are its decision "
-                  "scores, comparable only between devices of one file (gmm_ubm and fusion give "
-                  "calibrated probabilities)")
+    rows = _judged_rows(args, model, files, model_rate)
     if args.json:
         doc = {"model": os.fspath(args.model), "model_devicepool_version": _modelfile.written_by(payload),
-               "classes": classes, "sample_rate": model_rate, "predictions": rows}
+               "classes": [str(c) for c in model.classes_], "sample_rate": model_rate, "predictions": rows}
         print(json.dumps(doc, indent=1))
     else:
         for row in rows:
             print(_tsv_line(row, model_rate))
-    n_resampled = sum(r["resampled"] for r in rows)
+    n_resampled = sum(bool(r.get("resampled")) for r in rows)
     if n_resampled:
         say(args, f"note: {n_resampled} of {len(rows)} file(s) resampled to the model's "
                   f"{model_rate} Hz (their own rate is in the last column, or 'native_rate')")
-    return 0
+    n_unknown = sum(r["status"] == "unknown" for r in rows)
+    if n_unknown:
+        say(args, f"note: {n_unknown} of {len(rows)} file(s) answered 'unknown': the model cannot judge "
+                  "them (the reason is in the last column, or 'reasons')")
+    failed = [r for r in rows if r["status"] == "error"]
+    for r in failed:
+        print(f"devicepool: error: {r['error']}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 #: the commands of this module; ``devicepool.cli`` adds the forensic ones and ``pretrain``

@@ -14,12 +14,17 @@ __all__ = ["build_parser"]
 _TSV_HELP = """\
 Output: one line per file, tab-separated: file, device, probability, (runner-up device
 probability), (the file's own sample rate, and 'resampled to N Hz' when it differs from
-the model's). In the file and device columns a backslash, tab, newline and carriage
+the model's). A recording the model cannot judge gets 'unknown' and the reason: shorter
+than --min-seconds, (near) silent (below -60 dBFS), clipped (over 1 % of samples at full
+scale), or recorded at a lower rate than the model's. A file that cannot be read gets
+'error' and why; the others go on (--strict stops at the first) and the exit status is 1.
+In the file and device columns a backslash, tab, newline and carriage
 return are written \\\\, \\t, \\n and \\r (bytes that are not UTF-8 as \\xNN), so one line
 is one file. --json gives one JSON document (model, model_devicepool_version: the
 devicepool that wrote the model file, null for older files; classes, sample_rate,
-predictions with file, device, probability, runner_up, runner_up_probability, native_rate,
-resampled). A model without probabilities (gsv_svm: an SVM) prints 'score S' instead, its
+predictions with file, status (ok, unknown or error), device, probability, runner_up,
+runner_up_probability, probability_per_device (every class), native_rate, resampled; reasons
+for unknown, error for error). A model without probabilities (gsv_svm: an SVM) prints 'score S' instead, its
 decision values (JSON: probability null, score, runner_up_score). When the reader stops
 early (| head -1) the command ends quietly with exit status 141, as a program killed by
 SIGPIPE does.
@@ -219,6 +224,14 @@ def _add_predict(sub):
     r.add_argument("--json", action="store_true", help="machine-readable output (one JSON document)")
     r.add_argument("--allow-pickle", action="store_true",
                    help=f"also load a pickle (a joblib model file of an older devicepool): {PICKLE_RISK}")
+    r.add_argument("--strict", action="store_true",
+                   help="stop at the first file that cannot be read (default: report it on its line "
+                        "and go on; the exit status is 1 when any file failed)")
+    r.add_argument("--min-seconds", type=float, default=0.5, metavar="S",
+                   help="answer 'unknown' for recordings shorter than S seconds (default 0.5)")
+    r.add_argument("--allow-lower-rate", action="store_true",
+                   help="judge files recorded at a lower rate than the model's (default: 'unknown'; "
+                        "upsampling cannot restore the band the model judges)")
     _common_args(r, seed=False)
 
 

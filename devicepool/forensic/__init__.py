@@ -43,7 +43,7 @@ Fitted :class:`DeviceLR` and :class:`OpenSetClassifier` are saved by
 """
 
 from .calibration import IsotonicCalibrator, LogisticCalibrator
-from .coverage import coverage_of, coverage_warnings, recording_conditions
+from .coverage import ABSTAIN, coverage_of, coverage_warnings, reasons_to_abstain, recording_conditions
 from .enrolment import EnrolledDevices
 from .lr import DeviceLR, cross_validated_llrs
 from .metrics import (
@@ -74,6 +74,8 @@ __all__ = [
     "coverage_of",
     "coverage_warnings",
     "recording_conditions",
+    "reasons_to_abstain",
+    "ABSTAIN",
     "EceData",
     "IsotonicCalibrator",
     "LogisticCalibrator",

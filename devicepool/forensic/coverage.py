@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["recording_conditions", "coverage_of", "coverage_warnings", "DEFAULT_COVERAGE", "MINIMAL_COVERAGE"]
+__all__ = ["recording_conditions", "coverage_of", "coverage_warnings", "reasons_to_abstain",
+           "DEFAULT_COVERAGE", "MINIMAL_COVERAGE", "ABSTAIN"]
 
 #: What the shipped calibration covers (``docs/pretrained.md``): about 1.5-2.5 s
 #: recordings, both modes, any level above the silence floor.
@@ -58,7 +59,8 @@ def recording_conditions(item, sample_rate=16000):
     -------
     conditions : dict
         ``duration_s``, ``level_dbfs`` (RMS over non-silent frames, or of the whole file
-        when all are silent), ``native_rate`` (files; None for arrays), ``voiced_fraction``
+        when all are silent), ``native_rate`` (files; None for arrays), ``clipped_fraction``
+        (samples at full scale, ``|x| >= 0.999``, before any resampling), ``voiced_fraction``
         (voiced frames among non-silent ones) and ``mode`` (``"whisper"`` below 10 % voiced,
         else ``"neutral"``; ``"silence"`` when no frame is above the silence floor).
     """
@@ -68,10 +70,12 @@ def recording_conditions(item, sample_rate=16000):
     native = None
     if isinstance(item, str) or hasattr(item, "__fspath__"):
         x, native = read_audio_file(item)
+        clipped = float(np.mean(np.abs(x) >= 0.999)) if len(x) else 0.0
         x = resample(x, native, sample_rate) if native != sample_rate else x
     else:
         x = as_waveform(item, sample_rate)
-    out = {"duration_s": len(x) / sample_rate, "native_rate": native}
+        clipped = float(np.mean(np.abs(x) >= 0.999)) if len(x) else 0.0
+    out = {"duration_s": len(x) / sample_rate, "native_rate": native, "clipped_fraction": clipped}
     if len(x) < int(0.025 * sample_rate):
         return dict(out, level_dbfs=float(20 * np.log10(np.sqrt(np.mean(x**2)) + 1e-12)),
                     voiced_fraction=0.0, mode="silence")
@@ -137,3 +141,62 @@ def coverage_warnings(questioned, references, coverage=None, sample_rate=16000):
         warnings.append(f"questioned speech looks {'/'.join(sorted(q_modes))} and the references "
                         f"{'/'.join(sorted(r_modes))}; the calibration held no cross-mode pairs")
     return warnings, found
+
+
+#: When a device classifier should answer "unknown" rather than name a device
+#: (:func:`reasons_to_abstain`): shorter than half a second (the networks train on 1 s
+#: crops), (near) silent, more than 1 % of samples at full scale, or recorded at a lower
+#: rate than the model's (upsampling leaves the band above the file's Nyquist empty,
+#: which the model never saw: the channel it judges is not the device's).
+ABSTAIN = {"min_duration_s": 0.5, "min_level_dbfs": -60.0, "max_clipped_fraction": 0.01}
+
+
+def reasons_to_abstain(conditions, model_rate=None, **limits):
+    """Why a device classifier cannot judge a recording: an empty list when it can.
+
+    Parameters
+    ----------
+    conditions : dict
+        Of :func:`recording_conditions`.
+    model_rate : int, optional
+        The rate the model was trained at; a file at a lower native rate is refused.
+    **limits
+        Replace those of :data:`ABSTAIN` (``min_duration_s``, ``min_level_dbfs``,
+        ``max_clipped_fraction``; None turns a check off).
+
+    Returns
+    -------
+    reasons : list of str
+        One short phrase per problem, e.g. ``"too short: 0.10 s (the model needs at least
+        0.50 s)"``.
+
+    Examples
+    --------
+    >>> c = {"duration_s": 0.1, "level_dbfs": -20.0, "mode": "neutral", "native_rate": 8000,
+    ...      "clipped_fraction": 0.0}
+    >>> for reason in reasons_to_abstain(c, model_rate=16000):
+    ...     print(reason)
+    too short: 0.10 s (the model needs at least 0.50 s)
+    recorded at 8000 Hz, below the model's 16000 Hz (resampling cannot restore the missing band)
+    """
+    unknown = sorted(set(limits) - set(ABSTAIN))
+    if unknown:
+        raise TypeError(f"reasons_to_abstain: unknown limit(s) {unknown} (known: {sorted(ABSTAIN)})")
+    lim = dict(ABSTAIN, **limits)
+    c, reasons = conditions, []
+    if lim["min_duration_s"] is not None and c["duration_s"] < lim["min_duration_s"]:
+        reasons.append(f"too short: {c['duration_s']:.2f} s (the model needs at least "
+                       f"{lim['min_duration_s']:.2f} s)")
+    floor = lim["min_level_dbfs"]
+    if floor is not None and (c["mode"] == "silence" or c["level_dbfs"] < floor):
+        reasons.append(f"(near) silent: {c['level_dbfs']:.0f} dBFS (below {lim['min_level_dbfs']:.0f} dBFS "
+                       "there is no channel to judge)")
+    clipped = c.get("clipped_fraction", 0.0)
+    if lim["max_clipped_fraction"] is not None and clipped > lim["max_clipped_fraction"]:
+        reasons.append(f"clipped: {100 * clipped:.1f} % of samples at full scale (the clipping, "
+                       "not the device, shapes the spectrum)")
+    native = c.get("native_rate")
+    if model_rate is not None and native is not None and native < model_rate:
+        reasons.append(f"recorded at {native} Hz, below the model's {model_rate} Hz (resampling "
+                       "cannot restore the missing band)")
+    return reasons
