@@ -326,3 +326,13 @@ def test_models_saved_before_the_recipe_still_load(tmp_path):
     xb, L = torch.from_numpy(np.stack([X[0][:12], X[1][:12]])), torch.tensor([12, 12])
     with torch.no_grad():
         torch.testing.assert_close(restored.eval()(xb, L), old.module_.eval()(xb, L))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a usable GPU: device='cuda' is valid here")
+@pytest.mark.parametrize("device", ["cuda", "cuda:3"])
+def test_a_gpu_this_torch_cannot_use_is_a_clear_error_before_training(device):
+    X, y = make_utterances(n=12)
+    with pytest.raises(ValueError, match=r"DACNNClassifier: device='cuda.*'.*use device='cpu'"):
+        DACNNClassifier(device=device, max_steps=1).fit(X, y)
+    with pytest.raises(ValueError, match="is not a torch device"):
+        DACNNClassifier(device="gpu", max_steps=1).fit(X, y)

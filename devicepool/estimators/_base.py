@@ -274,6 +274,7 @@ class _UtteranceClassifier(NeuralNetClassifier):
         self
         """
         self._check_params()
+        _check_torch_device(self.device, type(self).__name__)
         Xs = self._check_X(X, reset=True)
         y = self._check_y(y, len(Xs))
         if groups is not None:
@@ -479,3 +480,21 @@ class _UtteranceClassifier(NeuralNetClassifier):
         if type(est) is not cls:
             raise ValueError(f"{where(path=path)} holds a {type(est).__name__}, not a {cls.__name__}")
         return est
+
+
+def _check_torch_device(device, owner):
+    """``ValueError`` naming the estimator for a device this torch cannot use (before any
+    work; torch's own error is an ``AssertionError`` deep in the first batch)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ValueError(f"{owner}: device={device!r} is not a torch device (e.g. 'cpu', 'cuda', "
+                         "'cuda:1', 'mps')") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        build = ("a CPU-only build" if torch.version.cuda is None
+                 else f"a CUDA {torch.version.cuda} build that finds no usable GPU")
+        raise ValueError(f"{owner}: device={device!r}, but this torch ({torch.__version__}) is {build}; "
+                         "use device='cpu', or install a CUDA build of torch (see the README)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"{owner}: device={device!r}, but this machine has {torch.cuda.device_count()} "
+                         "CUDA device(s)")
