@@ -336,3 +336,10 @@ def test_a_gpu_this_torch_cannot_use_is_a_clear_error_before_training(device):
         DACNNClassifier(device=device, max_steps=1).fit(X, y)
     with pytest.raises(ValueError, match="is not a torch device"):
         DACNNClassifier(device="gpu", max_steps=1).fit(X, y)
+
+
+def test_repr_is_scikit_learns_the_parameters_that_differ():
+    assert repr(DACNNClassifier(max_steps=20)) == "DACNNClassifier(max_steps=20)"
+    assert repr(SACNNClassifier()) == "SACNNClassifier()"
+    assert repr(DFTCNNClassifier(lr=0.01, module__channels=(8, 16))) == (
+        "DFTCNNClassifier(lr=0.01, module__channels=(8, 16))")

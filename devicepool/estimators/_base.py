@@ -110,6 +110,17 @@ class _UtteranceClassifier(NeuralNetClassifier):
         self.progress = progress
         self.random_state = random_state
 
+    def __repr__(self):
+        """scikit-learn's form: the class and the parameters that differ from the defaults,
+        e.g. ``DACNNClassifier(max_steps=20)`` (skorch's repr shows only the module)."""
+        try:
+            default = type(self)().get_params(deep=False)
+        except TypeError:  # a subclass with required parameters: show them all
+            default = {}
+        changed = [f"{k}={v!r}" for k, v in self.get_params(deep=False).items()
+                   if not k.startswith("_") and (k not in default or repr(v) != repr(default[k]))]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
     def _get_param_names(self):
         # set_fit_request() stores _metadata_request on the instance; it is no
         # constructor parameter (skorch < 1.4 listed it, which broke clone())
