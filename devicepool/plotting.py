@@ -416,6 +416,24 @@ def plot_time_weight_distribution(time_weights, frame_labels, ax=None, n_levels=
 # --------------------------------------------------------------------------- confusion
 
 
+def _cell_text(value, count, normalize, n):
+    """A cell's label: whole percentages without decimals ("100%", "0%": the widest label
+    stays 5 characters), one decimal otherwise; the count below up to 8 classes."""
+    if not normalize:
+        return f"{count:g}"
+    pct = f"{value:.0f}%" if n > 8 or round(value, 1) in (0.0, 100.0) else f"{value:.1f}%"
+    return pct if n > 8 else f"{pct}\n({count:g})"
+
+
+def _cell_fontsize(ax, n, chars):
+    """A font size (points) at which ``chars`` characters fit a cell's width: 9 at most,
+    4 at least (the axes' drawn width, divided among ``n`` cells)."""
+    fig = ax.figure
+    width_pt = ax.get_position().width * fig.get_figwidth() * 72.0
+    fit = 0.85 * width_pt / n / (0.62 * max(chars, 1))  # a digit is about 0.6 em wide
+    return float(max(4.0, min(9.0, fit)))
+
+
 def plot_confusion_matrix(cm, labels, ax=None, normalize=True, title=None, *, cmap="Blues"):
     """Heatmap of a confusion matrix (rows: true class, columns: predicted class).
 
@@ -472,13 +490,11 @@ def plot_confusion_matrix(cm, labels, ax=None, normalize=True, title=None, *, cm
     ax.set_yticklabels(labels)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    fontsize = 9 if n <= 8 else max(4, int(9 - 0.25 * (n - 8)))
+    texts = [[_cell_text(values[i, j], cm[i, j], normalize, n) for j in range(n)] for i in range(n)]
+    fontsize = _cell_fontsize(ax, n, max(len(line) for row in texts for t in row for line in t.split("\n")))
     for i in range(n):
         for j in range(n):
-            if normalize:
-                text = f"{values[i, j]:.0f}%" if n > 8 else f"{values[i, j]:.1f}%\n({cm[i, j]:g})"
-            else:
-                text = f"{cm[i, j]:g}"
+            text = texts[i][j]
             dark = values[i, j] > 0.6 * vmax
             ax.text(j, i, text, ha="center", va="center", fontsize=fontsize,
                     color="white" if dark else "black")

@@ -236,3 +236,23 @@ def test_band_weights_axis_says_what_the_shading_is():
     assert "shaded: ±1 std over utterances" in ax.get_ylabel()
     ax = plot_band_weights({"neutral": rng.random(24)})
     assert ax.get_ylabel() == "mean band weight"
+
+
+@pytest.mark.parametrize("n, figsize", [(8, (6.5, 6)), (8, (3, 3)), (12, (4, 4))])
+def test_confusion_matrix_labels_fit_their_cells(n, figsize):
+    """Every label (e.g. "100%" over its count) is narrower than its cell, also on small axes
+    (the report's panels): 0.4 clipped "100.0%" to "00.0%" on an 8 x 8 matrix."""
+    import matplotlib.pyplot as plt
+
+    from devicepool.plotting import plot_confusion_matrix
+
+    cm = np.diag(np.full(n, 18))
+    cm[0, 1] = 1
+    fig, ax = plt.subplots(figsize=figsize)
+    plot_confusion_matrix(cm, [f"d{i}" for i in range(n)], ax=ax)
+    renderer = fig.canvas.get_renderer()
+    cell = ax.get_window_extent(renderer).width / n
+    texts = [t for t in ax.texts if t.get_text()]
+    assert len(texts) == n * n and "100%" in texts[n + 1].get_text()
+    assert max(t.get_window_extent(renderer).width for t in texts) < cell
+    plt.close(fig)
