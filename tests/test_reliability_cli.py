@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -606,3 +607,18 @@ def test_help_states_the_pickle_risk_and_the_output_format(capsys):
     proc = subprocess.run([sys.executable, "-m", "devicepool.cli", "--version"], cwd=ROOT, env=ENV,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.startswith("devicepool ")
+
+
+def test_warnings_print_as_one_devicepool_line(tmp_path, monkeypatch, capsys):
+    def warn_then_stop(args):
+        warnings.warn("first line\n  of a warning", UserWarning, stacklevel=2)
+        warnings.warn("numbers may change", FutureWarning, stacklevel=2)
+        raise commands.UsageError("stop here")
+
+    monkeypatch.setattr(commands, "_load_corpus", warn_then_stop)
+    assert main(["train", "--corpus", "demo", "-o", str(tmp_path / "m.pt")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert "devicepool: warning: first line of a warning" in err
+    assert "devicepool: warning: numbers may change (FutureWarning)" in err
+    assert not any("warnings.warn" in line or ".py:" in line for line in err)
+    assert warnings.showwarning is not main.__globals__["_one_line_warning"]  # restored

@@ -50,6 +50,7 @@ import signal
 import sys
 import threading
 import traceback
+import warnings
 
 from ._commands import COMMANDS as _BASE_COMMANDS
 from ._commands import DEMO_SETTINGS, INTERRUPTED
@@ -172,6 +173,14 @@ def _run(args):
         return status
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    """A warning as one ``devicepool: warning:`` line (no source line, no file position);
+    the category is named unless it is a plain ``UserWarning``."""
+    text = " ".join(str(message).split())
+    kind = "" if category is UserWarning else f" ({category.__name__})"
+    print(f"devicepool: warning: {text}{kind}", file=sys.stderr, flush=True)
+
+
 def main(argv=None):
     """Run the ``devicepool`` command; return the exit status.
 
@@ -197,7 +206,8 @@ def main(argv=None):
     """
     args = None
     try:
-        with _terminate_interrupts():
+        with _terminate_interrupts(), warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning  # restored on leaving
             args = build_parser().parse_args(argv)
             return _run(args)
     except SystemExit as exc:  # --help, --version
