@@ -315,3 +315,15 @@ def test_train_fits_with_the_speakers_only_when_the_corpus_knows_them():
     assert _labelled_set(Corpus.from_bunch(dict(bunch, speakers_known=False)), "all")[2] is None
     with pytest.raises(UsageError, match="no whisper speech"):
         _labelled_set(Corpus.from_bunch(dict(bunch, mode=["neutral"] * 4)), "whisper")
+
+
+def test_a_misspelt_pattern_field_is_an_error_before_any_file_is_read(folder_corpus, capsys):
+    """{speakr} would have loaded a corpus without speakers (a raw warning) and trained."""
+    status = main(["train", "--corpus", "folder", "--root", str(folder_corpus), "--pattern",
+                   "{device}/{mode}/{speakr}_{utterance}.wav", "-o", "never.pt", "--quiet"])
+    err = capsys.readouterr().err
+    assert status == 2 and "field {speakr} is not a known field; did you mean {speaker}?" in err
+    assert not os.path.exists("never.pt")
+    from devicepool.cli._commands import _check_pattern_fields
+
+    _check_pattern_fields("{device}/{session}/{speaker}_{utterance}.wav")  # a field of one's own

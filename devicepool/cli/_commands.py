@@ -77,11 +77,36 @@ def _load_corpus(args):
         if not args.pattern:
             raise UsageError("--pattern is required for --corpus folder, e.g. "
                              "'{device}/{mode}/{speaker}_{utterance}.wav'")
+        _check_pattern_fields(args.pattern)
         return datasets.load_audio_folder(args.root, pattern=args.pattern, **rate)
     kwargs = {"random_state": getattr(args, "seed", 0), **rate}
     if args.root:
         kwargs["source"] = args.root
     return datasets.make_device_corpus(**kwargs)
+
+
+_PATTERN_FIELDS = ("device", "speaker", "mode", "utterance")
+
+
+def _check_pattern_fields(pattern):
+    """A ``--pattern`` field that looks like a misspelt known one (``{speakr}``) is an
+    error before any file is read; fields of the user's own (``{session}``) stay allowed."""
+    import difflib
+
+    from devicepool.datasets.folder import compile_pattern
+
+    try:
+        fields = compile_pattern(pattern)[1]
+    except ValueError as exc:
+        raise UsageError(f"--pattern: {exc}") from None
+    for field in fields:
+        if field in _PATTERN_FIELDS:
+            continue
+        near = difflib.get_close_matches(field, _PATTERN_FIELDS, n=1, cutoff=0.7)
+        if near and near[0] not in fields:
+            known = ", ".join(f"{{{f}}}" for f in _PATTERN_FIELDS)
+            raise UsageError(f"--pattern {pattern!r}: field {{{field}}} is not a known field; did you "
+                             f"mean {{{near[0]}}}? (known: {known}; other names are kept as extra fields)")
 
 
 def _model_overrides(args, models):
