@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import warnings
 
 import numpy as np
 import torch
@@ -41,7 +42,6 @@ ALLOWED = {
     "sklearn.discriminant_analysis.LinearDiscriminantAnalysis": None,
     "sklearn.pipeline.Pipeline": None, "sklearn.mixture.GaussianMixture": None, "sklearn.svm.LinearSVC": None,
 }
-#: parameters that only steer fitting: left out of a file when they are not storable
 FIT_ONLY = frozenset("random_state memory class_weight weights_init means_init precisions_init".split())
 _PLAIN = (type(None), bool, int, float, str)
 _READINGS = ("band_pooling", "batch_norm")  # a network's module parameters its weights belong to
@@ -259,9 +259,8 @@ def _construct(cls, params, source, path):
 
 
 def check_savable(est, path="object"):
-    """Raise ``ValueError`` (naming what and where) unless :func:`dump` can hold ``est``
-    once fitted: its class and every estimator inside it allow-listed, its parameters
-    storable. Works on an unfitted estimator (``devicepool train`` asks before fitting)."""
+    """Raise ``ValueError`` (naming what and where) unless :func:`dump` can hold ``est`` once
+    fitted (allow-listed classes, storable parameters); ``devicepool train`` asks before fitting."""
     _Writer(check=True).node(est, path)
 
 
@@ -336,9 +335,8 @@ def _file_kind(path):
                   b"x\x9c", b"x\xda")  # joblib's compressors
     if head.startswith(b"PK\x03\x04"):
         return "zip"
-    if (len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5) or head.startswith(compressed):
-        return "pickle"
-    return "other"
+    pickled = (len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5) or head.startswith(compressed)
+    return "pickle" if pickled else "other"
 
 
 def read_weights_only(path):
@@ -349,7 +347,9 @@ def read_weights_only(path):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{at}: no such model file")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")  # the error says it
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
         kind = ("it holds objects other than weights and plain values (refused: loading them "
                 "would run code from the file)" if "Weights only load failed" in str(exc)
