@@ -61,22 +61,9 @@ def log_to_stderr(args):
 def check_device(text):
     """Check ``--device`` before any work: a device string torch knows, and a GPU that
     this torch can use (:class:`UsageError` otherwise)."""
-    import torch
+    from devicepool.estimators import check_torch_device
 
     try:
-        device = torch.device(text)
-    except (RuntimeError, ValueError, TypeError):
-        raise UsageError(f"--device {text!r} is not a torch device (e.g. cpu, cuda, cuda:1, "
-                         "mps; lower case)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        build = ("a CPU-only build" if torch.version.cuda is None
-                 else f"a CUDA {torch.version.cuda} build that finds no usable GPU")
-        raise UsageError(f"--device {text}: this torch ({torch.__version__}) is {build}; use "
-                         "--device cpu, or install a CUDA build of torch (see the README)")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise UsageError(f"--device {text}: this machine has {torch.cuda.device_count()} CUDA "
-                         f"device(s) (cuda:0 to cuda:{torch.cuda.device_count() - 1})")
-    mps = getattr(torch.backends, "mps", None)
-    if device.type == "mps" and not (mps is not None and mps.is_available()):
-        raise UsageError(f"--device {text}: this torch has no usable MPS (Apple GPU) device")
-    return device
+        return check_torch_device(text, f"--device {text}", "--device cpu")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None

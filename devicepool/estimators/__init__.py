@@ -47,7 +47,7 @@ chosen by measurement on the embedded corpus (``docs/models.md``,
 lr=1e-3, batch_size=16, max_epochs=30, patience=5`` is the earlier, paper-like recipe.
 """
 
-from ._base import UtteranceOutputs
+from ._base import UtteranceOutputs, check_torch_device
 from ._callbacks import EarlyStoppingBest, EpochProgress, OneCycleSchedule, StopTraining
 from ._data import BucketIterator, CropCollate, UtteranceDataset, collate_utterances
 from ._plan import TrainingPlan
@@ -59,6 +59,7 @@ from .fusion import FusionClassifier
 from .recipes import make_gmm_ubm, make_gsv_svm, make_pretrained_lr
 
 __all__ = [
+    "check_torch_device",
     "SACNNClassifier",
     "DACNNClassifier",
     "DFTCNNClassifier",

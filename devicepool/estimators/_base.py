@@ -285,7 +285,7 @@ class _UtteranceClassifier(NeuralNetClassifier):
         self
         """
         self._check_params()
-        _check_torch_device(self.device, type(self).__name__)
+        check_torch_device(self.device, f"{type(self).__name__}: device={self.device!r}", "device='cpu'")
         Xs = self._check_X(X, reset=True)
         y = self._check_y(y, len(Xs))
         if groups is not None:
@@ -493,19 +493,25 @@ class _UtteranceClassifier(NeuralNetClassifier):
         return est
 
 
-def _check_torch_device(device, owner):
-    """``ValueError`` naming the estimator for a device this torch cannot use (before any
-    work; torch's own error is an ``AssertionError`` deep in the first batch)."""
+
+def check_torch_device(device, who, cpu_hint):
+    """The ``torch.device`` of ``device``, or a ``ValueError`` starting with ``who`` (e.g.
+    ``"DACNNClassifier: device='cuda'"`` or ``"--device cuda"``) for one this torch cannot
+    use, suggesting ``cpu_hint`` (torch's own error is an ``AssertionError`` deep in the
+    first batch). One check for the estimators and the command line."""
     try:
         dev = torch.device(device)
     except (RuntimeError, ValueError, TypeError):
-        raise ValueError(f"{owner}: device={device!r} is not a torch device (e.g. 'cpu', 'cuda', "
-                         "'cuda:1', 'mps')") from None
+        raise ValueError(f"{who} is not a torch device (e.g. cpu, cuda, cuda:1, mps; lower case)") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         build = ("a CPU-only build" if torch.version.cuda is None
                  else f"a CUDA {torch.version.cuda} build that finds no usable GPU")
-        raise ValueError(f"{owner}: device={device!r}, but this torch ({torch.__version__}) is {build}; "
-                         "use device='cpu', or install a CUDA build of torch (see the README)")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ValueError(f"{owner}: device={device!r}, but this machine has {torch.cuda.device_count()} "
-                         "CUDA device(s)")
+        raise ValueError(f"{who}: this torch ({torch.__version__}) is {build}; use {cpu_hint}, or "
+                         "install a CUDA build of torch (see the README)")
+    n = torch.cuda.device_count() if dev.type == "cuda" else 0
+    if dev.type == "cuda" and dev.index is not None and dev.index >= n:
+        raise ValueError(f"{who}: this machine has {n} CUDA device(s) (cuda:0 to cuda:{n - 1})")
+    mps = getattr(torch.backends, "mps", None)
+    if dev.type == "mps" and not (mps is not None and mps.is_available()):
+        raise ValueError(f"{who}: this torch has no usable MPS (Apple GPU) device")
+    return dev
