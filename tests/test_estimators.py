@@ -127,13 +127,26 @@ def test_attention_weights_sa_and_da(fitted):
 
 def test_tiny_data_and_singleton_classes_do_not_crash():
     X, y = make_utterances(12, n_classes=3)
-    clf = DACNNClassifier(max_epochs=2, random_state=0).fit(X, y)
+    clf = DACNNClassifier(max_epochs=2, valid_fraction=0.2, random_state=0).fit(X, y)
     assert "valid_loss" in clf.history[-1]  # 12 utterances: stratified hold-out of 3
     y2 = y.copy()
     y2[0] = "tablet"  # a class with one utterance -> no hold-out, train-loss stopping
-    clf = SACNNClassifier(max_epochs=2, random_state=0).fit(X, y2)
+    clf = SACNNClassifier(max_epochs=2, valid_fraction=0.2, random_state=0).fit(X, y2)
     assert "valid_loss" not in clf.history[-1]
     assert len(clf.classes_) == 4
+
+
+def test_no_hold_out_unless_early_stopping_uses_it():
+    # valid_fraction="auto": every utterance trains when nothing reads the hold-out
+    X, y = make_utterances(30)
+    groups = np.arange(30) % 6
+    clf = SACNNClassifier(max_epochs=2, random_state=0).fit(X, y, groups=groups)
+    assert clf.train_plan_.n_valid == 0 and clf.train_plan_.n_train == 30
+    assert "valid_loss" not in clf.history[-1]
+    clf = SACNNClassifier(max_epochs=2, patience=5, random_state=0).fit(X, y, groups=groups)
+    assert clf.train_plan_.n_valid == 5 and len(clf.train_plan_.valid_speakers) == 1  # 0.2 x 6
+    clf = SACNNClassifier(max_epochs=2, valid_fraction=0.5, random_state=0).fit(X, y, groups=groups)
+    assert len(clf.train_plan_.valid_speakers) == 3 and "valid_acc" in clf.history[-1]
 
 
 def test_early_stopping_restores_best():

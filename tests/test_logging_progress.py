@@ -319,9 +319,19 @@ def test_the_epoch_bar_shows_on_a_terminal_only(monkeypatch):
     finally:
         os.close(master)
     assert "DACNNClassifier" in shown and "epoch" in shown, shown
-    log = _Stream(False)
+    assert "\n" in shown.replace("\r\n", "\n").rstrip("\r ")  # the bar stays when training ends
+    log = _Stream(False)  # a log file: plain lines, no carriage returns or colours
     _fit_with_stderr(log, monkeypatch)
-    assert log.getvalue() == ""
+    lines = log.getvalue().splitlines()
+    assert lines[-1].startswith("DACNNClassifier: epoch 2/2, train_loss ")
+    assert "\r" not in log.getvalue() and "\x1b" not in log.getvalue()
+
+
+def test_verbose_epoch_table_has_colours_on_a_terminal_only(capsys):
+    X, y = make_utterances(12)
+    DACNNClassifier(max_epochs=3, valid_fraction=0.3, verbose=1, random_state=0).fit(X, y)
+    out = capsys.readouterr().out  # not a terminal
+    assert "train_loss" in out and "valid_acc" in out and "\x1b[" not in out
 
 
 def test_parallel_fits_have_no_epoch_bars():

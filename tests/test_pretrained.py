@@ -306,6 +306,22 @@ def test_enrolled_devices_answer_unknown_for_devices_not_enrolled(small_corpus):
         model.calibrate(c.data[unknown], far=1.5)
 
 
+def test_enrolled_devices_on_embeddings_and_enrolment_references(small_corpus):
+    from devicepool.estimators import DeviceEmbedding
+    from devicepool.forensic import DeviceLR, EnrolledDevices, enrolment_references
+
+    c = small_corpus
+    dev, spk = np.asarray(c.target), np.asarray(c.groups)
+    ref = enrolment_references(dev, spk, 2)  # 2 per device, the speakers taken in turn
+    assert all(len(set(spk[ref][dev[ref] == d])) == min(2, len(set(spk))) for d in set(dev))
+    assert np.array_equal(ref, np.sort(ref)) and len(ref) == 2 * len(set(dev))
+    E = DeviceEmbedding().transform(list(c.data))
+    on_recordings = EnrolledDevices().fit(c.data[ref], dev[ref])
+    on_embeddings = EnrolledDevices(lr=DeviceLR.pretrained(embedder=None)).fit(E[ref], dev[ref])
+    np.testing.assert_allclose(on_embeddings.decision_function(E[:5]),
+                               on_recordings.decision_function(c.data[:5]), atol=1e-5)
+
+
 def test_evaluate_pretrained_on_a_small_corpus(small_corpus):
     from devicepool.forensic import DeviceLR
     from devicepool.protocol import forensic_splits

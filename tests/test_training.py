@@ -57,7 +57,8 @@ def test_crop_frames_reach_the_training_batches_only():
         def on_batch_begin(self, net, batch=None, training=None, **kwargs):
             seen["train" if training else "valid"].add(int(batch[0]["x"].shape[1]))
 
-    DACNNClassifier(max_epochs=2, crop_frames=20, random_state=0, callbacks=[Spy()]).fit(X, y)
+    DACNNClassifier(max_epochs=2, crop_frames=20, valid_fraction=0.2, random_state=0,
+                    callbacks=[Spy()]).fit(X, y)
     assert seen["train"] == {20}
     assert max(seen["valid"]) > 20  # validation sees whole utterances
 
@@ -122,12 +123,12 @@ def test_auto_split_holds_out_whole_speakers():
 def test_fit_with_groups_validates_on_unseen_speakers():
     X, y = make_utterances(48)
     groups = np.repeat(np.arange(8), 6)
-    clf = DACNNClassifier(max_epochs=2, random_state=0).fit(X, y, groups=groups)
+    clf = DACNNClassifier(max_epochs=2, valid_fraction=0.2, random_state=0).fit(X, y, groups=groups)
     plan = clf.train_plan_
     assert plan["valid_speakers"] is not None and len(plan["valid_speakers"]) == 2
     assert plan["n_valid"] == 12 and plan["n_train"] == 36
     assert "valid_loss" in clf.history[-1]
-    no_groups = DACNNClassifier(max_epochs=2, random_state=0).fit(X, y)
+    no_groups = DACNNClassifier(max_epochs=2, valid_fraction=0.2, random_state=0).fit(X, y)
     assert no_groups.train_plan_["valid_speakers"] is None
     with pytest.raises(ValueError, match="one speaker per utterance"):
         DACNNClassifier(max_epochs=1).fit(X, y, groups=groups[:-1])
@@ -138,7 +139,7 @@ def test_dft_cnn_validation_keeps_speakers_and_utterances_together():
 
     X, y = make_dft(24)
     groups = np.repeat(np.arange(6), 4)
-    clf = DFTCNNClassifier(max_epochs=1, random_state=0).fit(X, y, groups=groups)
+    clf = DFTCNNClassifier(max_epochs=1, valid_fraction=0.2, random_state=0).fit(X, y, groups=groups)
     assert len(clf.train_plan_["valid_speakers"]) == 1
 
 
@@ -157,7 +158,8 @@ def test_groups_reach_the_classifier_in_cross_validate_and_grid_search(routing):
     groups = np.repeat(np.arange(8), 6)
     pipe = Pipeline([
         ("features", FunctionTransformer(_identity)),
-        ("clf", DACNNClassifier(max_epochs=1, random_state=0).set_fit_request(groups=True)),
+        ("clf", DACNNClassifier(max_epochs=1, valid_fraction=0.2,
+                                random_state=0).set_fit_request(groups=True)),
     ])
     # with routing on, sklearn takes the groups once, in params, for the folds and the fit
     res = cross_validate(pipe, X, y, params={"groups": groups}, cv=GroupKFold(2),
@@ -173,7 +175,7 @@ def test_the_networks_request_groups_by_default(routing):
     X, y = make_utterances(48)
     groups = np.repeat(np.arange(8), 6)
     pipe = Pipeline([("features", FunctionTransformer(_identity)),
-                     ("clf", DACNNClassifier(max_epochs=1, random_state=0))])  # no set_fit_request
+                     ("clf", DACNNClassifier(max_epochs=1, valid_fraction=0.2, random_state=0))])  # no set_fit_request
     pipe.fit(X, y, groups=groups)
     assert set(pipe[-1].train_plan_["valid_speakers"]) < set(map(str, groups))
 
@@ -182,7 +184,7 @@ def test_groups_as_a_step_parameter_without_routing():
     X, y = make_utterances(48)
     groups = np.repeat(np.arange(8), 6)
     pipe = Pipeline([("features", FunctionTransformer(_identity)),
-                     ("clf", DACNNClassifier(max_epochs=1, random_state=0))])
+                     ("clf", DACNNClassifier(max_epochs=1, valid_fraction=0.2, random_state=0))])
     res = cross_validate(pipe, X, y, groups=groups, params={"clf__groups": groups},
                          cv=GroupKFold(2), return_estimator=True)
     assert all(e[-1].train_plan_["valid_speakers"] for e in res["estimator"])

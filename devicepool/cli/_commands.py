@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 
 from . import _modelfile
 from ._common import UsageError, say
@@ -267,17 +268,44 @@ def cmd_train(args):
                          f"pickle ({_modelfile.PICKLE_RISK})")
     corpus = _load_corpus(args)
     data, target, groups = _labelled_set(corpus, args.mode)  # groups: speaker-disjoint splits in fit
-    pipe = spec.make_pipeline(int(corpus.sample_rate), **params)
-    clf = pipe.steps[-1][1]
-    if hasattr(clf, "get_params") and "progress" in clf.get_params():
-        clf.set_params(progress=not args.quiet)  # the networks' epoch bar
-    say(args, f"devicepool train: {args.model} on {len(data)} utterances, "
-              f"{len(set(map(str, target)))} devices, at {int(corpus.sample_rate)} Hz")
-    t0 = time.perf_counter()
+    rate = int(corpus.sample_rate)
+    counts = Counter(map(str, target))
+    n_speakers = "unknown" if groups is None else len(set(map(str, groups)))
+    say(args, f"devicepool train: {args.model} on {len(data)} utterances of {len(counts)} devices "
+              f"({n_speakers} speakers) at {rate} Hz: "
+              + ", ".join(f"{d} {n}" for d, n in sorted(counts.items())))
     from devicepool.estimators import fit_with_groups
 
+    from . import _quality
+
+    E = _quality.embed_recordings(data, rate)  # the task check and the open-set gate
+    if not args.skip_task_check:
+        _quality.check_task(E, target, groups)
+
+    def make():
+        pipe = spec.make_pipeline(rate, **params)
+        clf = pipe.steps[-1][1]
+        if hasattr(clf, "get_params") and "progress" in clf.get_params():
+            clf.set_params(progress=not args.quiet)  # the networks' epoch bar
+        return pipe
+
+    t0 = time.perf_counter()
+    if args.no_validation:
+        validation = {"skipped": "--no-validation"}
+    else:
+        say(args, "validating: a first fit without some speakers, scored on theirs "
+                  "(--no-validation skips it)")
+        validation = _quality.validate(make, fit_with_groups, data, target, groups, args.seed)
+    say(args, _quality.describe_validation(validation))
+    pipe = make()
     fit_with_groups(pipe, data, target, groups)
-    kind = _modelfile.save_model(pipe, args.model, args.output, allow_pickle=args.allow_pickle)
+    provenance = {"training": {"devices": dict(sorted(counts.items())), "n_utterances": len(data),
+                               "n_speakers": None if groups is None else n_speakers,
+                               "mode": args.mode, "sample_rate": rate, "seed": args.seed},
+                  "validation": validation,
+                  "open_set": _quality.open_set_gate(E, target, groups)}
+    kind = _modelfile.save_model(pipe, args.model, args.output, allow_pickle=args.allow_pickle,
+                                 provenance=provenance)
     say(args, f"saved {args.output} ({kind}, {time.perf_counter() - t0:.1f} s)")
     return 0
 
@@ -389,9 +417,28 @@ def _model_outputs(model, files):
     return scores, "score"
 
 
-def _judged_rows(args, model, files, model_rate):
+def _open_set(args, gate, rows, judged, model_rate):
+    """Turn the judged rows whose recording is unlike every device the model was trained on
+    (the file's open-set gate, :mod:`devicepool.cli._quality`) into 'unknown'."""
+    from . import _quality
+
+    if gate is None or args.closed_set:
+        return
+    best, nearest = _quality.gate_llrs(gate, _quality.embed_recordings([f for _, f, _ in judged],
+                                                                       model_rate or 16000))
+    threshold = float(gate["threshold"])
+    for (i, _, _), llr, dev in zip(judged, best, nearest):
+        rows[i]["open_set"] = {"best_llr": float(llr), "nearest_device": str(dev), "threshold": threshold}
+        if llr <= threshold:
+            rows[i].update(status="unknown", model_device=rows[i]["device"], device=None, reasons=[
+                f"unlike every device the model knows (best log10 LR {llr:+.2f}, against {dev}; "
+                "--closed-set to answer anyway)"])
+
+
+def _judged_rows(args, model, files, model_rate, gate=None):
     """One row per file: an error (unreadable), unknown (with its reasons: too short,
-    silent, clipped, a lower rate than the model's) or the model's answer."""
+    silent, clipped, a lower rate than the model's, unlike every known device) or the
+    model's answer."""
     from devicepool.forensic import reasons_to_abstain
 
     checked = _checked_files(args, files, model_rate)
@@ -411,6 +458,7 @@ def _judged_rows(args, model, files, model_rate):
         classes = [str(c) for c in model.classes_]
         for (i, f, rate), p in zip(judged, values):
             rows[i] = _prediction_row(f, p, classes, rate, model_rate, kind)
+        _open_set(args, gate, rows, judged, model_rate)
         if kind == "score":
             say(args, "note: this model gives no probabilities (an SVM); the numbers are its decision "
                       "scores, comparable only between devices of one file (gmm_ubm and fusion give "
@@ -423,7 +471,8 @@ def cmd_predict(args):
     files = [os.fspath(f) for f in args.files]
     model_rate = getattr(model.steps[0][1], "sample_rate", None) if hasattr(model, "steps") else None
     model_rate = int(model_rate) if model_rate is not None else None
-    rows = _judged_rows(args, model, files, model_rate)
+    gate = payload.get("open_set") if isinstance(payload, dict) else None
+    rows = _judged_rows(args, model, files, model_rate, gate)
     if args.json:
         doc = {"model": os.fspath(args.model), "model_devicepool_version": _modelfile.written_by(payload),
                "classes": [str(c) for c in model.classes_], "sample_rate": model_rate, "predictions": rows}
@@ -445,5 +494,54 @@ def cmd_predict(args):
     return 1 if failed else 0
 
 
+def model_info(model, provenance):
+    """What a model file says about its model: a JSON-able dict (model, devicepool version,
+    devices, sample rate, training, validation, open set, calibration)."""
+    from . import _quality
+
+    prov = provenance if isinstance(provenance, dict) else {}
+    rate = getattr(model.steps[0][1], "sample_rate", None) if hasattr(model, "steps") else None
+    gate = prov.get("open_set")
+    return {"model": prov.get("model", _modelfile.model_name_of(model) if hasattr(model, "steps") else None),
+            "devicepool_version": _modelfile.written_by(prov), "sample_rate": rate,
+            "classes": [str(c) for c in model.classes_], "training": prov.get("training"),
+            "validation": prov.get("validation"),
+            "validation_text": (_quality.describe_validation(prov["validation"])
+                                if "validation" in prov else None),
+            "open_set": None if gate is None else {
+                "references_per_device": dict(Counter(gate["devices"])), "threshold": gate["threshold"],
+                "embedding": gate.get("embedding")},
+            "forensic": "forensic" in prov}
+
+
+def cmd_info(args):
+    model, provenance = _modelfile.read_model_file(args.model, allow_pickle=args.allow_pickle)
+    info = model_info(model, provenance)
+    if args.json:
+        print(json.dumps({"file": os.fspath(args.model), **info}, indent=1))
+        return 0
+    version = info["devicepool_version"] or "unknown (a pickle, or written before 0.5)"
+    lines = [f"{os.fspath(args.model)}: {info['model']}, written by devicepool {version}",
+             f"sample rate: {info['sample_rate']} Hz" if info["sample_rate"] else "sample rate: unknown"]
+    training = info["training"] or {}
+    devices = training.get("devices")
+    lines.append(f"devices ({len(info['classes'])}): " + ", ".join(
+        f"{c} ({devices[c]} recordings)" if devices and c in devices else c for c in info["classes"]))
+    if training:
+        lines.append(f"trained on {training['n_utterances']} recordings of "
+                     f"{training['n_speakers'] or 'unknown'} speakers, mode {training['mode']}, "
+                     f"seed {training['seed']}")
+    lines.append(info["validation_text"] or "validation: not recorded (a model file of devicepool 0.5 or "
+                                            "earlier, or a pickle)")
+    lines.append("open set: 'unknown' for recordings unlike every device (log10 LR threshold "
+                 f"{info['open_set']['threshold']:+.2f})" if info["open_set"] else
+                 "open set: none recorded (predict names one of the devices for every recording)")
+    lines.append("forensic calibration: yes (devicepool compare)" if info["forensic"] else
+                 "forensic calibration: none (devicepool calibrate adds one)")
+    print("\n".join(lines))
+    return 0
+
+
 #: the commands of this module; ``devicepool.cli`` adds the forensic ones and ``pretrain``
-COMMANDS = {"demo": cmd_demo, "evaluate": cmd_evaluate, "train": cmd_train, "predict": cmd_predict}
+COMMANDS = {"demo": cmd_demo, "evaluate": cmd_evaluate, "train": cmd_train, "predict": cmd_predict,
+            "info": cmd_info}

@@ -210,6 +210,13 @@ def _add_train(sub, models):
                         "before training (missing folders are created), written atomically "
                         "(a temporary .FILE.XXXXXXXX.tmp, then renamed; one left by an interrupted run, or "
                         "its FILE.tmp of devicepool 0.5 or earlier, is removed)")
+    t.add_argument("--no-validation", action="store_true",
+                   help="skip the validation fit (default: fit once without 20 %% of the speakers, "
+                        "at least one, and report the accuracy on their recordings beside chance, "
+                        "then fit the saved model on everything; it roughly doubles the time)")
+    t.add_argument("--skip-task-check", action="store_true",
+                   help="train even when the recordings group by {speaker} rather than by {device} "
+                        "(default: an error, the --pattern fields are probably swapped)")
     t.add_argument("--allow-pickle", action="store_true",
                    help="save a model that the weights-only file cannot hold (a registered model "
                         f"whose classifier is not a devicepool network) as a pickle; {PICKLE_RISK}")
@@ -229,9 +236,24 @@ def _add_predict(sub):
                         "and go on; the exit status is 1 when any file failed)")
     r.add_argument("--min-seconds", type=float, default=0.5, metavar="S",
                    help="answer 'unknown' for recordings shorter than S seconds (default 0.5)")
+    r.add_argument("--closed-set", action="store_true",
+                   help="always name one of the model's devices (default: 'unknown' for a recording "
+                        "unlike every device the model was trained on, judged by the pretrained device "
+                        "embedding against references kept in the model file by 'devicepool train')")
     r.add_argument("--allow-lower-rate", action="store_true",
                    help="judge files recorded at a lower rate than the model's (default: 'unknown'; "
                         "upsampling cannot restore the band the model judges)")
+    _common_args(r, seed=False)
+
+
+def _add_info(sub):
+    r = sub.add_parser("info", help="what a model file holds: devices, training, validation accuracy",
+                       description="Describe a model file of 'devicepool train' (or 'calibrate'): its "
+                       "model, devices and their training recordings, the speaker-disjoint validation "
+                       "accuracy beside chance, the open-set gate and the forensic calibration.")
+    r.add_argument("model", help="a model file (e.g. model.pt)")
+    r.add_argument("--json", action="store_true", help="machine-readable output (one JSON document)")
+    r.add_argument("--allow-pickle", action="store_true", help=f"also load a pickle: {PICKLE_RISK}")
     _common_args(r, seed=False)
 
 
@@ -326,6 +348,7 @@ def build_parser():
     _add_evaluate(sub, models)
     _add_train(sub, models)
     _add_predict(sub)
+    _add_info(sub)
     _add_calibrate(sub)
     _add_compare(sub)
     _add_pretrain(sub)

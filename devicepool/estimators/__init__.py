@@ -32,14 +32,15 @@ the validation error increases", and that reading underfits small corpora, see
 * **one-cycle learning rate** (``lr_schedule="onecycle"``): warm-up to ``lr`` over the
   first 30 % of the steps, cosine annealing after (skorch's ``LRScheduler`` with
   torch's ``OneCycleLR``);
-* **internal validation** (``train_split="auto"``): with ``fit(X, y, groups=speakers)``
-  whole speakers are held out (``round(valid_fraction * n_speakers)``, at least one), so
-  validation is judged on unseen speakers as the test is; without groups, 20 % of the
-  utterances stratified by class. When the data are too small to hold anything out, no
-  validation is used. With ``patience`` set, training stops after ``patience`` epochs
-  without a better validation loss and the best epoch's weights are restored; the
-  default (``None``) trains the whole budget and reports the validation loss and
-  accuracy in ``history_``.
+* **internal validation** (``train_split="auto"``), held out only where it is used: by
+  default (``patience=None``, ``valid_fraction="auto"``) every utterance is trained on
+  and the whole budget is run. With ``patience`` set (or a numeric ``valid_fraction``),
+  ``fit(X, y, groups=speakers)`` holds out whole speakers (``round(valid_fraction *
+  n_speakers)``, at least one; 0.2 under ``"auto"``), so validation is judged on unseen
+  speakers as the test is; without groups, that share of the utterances stratified by
+  class. When the data are too small to hold anything out, no validation is used.
+  Training stops after ``patience`` epochs without a better validation loss and the
+  best epoch's weights are restored; ``history_`` has the validation loss and accuracy.
 
 The defaults (``crop_frames=100``, ``max_steps=400``, ``batch_size=32``, ``lr=3e-3``) were
 chosen by measurement on the embedded corpus (``docs/models.md``,

@@ -13,7 +13,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNetClassifier
-from skorch.callbacks import EpochTimer, PassthroughScoring, PrintLog
+from skorch.callbacks import EpochTimer, PassthroughScoring
 from torch.utils.data import Dataset
 
 from .._typing import ArrayLike, FeatureSet, PathLike
@@ -24,6 +24,7 @@ from ._callbacks import (
     EarlyStoppingBest,
     EpochProgress,
     OneCycleSchedule,
+    PlainPrintLog,
     StopTraining,
     UserInterrupt,
     ValidAccuracy,
@@ -60,7 +61,7 @@ class _UtteranceClassifier(NeuralNetClassifier):
         "crop_frames": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "lr_schedule": [StrOptions({"onecycle"}), None],
         "train_split": [StrOptions({"auto"}), None, "callable"],
-        "valid_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
+        "valid_fraction": [Interval(numbers.Real, 0, 1, closed="left"), StrOptions({"auto"})],
         "patience": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "max_batch_frames": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "class_weight": [StrOptions({"balanced"}), dict, None],
@@ -82,7 +83,7 @@ class _UtteranceClassifier(NeuralNetClassifier):
         max_batch_frames=16384,
         lr_schedule="onecycle",
         train_split="auto",
-        valid_fraction=0.2,
+        valid_fraction="auto",
         patience=None,
         class_weight=None,
         progress=False,
@@ -143,7 +144,7 @@ class _UtteranceClassifier(NeuralNetClassifier):
             ("train_loss", PassthroughScoring(name="train_loss", on_train=True)),
             ("valid_loss", PassthroughScoring(name="valid_loss")),
             ("valid_acc", ValidAccuracy()),
-            ("print_log", PrintLog()),
+            ("print_log", PlainPrintLog()),
         ]
         if self.lr_schedule == "onecycle":  # checked in fit
             cbs.append(("lr_schedule", OneCycleSchedule()))
@@ -209,10 +210,21 @@ class _UtteranceClassifier(NeuralNetClassifier):
             return planned
         dataset = self.get_dataset(X, y)
         if self.train_split == "auto":
-            return _auto_split(dataset, self.valid_fraction, self.split_seed_)
+            return _auto_split(dataset, self._valid_fraction(), self.split_seed_)
         if not self.train_split:
             return dataset, None
         return self.train_split(dataset, y, **fit_params)
+
+    def _valid_fraction(self):
+        """The hold-out fraction in use: ``valid_fraction``, where ``"auto"`` is 0.2 with
+        early stopping (``patience`` set, or a callback monitoring a ``valid_*`` score, such
+        as skorch's ``EarlyStopping``) and 0 without, when nothing would use it."""
+        if self.valid_fraction == "auto":
+            cbs = [c[1] if isinstance(c, tuple) else c for c in self.callbacks or []]
+            used = self.patience is not None or any(
+                str(getattr(cb, "monitor", "")).startswith("valid") for cb in cbs)
+            return 0.2 if used else 0.0
+        return float(self.valid_fraction)
 
     # ---- validation helpers -------------------------------------------------
     def _check_X(self, X, reset):

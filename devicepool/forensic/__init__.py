@@ -44,7 +44,7 @@ Fitted :class:`DeviceLR` and :class:`OpenSetClassifier` are saved by
 
 from .calibration import IsotonicCalibrator, LogisticCalibrator
 from .coverage import ABSTAIN, coverage_of, coverage_warnings, reasons_to_abstain, recording_conditions
-from .enrolment import EnrolledDevices
+from .enrolment import EnrolledDevices, enrolment_references
 from .lr import DeviceLR, cross_validated_llrs
 from .metrics import (
     DetData,
@@ -71,6 +71,7 @@ __all__ = [
     "DetData",
     "DeviceLR",
     "EnrolledDevices",
+    "enrolment_references",
     "coverage_of",
     "coverage_warnings",
     "recording_conditions",

@@ -27,7 +27,24 @@ from .._validation import Interval, validate_params
 from ._checks import check_labels
 from .openset import UNKNOWN
 
-__all__ = ["EnrolledDevices"]
+__all__ = ["EnrolledDevices", "enrolment_references"]
+
+
+def enrolment_references(devices, speakers, k):
+    """Indices of at most ``k`` recordings per device to enrol, the speakers taken in turn
+    (a device's first recording of each speaker, then the second of each, ...), so the
+    references span the speakers; sorted. ``speakers`` may be None (in order)."""
+    devices = np.asarray(devices)
+    speakers = np.zeros(len(devices), dtype=int) if speakers is None else np.asarray(speakers)
+    chosen = []
+    for d in np.unique(devices):
+        idx = np.flatnonzero(devices == d)
+        rank = np.empty(len(idx), dtype=int)  # how many of this speaker's recordings came before
+        for s in np.unique(speakers[idx]):
+            mine = speakers[idx] == s
+            rank[mine] = np.arange(mine.sum())
+        chosen.extend(idx[np.lexsort((idx, rank))][:k])
+    return np.sort(np.asarray(chosen, dtype=int))
 
 
 class EnrolledDevices(ClassifierMixin, BaseEstimator):
@@ -66,7 +83,7 @@ class EnrolledDevices(ClassifierMixin, BaseEstimator):
     """
 
     _parameter_constraints = {
-        "lr": [None, "no_validation"],
+        "lr": "no_validation",  # a fitted DeviceLR or None, checked in fit
         "threshold": [Interval(Real, None, None, closed="neither")],
     }
 
@@ -80,6 +97,8 @@ class EnrolledDevices(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : sequence of waveforms or paths, length n
+            Or, when ``lr`` has no embedder (``DeviceLR.pretrained(embedder=None)``), their
+            embeddings ``(n, n_features)``; :meth:`predict` then takes embeddings too.
         y : array-like of shape (n,)
             Device of each recording.
 
@@ -92,8 +111,6 @@ class EnrolledDevices(ClassifierMixin, BaseEstimator):
         validate_params(self.get_params(deep=False), self._parameter_constraints, owner="EnrolledDevices")
         lr = DeviceLR.pretrained() if self.lr is None else self.lr
         check_is_fitted(lr, "calibrator_")
-        if lr.embedder is None:
-            raise ValueError("EnrolledDevices: the DeviceLR has no embedder; it must take recordings")
         E = lr._embed(X, "X", n_features=lr.n_features_in_)
         y = check_labels(y, len(E), name="y", owner="EnrolledDevices")
         self.classes_, codes = np.unique(y, return_inverse=True)

@@ -1,0 +1,90 @@
+"""``devicepool train`` says how good its model is and checks the task; ``predict`` answers
+"unknown" for devices the model never heard; ``info`` shows what the model file holds (#22)."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from conftest import FOLDER_PATTERN, write_folder_corpus
+from test_cli import one_line_error, run_cli
+
+from devicepool.datasets import make_device_corpus
+
+SWAPPED = "{speaker}/{mode}/{device}_{utterance}.wav"
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """4 devices x 4 speakers (neutral) as a folder; the 4th device's folder is moved out:
+    the model never hears it."""
+    b = make_device_corpus(n_devices=4, n_speakers=4, n_utterances=3, modes=("neutral",), random_state=1)
+    root = write_folder_corpus(tmp_path_factory.mktemp("known"), b)
+    unseen_name = sorted(p.name for p in root.iterdir())[-1]
+    unseen = tmp_path_factory.mktemp("unseen") / unseen_name
+    shutil.move(root / unseen_name, unseen)
+    return root, unseen
+
+
+@pytest.fixture(scope="module")
+def trained(corpus, tmp_path_factory):
+    root, _ = corpus
+    out = tmp_path_factory.mktemp("model") / "model.pt"
+    proc = run_cli("train", "--corpus", "folder", "--root", root, "--pattern", FOLDER_PATTERN,
+                   "--model", "da_cnn", "--max-epochs", "4", "-o", out, "--threads", "1")
+    assert proc.returncode == 0, proc.stderr
+    return out, proc.stderr
+
+
+def test_train_names_the_devices_and_reports_a_speaker_disjoint_validation(trained, corpus):
+    out, stderr = trained
+    devices = sorted(p.name for p in corpus[0].iterdir())
+    assert "36 utterances of 3 devices (4 speakers)" in stderr
+    assert all(f"{d} 12" in stderr for d in devices)  # each device and its recordings
+    line = next(ln for ln in stderr.splitlines() if ln.startswith("validation:"))
+    assert "held-out speaker(s) (chance 33.3 %)" in line
+    info = json.loads(run_cli("info", out, "--json").stdout)
+    v = info["validation"]
+    assert v["held_out_speakers"] and len(v["held_out_speakers"]) == 1  # round(0.2 x 4)
+    assert v["n_utterances"] == 9 and v["chance"] == pytest.approx(1 / 3)
+    assert 0 <= v["accuracy"] <= 1 and set(v["per_device"]) == set(devices)
+    assert f"{100 * v['accuracy']:.1f} %" in line  # the line and the file say the same
+    assert info["classes"] == devices and info["training"]["devices"] == {d: 12 for d in devices}
+    assert info["open_set"]["references_per_device"] == {d: 10 for d in devices}
+    text = run_cli("info", out)
+    assert text.returncode == 0 and "validation: " in text.stdout and "chance" in text.stdout
+    assert "open set: 'unknown'" in text.stdout and "forensic calibration: none" in text.stdout
+
+
+def test_predict_answers_unknown_for_a_device_it_never_heard(trained, corpus):
+    out, _ = trained
+    root, unseen = corpus
+    new = sorted(unseen.rglob("*.wav"))
+    known = sorted(root.rglob("*.wav"))[::3]
+    doc = json.loads(run_cli("predict", out, *new, *known, "--json").stdout)
+    rows = {r["file"]: r for r in doc["predictions"]}
+    unknown_new = [rows[str(f)]["status"] == "unknown" for f in new]
+    kept_known = [rows[str(f)]["status"] == "ok" for f in known]
+    assert np.mean(unknown_new) >= 0.9 and np.mean(kept_known) >= 0.9, (unknown_new, kept_known)
+    r = next(rows[str(f)] for f in new if rows[str(f)]["status"] == "unknown")
+    assert r["device"] is None and r["model_device"] in doc["classes"]
+    assert r["reasons"][0].startswith("unlike every device the model knows")
+    assert r["open_set"]["best_llr"] <= r["open_set"]["threshold"]
+    closed = json.loads(run_cli("predict", out, *new, "--json", "--closed-set").stdout)
+    assert all(p["status"] == "ok" for p in closed["predictions"])
+    text = run_cli("predict", out, new[0], "--quiet").stdout
+    assert "\tunknown\t(unlike every device the model knows" in text or unknown_new[0] is False
+
+
+def test_a_swapped_pattern_is_caught_before_training(corpus, tmp_path):
+    root, _ = corpus
+    line = one_line_error(run_cli("train", "--corpus", "folder", "--root", root, "--pattern", SWAPPED,
+                                  "--model", "da_cnn", "-o", tmp_path / "m.pt"))
+    assert "grouped by speaker, not by device" in line and "swapped" in line
+    assert not (tmp_path / "m.pt").exists()
+    proc = run_cli("train", "--corpus", "folder", "--root", root, "--pattern", SWAPPED, "--model",
+                   "da_cnn", "--max-epochs", "1", "--no-validation", "--skip-task-check",
+                   "-o", tmp_path / "m.pt", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    info = run_cli("info", tmp_path / "m.pt").stdout
+    assert "validation: none (--no-validation)" in info
