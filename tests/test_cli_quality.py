@@ -88,3 +88,27 @@ def test_a_swapped_pattern_is_caught_before_training(corpus, tmp_path):
     assert proc.returncode == 0, proc.stderr
     info = run_cli("info", tmp_path / "m.pt").stdout
     assert "validation: none (--no-validation)" in info
+
+
+def test_messages_point_the_right_way(trained, corpus, tmp_path):
+    out, _ = trained
+    wav = sorted(corpus[0].rglob("*.wav"))[0]
+    notes = tmp_path / "notes.txt"
+    notes.write_text("recorded with the office phone\n")
+    line = one_line_error(run_cli("predict", notes, wav))
+    assert "is a text file, not a model file" in line and "code" not in line
+    line = one_line_error(run_cli("predict", wav, out))  # the arguments swapped
+    assert "is a WAV audio file, not a model file" in line and "comes first" in line
+    # a file the pattern does not match: the flag to skip it is named, not a Python parameter
+    stray = corpus[0] / "README.wav"
+    shutil.copy(wav, stray)
+    try:
+        line = one_line_error(run_cli("train", "--corpus", "folder", "--root", corpus[0], "--pattern",
+                                      FOLDER_PATTERN, "-o", tmp_path / "m.pt"))
+        assert "README.wav" in line and "--skip-unmatched" in line and "strict=False" not in line
+        proc = run_cli("train", "--corpus", "folder", "--root", corpus[0], "--pattern", FOLDER_PATTERN,
+                       "--skip-unmatched", "--no-validation", "--max-epochs", "1", "-o", tmp_path / "m.pt",
+                       "--quiet")
+        assert proc.returncode == 0, proc.stderr
+    finally:
+        stray.unlink()

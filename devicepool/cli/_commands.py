@@ -79,7 +79,11 @@ def _load_corpus(args):
             raise UsageError("--pattern is required for --corpus folder, e.g. "
                              "'{device}/{mode}/{speaker}_{utterance}.wav'")
         _check_pattern_fields(args.pattern)
-        return datasets.load_audio_folder(args.root, pattern=args.pattern, **rate)
+        skip = getattr(args, "skip_unmatched", False)
+        try:
+            return datasets.load_audio_folder(args.root, pattern=args.pattern, strict=not skip, **rate)
+        except ValueError as exc:  # the library names its parameter; here the flag is the way
+            raise UsageError(str(exc).replace("pass strict=False", "pass --skip-unmatched")) from None
     kwargs = {"random_state": getattr(args, "seed", 0), **rate}
     if args.root:
         kwargs["source"] = args.root

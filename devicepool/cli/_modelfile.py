@@ -159,6 +159,10 @@ def read_model_file(path, *, allow_pickle=False):
         raise UsageError(f"{at} does not exist")
     if os.path.isdir(path):
         raise UsageError(f"model {os.fspath(path)!r} is a folder, not a model file")
+    kind = _not_a_model_file(path)
+    if kind:
+        raise UsageError(f"{at} is {kind}, not a model file; a model file is what 'devicepool train' "
+                         "writes (e.g. model.pt); in 'devicepool predict MODEL FILE ...' it comes first")
     from devicepool import persistence
 
     try:
@@ -185,6 +189,32 @@ def written_by(provenance):
     file written before the version was recorded)."""
     version = provenance.get("devicepool_version") if isinstance(provenance, dict) else None
     return version if isinstance(version, str) else None
+
+
+_AUDIO_MAGIC = ((b"RIFF", "a WAV audio file"), (b"RIFX", "a WAV audio file"),
+                (b"fLaC", "a FLAC audio file"), (b"OggS", "an Ogg audio file"),
+                (b"ID3", "an MP3 audio file"), (b"FORM", "an AIFF audio file"))
+
+
+def _not_a_model_file(path):
+    """What ``path`` is when its first bytes show it is no model file at all (audio, or
+    text), else None; model files are zip archives (torch) or pickles."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(512)
+    except OSError:
+        return None
+    for magic, what in _AUDIO_MAGIC:
+        if head.startswith(magic):
+            return what
+    if head and not head.startswith(b"PK") and head[:1] != b"\x80":
+        try:
+            text = head.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        if all(c.isprintable() or c in "\r\n\t" for c in text):
+            return "a text file"
+    return None
 
 
 def load_model(path, *, allow_pickle=False):

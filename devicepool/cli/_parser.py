@@ -134,6 +134,9 @@ def _corpus_args(sp, training=True):
                     "used as the source, e.g. fsdd/recordings)")
     sp.add_argument("--pattern", help="path pattern for --corpus folder, e.g. "
                     "'{device}/{mode}/{speaker}_{utterance}.wav'")
+    sp.add_argument("--skip-unmatched", action="store_true",
+                    help="with --corpus folder: leave out audio files the --pattern does not match "
+                         "(default: an error naming them)")
     sp.add_argument("--sample-rate", metavar="HZ", type=_positive_int, default=None,
                     help="read the corpus at this rate, resampling files at other rates (needed for "
                          "a folder of mixed rates; default: the files' own rate, 16000 for mobiphone)")
