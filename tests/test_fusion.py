@@ -200,8 +200,9 @@ def test_equal_weighting_sums_the_members_calibrated_alone():
 
     X, y, groups = _synthetic(2, n_speakers=9)
     members = [("a", _member([0, 1])), ("c", _member([4, 5], LinearSVC()))]
-    fused = FusionClassifier(members, random_state=0).fit(X, y, groups=groups)
-    learned = FusionClassifier(members, weighting="learned", random_state=0).fit(X, y, groups=groups)
+    fused = FusionClassifier(members, selection=None, random_state=0).fit(X, y, groups=groups)
+    learned = FusionClassifier(members, weighting="learned", selection=None,
+                               random_state=0).fit(X, y, groups=groups)
     # same out-of-fold scores: recompute each member's own calibration from them
     from sklearn.model_selection import GroupKFold
 
@@ -215,6 +216,35 @@ def test_equal_weighting_sums_the_members_calibrated_alone():
     np.testing.assert_allclose(fused.weights_, [a[0] for a, _ in cal], rtol=1e-6)
     np.testing.assert_allclose(fused.offsets_, cal[0][1] + cal[1][1], atol=1e-6)
     assert not np.allclose(learned.weights_, fused.weights_)
+
+
+class _Noise(ClassifierMixin, BaseEstimator):
+    """A member that knows nothing: random scores."""
+
+    def fit(self, X, y, groups=None):
+        self.classes_ = np.unique(y)
+        return self
+
+    def decision_function(self, X):
+        return np.random.default_rng(len(X)).normal(size=(len(X), len(self.classes_))) * 3
+
+
+def test_greedy_selection_leaves_out_members_that_do_not_help():
+    X, y, groups = _synthetic(1, n_speakers=12)
+    members = [("a", _member([0, 1])), ("noise", _Noise()), ("c", _member([4, 5], LinearSVC()))]
+    for weighting in ("equal", "learned"):
+        fused = FusionClassifier(members, weighting=weighting, random_state=0).fit(X, y, groups=groups)
+        assert "noise" not in fused.selected_ and fused.weights_[1] == 0
+        ce = fused.dev_cross_entropy_
+        assert ce["fused"] <= min(ce[n] for n in ("a", "noise", "c")) + 1e-9
+        every = FusionClassifier(members, weighting=weighting, selection=None,
+                                 random_state=0).fit(X, y, groups=groups)
+        assert every.selected_ == ["a", "noise", "c"] and every.weights_[1] != 0
+    alone = FusionClassifier([("noise", _Noise()), ("a", _member([0, 1]))], random_state=0)
+    alone.fit(X, y, groups=groups)  # the best member alone when no other helps
+    assert alone.selected_ == ["a"] and alone.weights_[0] == 0
+    calibrated_a = alone.weights_[1] * alone.member_scores(X)["a"] + alone.offsets_  # no noise in it
+    np.testing.assert_array_equal(alone.predict(X), alone.classes_[calibrated_a.argmax(1)])
 
 
 # ----------------------------------------------------------------------------- composition
@@ -321,4 +351,4 @@ def test_member_parameters_are_nested_parameters_of_the_fusion():
     f.set_params(a__logisticregression__C=0.5, cv=None)
     assert f.estimators[0][1][-1].C == 0.5 and f.cv is None
     assert sorted(clone(f).get_params(deep=False)) == sorted(
-        ["estimators", "cv", "weighting", "validation_fraction", "refit", "ridge", "random_state"])
+        ["estimators", "cv", "weighting", "selection", "validation_fraction", "refit", "ridge", "random_state"])

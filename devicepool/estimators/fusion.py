@@ -208,6 +208,13 @@ class FusionClassifier(ClassifierMixin, _BaseComposition):
         ``(train, held_out)`` index pairs (held-out parts disjoint). None: one split.
     weighting : {"equal", "learned"}, default="equal"
         How the members' scores are combined (above).
+    selection : {"greedy", None}, default="greedy"
+        Which members are fused. ``"greedy"``: forward selection on the held-out scores,
+        from the member of lowest calibrated cross-entropy, adding the others while the
+        equally weighted sum of calibrated members lowers it by more than Akaike's penalty
+        for the added weight; a member left out gets weight 0, so on the held-out
+        scores the equally weighted fusion is never worse (in cross-entropy) than its best
+        member. None: every member.
     validation_fraction : float, default=1/3
         Share of the speakers (or utterances) held out when ``cv=None``.
     refit : bool, default=True
@@ -225,6 +232,9 @@ class FusionClassifier(ClassifierMixin, _BaseComposition):
         The fitted members.
     named_estimators_ : dict
     weights_ : ndarray of shape (n_members,)
+        0 for a member ``selection`` left out.
+    selected_ : list of str
+        The members fused (all of them with ``selection=None``).
     offsets_ : ndarray of shape (n_classes,)
     dev_cross_entropy_ : dict
         Name (and ``"fused"``) -> cross-entropy in nats on the held-out scores, each
@@ -256,16 +266,18 @@ class FusionClassifier(ClassifierMixin, _BaseComposition):
         "cv": [Interval(Integral, 2, None, closed="left"), None, _Splitter()],
         "weighting": [StrOptions({"equal", "learned"})],
         "refit": ["boolean"],
+        "selection": [StrOptions({"greedy"}), None],
         "ridge": [Interval(Real, 0, None, closed="left")],
         "random_state": [Interval(int, 0, None, closed="left"), None],
     }
 
     def __init__(self, estimators, cv: int | None = 3, weighting: str = "equal",
-                 validation_fraction: float = 1 / 3, refit: bool = True, ridge: float = 1e-4,
-                 random_state: int | None = None) -> None:
+                 selection: str | None = "greedy", validation_fraction: float = 1 / 3,
+                 refit: bool = True, ridge: float = 1e-4, random_state: int | None = None) -> None:
         self.estimators = estimators
         self.cv = cv
         self.weighting = weighting
+        self.selection = selection
         self.validation_fraction = validation_fraction
         self.refit = refit
         self.ridge = ridge
@@ -345,12 +357,17 @@ class FusionClassifier(ClassifierMixin, _BaseComposition):
                 scores[held] = member_scores(_tail(est, key), _take(x, held), self.classes_)
         dev_scores = [s[dev] for s in dev_scores]
         calibrated = self._dev_report(names, dev_scores, y_enc[dev])
+        chosen = (self._greedy_selection(names, calibrated, dev_scores, y_enc[dev])
+                  if self.selection == "greedy" else list(range(len(names))))
+        self.selected_ = [names[i] for i in chosen]
+        self.weights_ = np.zeros(len(names))
         if self.weighting == "learned":
-            self.weights_, self.offsets_ = fit_linear_fusion(
-                dev_scores, y_enc[dev], len(self.classes_), ridge=self.ridge)
+            w, self.offsets_ = fit_linear_fusion(
+                [dev_scores[i] for i in chosen], y_enc[dev], len(self.classes_), ridge=self.ridge)
+            self.weights_[chosen] = w
         else:  # each member calibrated alone, the calibrated scores summed
-            self.weights_ = np.array([a for a, _ in calibrated])
-            self.offsets_ = np.sum([b for _, b in calibrated], axis=0)
+            self.weights_[chosen] = [calibrated[i][0] for i in chosen]
+            self.offsets_ = np.sum([calibrated[i][1] for i in chosen], axis=0)
         self._fused_dev_report(dev_scores, y_enc[dev])
         refit = self.refit or len(splits) > 1
         self.estimators_ = ([_fit_member(est, key, x, y, groups) for (_, est), key, x
@@ -396,6 +413,25 @@ class FusionClassifier(ClassifierMixin, _BaseComposition):
             self.dev_cross_entropy_[name] = cross_entropy(fuse([s], [a], b), y_dev)
             self.dev_accuracy_[name] = float(np.mean(s.argmax(1) == y_dev))
         return calibrated
+
+    def _greedy_selection(self, names, calibrated, dev_scores, y_dev):
+        """Forward selection on the held-out scores: start from the member of lowest
+        calibrated cross-entropy, add the others in order of theirs while the equally
+        weighted sum of calibrated members lowers it by more than Akaike's penalty for one
+        more parameter, the member's weight (``1 / n`` nats per utterance; its class offsets
+        mostly restate the priors the others' already hold), so a member that helps only
+        by chance is left out. Returns member indices, sorted."""
+        order = sorted(range(len(names)), key=lambda i: self.dev_cross_entropy_[names[i]])
+        chosen, best = [order[0]], self.dev_cross_entropy_[names[order[0]]]
+        penalty = 1.0 / len(y_dev)
+        for m in order[1:]:
+            trial = chosen + [m]
+            z = fuse([dev_scores[i] for i in trial], [calibrated[i][0] for i in trial],
+                     np.sum([calibrated[i][1] for i in trial], axis=0))
+            ce = cross_entropy(z, y_dev)
+            if ce < best - penalty:
+                chosen, best = trial, ce
+        return sorted(chosen)
 
     def _fused_dev_report(self, dev_scores, y_dev):
         fused = fuse(dev_scores, self.weights_, self.offsets_)
