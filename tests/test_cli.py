@@ -85,6 +85,9 @@ def test_unreadable_files_are_one_line_errors(tmp_path, trained_model):
     line = one_line_error(run_cli("predict", tmp_path / "no-model.pt", bad))
     assert "no-model.pt" in line
     line = one_line_error(run_cli("predict", bad, bad))
+    assert "broken.wav' is a text file, not a model file" in line
+    bad.write_bytes(bytes(range(256)) * 4)  # binary, neither audio nor text nor a model
+    line = one_line_error(run_cli("predict", bad, bad))
     assert "cannot load model" in line
 
 
@@ -209,6 +212,43 @@ def test_evaluate_runs_the_classical_systems_beside_a_network(folder_corpus, tmp
     records = [json.loads(p.read_text()) for p in (tmp_path / "e" / "results").rglob("*.json")]
     assert {r["model"] for r in records} == {"gsv_svm", "gmm_ubm", "da_cnn"}
     assert {r["model_params"].get("max_epochs") for r in records if r["model"] != "da_cnn"} == {None}
+
+
+def test_evaluate_on_a_users_corpus_has_neutral_titles(folder_corpus, tmp_path, capsys):
+    """A user's folder is not MOBIPHONE: no 'MOBI (Ex-1)' column, no paper values or claims;
+    Fig. 2(a)'s caption names the models drawn (a neutral-only corpus has no whisper model)."""
+    neutral_only = tmp_path / "neutral"
+    for f in folder_corpus.rglob("*.wav"):
+        if "/neutral/" in str(f):
+            dest = neutral_only / f.relative_to(folder_corpus)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(f.read_bytes())
+    out = tmp_path / "e"
+    assert main(["evaluate", "--corpus", "folder", "--root", str(neutral_only), "--pattern", PATTERN,
+                 "--models", "da_cnn", "--max-epochs", "1", "--out", str(out), "--quiet"]) == 0
+    table = capsys.readouterr().out
+    report = (out / "report.md").read_text()
+    for text in (table, report, (out / "table3.md").read_text()):
+        assert "N (neutral-only corpus)" in text and "MOBI (Ex-1)" not in text
+        assert "(94.56)" not in text  # the paper's DA-CNN MOBI value
+    assert "The paper's claims" not in report and "paper" not in (out / "table3.csv").read_text()
+    assert "DA-CNN band weights, neutral model**" in report and "whisper" not in report.split("Fig. 2(a)")[1][:80]
+
+
+def test_demo_with_threads_runs_one_fit_at_a_time(monkeypatch, tmp_path):
+    from devicepool.cli import _commands
+
+    seen = []
+
+    def fake_run_protocol(corpus, **kwargs):
+        seen.append(kwargs["n_jobs"])
+        raise KeyboardInterrupt  # stop after the first call: only n_jobs is checked here
+
+    monkeypatch.setattr("devicepool.protocol.run_protocol", fake_run_protocol)
+    for argv, jobs in ((["--threads", "1"], 1), ([], 2), (["--threads", "1", "--n-jobs", "2"], 2)):
+        assert main(["demo", "--out", str(tmp_path / "d"), "--quiet", *argv]) == 130
+        assert seen[-1] == jobs, argv
+    assert _commands.DEMO_SETTINGS["full"]["n_jobs"] == 2
 
 
 def test_train_and_predict_classical_models_weights_only(folder_corpus, tmp_path, capsys):

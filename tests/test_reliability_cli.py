@@ -170,7 +170,7 @@ def test_allow_pickle_loads_an_old_joblib_model(trained, tmp_path):
     line = one_line_error(run_cli("predict", tmp_path / "old.joblib", *files))
     assert "--allow-pickle" in line
     old = run_cli("predict", tmp_path / "old.joblib", *files, "--allow-pickle", "--json")
-    new = run_cli("predict", out, *files, "--json")
+    new = run_cli("predict", out, *files, "--json", "--closed-set")  # the pickle has no open-set references
     assert old.returncode == 0 and new.returncode == 0, old.stderr + new.stderr
     assert json.loads(old.stdout)["predictions"] == json.loads(new.stdout)["predictions"]
 
@@ -344,7 +344,7 @@ def test_predict_into_a_closed_pipe_exits_quietly(trained, tmp_path):
     folder.mkdir()
     audio = wav(folder / "short.wav", seconds=0.3)
     files = [audio] * 1500  # about 400 kB of output: far more than a pipe holds
-    proc = subprocess.Popen(cli("predict", out, *files, "--min-seconds", "0.2"), cwd=ROOT, env=ENV,
+    proc = subprocess.Popen(cli("predict", out, *files, "--min-seconds", "0.2", "--closed-set"), cwd=ROOT, env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     first = proc.stdout.readline()  # `| head -1`
     proc.stdout.close()
@@ -411,7 +411,7 @@ def test_evaluate_passes_sample_rate_to_the_loader(folder_corpus, tmp_path, monk
     class Result:
         notes = []
 
-        def to_markdown(self, paper=True):
+        def to_markdown(self, paper=True, own_corpus=False):
             return "table"
 
     def fake_run_protocol(corpus, wait=False, **kwargs):
@@ -419,6 +419,7 @@ def test_evaluate_passes_sample_rate_to_the_loader(folder_corpus, tmp_path, monk
         return Result()
 
     monkeypatch.setattr(devicepool.protocol, "run_protocol", fake_run_protocol)
+    monkeypatch.setattr(devicepool.protocol, "write_report", lambda *a, wait=False, **k: {})
     assert main(["evaluate", *corpus_args(folder_corpus), "--sample-rate", "8000",
                  "--out", str(tmp_path), "--quiet", "--wait"]) == 0
     assert seen == {"rate": 8000, "wait": True}
@@ -432,7 +433,8 @@ def test_evaluate_passes_sample_rate_to_the_loader(folder_corpus, tmp_path, monk
 def test_predict_reports_native_rates_and_resampling(trained, tmp_path):
     out, _ = trained
     files = [wav(tmp_path / "at16k.wav", 16000), wav(tmp_path / "at22k.wav", 22050)]
-    proc = run_cli("predict", out, *files, "--json")
+    # --closed-set: white noise is no device the model knows (the open set is tested elsewhere)
+    proc = run_cli("predict", out, *files, "--json", "--closed-set")
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["sample_rate"] == 16000
@@ -441,7 +443,7 @@ def test_predict_reports_native_rates_and_resampling(trained, tmp_path):
         assert r["status"] == "ok" and set(r["probability_per_device"]) == set(doc["classes"])
         assert abs(sum(r["probability_per_device"].values()) - 1) < 1e-5
         assert r["probability"] == max(r["probability_per_device"].values())
-    proc = run_cli("predict", out, *files)
+    proc = run_cli("predict", out, *files, "--closed-set")
     assert proc.returncode == 0, proc.stderr
     rows = [ln.split("\t") for ln in proc.stdout.strip().splitlines()]
     for cols, r in zip(rows, doc["predictions"]):  # the first four columns as before
@@ -469,7 +471,8 @@ def test_predict_answers_unknown_for_what_it_cannot_judge_and_goes_on_past_a_bad
     folder = tmp_path / "a_folder.wav"
     folder.mkdir()
     files = [good, silent, short, low, clipped, corrupt, folder, good]
-    proc = run_cli("predict", out, *files, "--json")
+    # white noise is no device the model knows: --closed-set keeps that reason out of these
+    proc = run_cli("predict", out, *files, "--json", "--closed-set")
     assert proc.returncode == 1, proc.stderr
     rows = json.loads(proc.stdout)["predictions"]
     assert [r["status"] for r in rows] == ["ok", "unknown", "unknown", "unknown", "unknown", "error", "error", "ok"]
@@ -482,13 +485,14 @@ def test_predict_answers_unknown_for_what_it_cannot_judge_and_goes_on_past_a_bad
     assert all(r["device"] is None for r in rows[1:5])
     assert "4 of 8 file(s) answered 'unknown'" in proc.stderr
     assert proc.stderr.count("devicepool: error: ") == 2 and "Traceback" not in proc.stderr
-    text = run_cli("predict", out, *files)
+    text = run_cli("predict", out, *files, "--closed-set")
     lines = [ln.split("\t") for ln in text.stdout.strip().splitlines()]
     assert [c[1] for c in lines[1:7]] == ["unknown"] * 4 + ["error"] * 2 and len(lines) == 8
     assert lines[2][2] == "(too short: 0.10 s (the model needs at least 0.50 s))"
     # --strict stops at the first file that cannot be read; the thresholds are options
     one_line_error(run_cli("predict", out, good, corrupt, good, "--strict"))
-    proc = run_cli("predict", out, short, low, "--min-seconds", "0.05", "--allow-lower-rate", "--json")
+    proc = run_cli("predict", out, short, low, "--min-seconds", "0.05", "--allow-lower-rate", "--json",
+                   "--closed-set")
     assert proc.returncode == 0 and [r["status"] for r in json.loads(proc.stdout)["predictions"]] == ["ok", "ok"]
 
 

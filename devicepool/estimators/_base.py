@@ -342,6 +342,9 @@ class _UtteranceClassifier(NeuralNetClassifier):
             NeuralNetClassifier.partial_fit(self, dataset, dataset.y,
                                             epochs=self.train_plan_.epochs, **fit_params)
         except UserInterrupt:
+            for _, cb in getattr(self, "callbacks_", []):
+                if isinstance(cb, EpochProgress):
+                    cb.abandon()
             raise KeyboardInterrupt from None  # a user's Ctrl-C aborts fit
         finally:
             del self._planned_split

@@ -130,7 +130,8 @@ class EpochProgress(Callback):
         self.every_ = max(1, -(-self.total_ // 10))
         self.bar_ = None
         if show_bars(True):
-            self.bar_ = tqdm(total=self.total_, desc=type(net).__name__, unit="epoch", leave=True,
+            # left on screen only when training ends (on_train_end); an interrupted one clears
+            self.bar_ = tqdm(total=self.total_, desc=type(net).__name__, unit="epoch", leave=False,
                              file=sys.stderr)
 
     def on_epoch_end(self, net, **kwargs):
@@ -146,6 +147,13 @@ class EpochProgress(Callback):
             sys.stderr.flush()
 
     def on_train_end(self, net, **kwargs):
+        if getattr(self, "bar_", None) is not None:
+            self.bar_.leave = True
+            self.bar_.close()
+        self.bar_ = None
+
+    def abandon(self):
+        """Clear the bar of an interrupted fit (skorch calls no ``on_train_end`` then)."""
         if getattr(self, "bar_", None) is not None:
             self.bar_.close()
         self.bar_ = None

@@ -66,10 +66,11 @@ class ProtocolResult:
         """Mean accuracy (%) over folds of ``model`` in ``condition``."""
         return self.summary[(model, condition)]["mean"]
 
-    def table_rows(self, paper=False):
-        """Table 3 as rows of strings (first row is the header)."""
+    def table_rows(self, paper=False, own_corpus=False):
+        """Table 3 as rows of strings (first row is the header); ``own_corpus``: neutral
+        column titles (``"N (neutral-only corpus)"``, not ``"MOBI (Ex-1)"``)."""
         conds = [c for c in CONDITIONS if c in self.conditions]
-        header = ["model"] + [CONDITIONS[c][2] for c in conds]
+        header = ["model"] + [_column_title(c, not own_corpus) for c in conds]
         rows = [header]
         for m in self.models:
             label = _label(m)
@@ -83,15 +84,17 @@ class ProtocolResult:
             rows.append(row)
         return rows
 
-    def to_markdown(self, paper=True):
-        """Table 3 as a Markdown table: mean ± std over folds (%), paper's value in ()."""
-        rows = self.table_rows(paper=paper)
+    def to_markdown(self, paper=True, own_corpus=False):
+        """Table 3 as a Markdown table: mean ± std over folds (%), paper's value in ()
+        (``own_corpus``: without it, under neutral titles)."""
+        rows = self.table_rows(paper=paper and not own_corpus, own_corpus=own_corpus)
         lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
         lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
         return "\n".join(lines) + "\n"
 
-    def to_csv(self, paper=True):
+    def to_csv(self, paper=True, own_corpus=False):
         """Table 3 as CSV text: one row per model, ``mean``/``std`` (and paper) columns."""
+        paper = paper and not own_corpus
         conds = [c for c in CONDITIONS if c in self.conditions]
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
@@ -251,8 +254,16 @@ def paper_claims(result):
     return lines
 
 
+def _column_title(condition, paper):
+    """A condition's column title; beside the paper's values "MOBI (Ex-1)", on a corpus of
+    one's own (no paper values) what it is: neutral speech of a neutral-only corpus."""
+    if condition == "MOBI" and not paper:
+        return "N (neutral-only corpus)"
+    return CONDITIONS[condition][2]
+
+
 def write_report(result, out_dir, title="devicepool: Table 3 reproduction", figures=True, extra="",
-                 wait=False):
+                 wait=False, paper=True):
     """Write Table 3 (Markdown, CSV), per-fold CSV, confusion matrices, Fig. 2 and report.md.
 
     Parameters
@@ -268,6 +279,10 @@ def write_report(result, out_dir, title="devicepool: Table 3 reproduction", figu
         The report is written holding the folder's lock (``out_dir/.lock``, as
         :func:`run_protocol` does): when another run holds it, wait for it to end
         instead of raising :class:`OutputLockedError` at once.
+    paper : bool, default=True
+        Set the run beside the paper: its Table 3 values in parentheses, the "MOBI (Ex-1)"
+        column, the paper's claims judged. False for a corpus of one's own (``devicepool
+        evaluate --corpus folder``): the figures alone, under neutral titles.
 
     Returns
     -------
@@ -277,7 +292,7 @@ def write_report(result, out_dir, title="devicepool: Table 3 reproduction", figu
     from .lock import output_lock
 
     with output_lock(out_dir, wait=wait):
-        return _write_report(result, out_dir, title, figures, extra)
+        return _write_report(result, out_dir, title, figures, extra, paper)
 
 
 def _settings_lines(config):
@@ -294,7 +309,8 @@ def _settings_lines(config):
     return ["## Settings", "", *out, ""] if out else []
 
 
-def _write_report(result, out_dir, title="devicepool: Table 3 reproduction", figures=True, extra=""):
+def _write_report(result, out_dir, title="devicepool: Table 3 reproduction", figures=True, extra="",
+                  paper=True):
     """:func:`write_report`'s work, for a caller that holds the folder's lock."""
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
@@ -305,8 +321,8 @@ def _write_report(result, out_dir, title="devicepool: Table 3 reproduction", fig
         atomic_write_text(path, text)
         paths[name] = path
 
-    put("table3.md", result.to_markdown(paper=True))
-    put("table3.csv", result.to_csv(paper=True))
+    put("table3.md", result.to_markdown(own_corpus=not paper))
+    put("table3.csv", result.to_csv(own_corpus=not paper))
     put("folds.csv", result.folds_csv())
     cm_json = {f"{m} {c}": v for (m, c), v in result.confusion.items()}
     put("confusion_matrices.json", json.dumps(to_jsonable(cm_json), indent=1) + "\n")
@@ -321,17 +337,22 @@ def _write_report(result, out_dir, title="devicepool: Table 3 reproduction", fig
         paths[name] = path
 
     lines = [f"# {title}", ""]
-    lines += ["## Table 3: utterance-level device classification accuracy (%)", "",
-              "Mean ± std over speaker-disjoint folds; the paper's value in parentheses.", "",
-              result.to_markdown(paper=True), ""]
-    lines += ["Conditions: MOBI = Ex-1, neutral speech of a neutral-only corpus; N = neutral -> neutral; "
-              "W = whisper -> whisper; N/W = train neutral, test whisper of the held-out speakers; "
-              "W/N = the reverse.", ""]
+    if paper:
+        lines += ["## Table 3: utterance-level device classification accuracy (%)", "",
+                  "Mean ± std over speaker-disjoint folds; the paper's value in parentheses.", ""]
+    else:
+        lines += ["## Utterance-level device classification accuracy (%)", "",
+                  "Mean ± std over speaker-disjoint folds.", ""]
+    lines += [result.to_markdown(own_corpus=not paper), ""]
+    lines += [("Conditions: MOBI = Ex-1, neutral speech of a neutral-only corpus" if paper else
+               "Conditions: N (neutral-only corpus) = neutral speech of a corpus without whisper")
+              + "; N = neutral -> neutral; W = whisper -> whisper; N/W = train neutral, test whisper "
+              "of the held-out speakers; W/N = the reverse.", ""]
     chance = chance_levels(result)
     if chance:
         lines += ["Chance level (one over the number of devices): " + ", ".join(
             f"{c} {v:.1f} %" for c, v in chance.items()) + ".", ""]
-    claims = paper_claims(result)
+    claims = paper_claims(result) if paper else []
     if claims:
         lines += ["## The paper's claims in this run", "",
                   "Judged on the means over folds (the paper's own values are in Table 3's "
@@ -392,7 +413,8 @@ def _draw_figures(result, out_dir):
         plotting.plot_band_weights(bands, ax=ax, sample_rate=rate,
                                    title="Fig. 2(a): DA-CNN mean band weights (held-out utterances)")
         figs.append(("fig2a-band-weights.png", _save(fig, out_dir, "fig2a-band-weights.png"),
-                     "Fig. 2(a): mean DA-CNN band weights, neutral and whisper models"))
+                     "Fig. 2(a): mean DA-CNN band weights, " + " and ".join(bands)
+                     + ("s" if len(bands) > 1 else "")))
     for panel, train_mode in (("b", "neutral"), ("c", "whisper")):
         v = att.get(train_mode)
         if v is None or not len(v) or v.voicing is None:
