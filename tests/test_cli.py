@@ -300,6 +300,7 @@ def _check_demo_output(out):
     assert "Chance level" in report and "## The paper's claims in this run" in report
     for claim in ("DA-CNN ≥ SA-CNN", "DA-CNN ≥ DFT-CNN baseline", "whisper ≥ neutral", "mismatch drop"):
         assert claim in report, claim
+    assert "band weights, neutral and whisper models**" in report
     rows = (out / "table3.csv").read_text().strip().splitlines()
     assert len(rows) == 4
     for row in rows[1:]:

@@ -208,6 +208,9 @@ def main(argv=None):
     try:
         with _terminate_interrupts(), warnings.catch_warnings():
             warnings.showwarning = _one_line_warning  # restored on leaving
+            # loky replaces a worker that outgrew its memory or idled out; nothing is lost
+            warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given "
+                                    "to the executor", category=UserWarning)
             args = build_parser().parse_args(argv)
             return _run(args)
     except SystemExit as exc:  # --help, --version

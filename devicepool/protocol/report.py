@@ -413,8 +413,9 @@ def _draw_figures(result, out_dir):
         plotting.plot_band_weights(bands, ax=ax, sample_rate=rate,
                                    title="Fig. 2(a): DA-CNN mean band weights (held-out utterances)")
         figs.append(("fig2a-band-weights.png", _save(fig, out_dir, "fig2a-band-weights.png"),
-                     "Fig. 2(a): mean DA-CNN band weights, " + " and ".join(bands)
-                     + ("s" if len(bands) > 1 else "")))
+                     "Fig. 2(a): mean DA-CNN band weights, "
+                     + " and ".join(name.removesuffix(" model") for name in bands)
+                     + (" models" if len(bands) > 1 else " model")))
     for panel, train_mode in (("b", "neutral"), ("c", "whisper")):
         v = att.get(train_mode)
         if v is None or not len(v) or v.voicing is None:
