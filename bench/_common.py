@@ -90,10 +90,13 @@ def machine_description():
         pass
     try:
         desc["git_commit"] = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+            ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True
         ).stdout.strip()
     except OSError:
         desc["git_commit"] = None
+    from devicepool import __version__
+
+    desc["devicepool"] = __version__
     return desc
 
 

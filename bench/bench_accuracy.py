@@ -56,6 +56,22 @@ def corpus_for(name, seed):
     raise SystemExit(f"unknown corpus {name!r} (default, fsdd)")
 
 
+def recipes(models, sample_rate, params):
+    """Every parameter of each registered model's pipeline as run (``repr`` of each value,
+    nested estimators included): what changes a figure beside the versions and threads."""
+    from devicepool.protocol import get_model
+
+    out = {}
+    for m in models:
+        try:
+            pipe = get_model(m.removesuffix("+modeaug")).make_pipeline(sample_rate, **params.get(m, {}))
+        except (ValueError, TypeError):  # a reference or a factory that is no template
+            continue
+        out[m] = {k: repr(v) for k, v in pipe.get_params(deep=True).items()
+                  if not hasattr(v, "get_params")}
+    return out
+
+
 def table(result, models):
     """Markdown: mean ± std (%) per condition and the mean fit time per fold (s)."""
     from devicepool.protocol import CONDITIONS
@@ -143,6 +159,7 @@ def main(argv=None):
             "fit_seconds": {r["model"] + "|" + r["train_mode"] + f"|{r['fold']}": r["fit_seconds"]
                             for r in res.records},
             "load_average": load_average(),
+            "recipes": recipes(models, int(corpus.sample_rate), params),
         }
     RESULTS.mkdir(parents=True, exist_ok=True)
     save_results("accuracy" + (f"_{args.tag}" if args.tag else ""),
