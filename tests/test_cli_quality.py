@@ -16,14 +16,21 @@ SWAPPED = "{speaker}/{mode}/{device}_{utterance}.wav"
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    """4 devices x 4 speakers (neutral) as a folder; the 4th device's folder is moved out:
-    the model never hears it."""
-    b = make_device_corpus(n_devices=4, n_speakers=4, n_utterances=3, modes=("neutral",), random_state=1)
+    """4 devices x 5 speakers (neutral) as a folder. The 4th device's folder is moved out:
+    the model never hears it; so are the 5th speaker's recordings of the other devices:
+    new recordings of known devices."""
+    b = make_device_corpus(n_devices=4, n_speakers=5, n_utterances=3, modes=("neutral",), random_state=1)
     root = write_folder_corpus(tmp_path_factory.mktemp("known"), b)
     unseen_name = sorted(p.name for p in root.iterdir())[-1]
     unseen = tmp_path_factory.mktemp("unseen") / unseen_name
     shutil.move(root / unseen_name, unseen)
-    return root, unseen
+    last = sorted({f.name.split("_")[0] for f in root.rglob("*.wav")})[-1]
+    held = tmp_path_factory.mktemp("held")
+    for f in sorted(root.rglob(f"{last}_*.wav")):
+        dest = held / f.relative_to(root)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(f, dest)
+    return root, unseen, held
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +65,10 @@ def test_train_names_the_devices_and_reports_a_speaker_disjoint_validation(train
 
 def test_predict_answers_unknown_for_a_device_it_never_heard(trained, corpus):
     out, _ = trained
-    root, unseen = corpus
+    root, unseen, held = corpus
     new = sorted(unseen.rglob("*.wav"))
-    known = sorted(root.rglob("*.wav"))[::3]
+    known = sorted(held.rglob("*.wav"))  # a speaker the model never heard, on known devices
+    assert len(known) == 9 and len(new) == 15
     doc = json.loads(run_cli("predict", out, *new, *known, "--json").stdout)
     rows = {r["file"]: r for r in doc["predictions"]}
     unknown_new = [rows[str(f)]["status"] == "unknown" for f in new]
@@ -72,12 +80,13 @@ def test_predict_answers_unknown_for_a_device_it_never_heard(trained, corpus):
     assert r["open_set"]["best_llr"] <= r["open_set"]["threshold"]
     closed = json.loads(run_cli("predict", out, *new, "--json", "--closed-set").stdout)
     assert all(p["status"] == "ok" for p in closed["predictions"])
-    text = run_cli("predict", out, new[0], "--quiet").stdout
-    assert "\tunknown\t(unlike every device the model knows" in text or unknown_new[0] is False
+    first_unknown = new[unknown_new.index(True)]
+    text = run_cli("predict", out, first_unknown, "--quiet").stdout
+    assert "\tunknown\t(unlike every device the model knows" in text
 
 
 def test_a_swapped_pattern_is_caught_before_training(corpus, tmp_path):
-    root, _ = corpus
+    root = corpus[0]
     line = one_line_error(run_cli("train", "--corpus", "folder", "--root", root, "--pattern", SWAPPED,
                                   "--model", "da_cnn", "-o", tmp_path / "m.pt"))
     assert "grouped by speaker, not by device" in line and "swapped" in line
@@ -112,3 +121,29 @@ def test_messages_point_the_right_way(trained, corpus, tmp_path):
         assert proc.returncode == 0, proc.stderr
     finally:
         stray.unlink()
+
+
+def test_a_classical_model_has_the_gate_too_and_a_corpus_without_speakers_says_what_it_skips(
+        corpus, tmp_path):
+    root, unseen, held = corpus
+    out = tmp_path / "gsv.pt"
+    proc = run_cli("train", "--corpus", "folder", "--root", root, "--pattern",
+                   "{device}/{mode}/{utterance}.wav", "--model", "gsv_svm", "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    assert "(unknown speakers)" in proc.stderr and "task check: skipped" in proc.stderr
+    assert "validation: none (the corpus does not name its speakers" in proc.stderr
+    doc = json.loads(run_cli("predict", out, *sorted(unseen.rglob("*.wav"))[:5],
+                             *sorted(held.rglob("*.wav"))[:3], "--json").stdout)
+    assert [r["status"] for r in doc["predictions"]] == ["unknown"] * 5 + ["ok"] * 3
+    assert all(r["score"] is not None for r in doc["predictions"][5:])  # an SVM: scores
+
+
+def test_an_empty_file_is_unknown_not_an_error(trained, tmp_path):
+    import soundfile as sf
+
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros(0, np.float32), 16000, subtype="PCM_16")
+    proc = run_cli("predict", trained[0], empty, "--json")
+    assert proc.returncode == 0, proc.stderr
+    row = json.loads(proc.stdout)["predictions"][0]
+    assert row["status"] == "unknown" and row["reasons"][0].startswith("too short: 0.00 s")

@@ -212,7 +212,7 @@ def test_equal_weighting_sums_the_members_calibrated_alone():
         for n, m in members:
             held[n][te] = member_scores(clone(m).fit(X[tr], y[tr]), X[te], fused.classes_)
     dev = np.concatenate([te for _, te in GroupKFold(3).split(X, y, groups)])
-    cal = [fit_linear_fusion([held[n][dev]], y[dev], 4) for n, _ in members]
+    cal = [fit_linear_fusion([held[n][dev]], y[dev], 4, offset_ridge=fused.offset_ridge) for n, _ in members]
     np.testing.assert_allclose(fused.weights_, [a[0] for a, _ in cal], rtol=1e-6)
     np.testing.assert_allclose(fused.offsets_, cal[0][1] + cal[1][1], atol=1e-6)
     assert not np.allclose(learned.weights_, fused.weights_)
@@ -235,6 +235,7 @@ def test_greedy_selection_leaves_out_members_that_do_not_help():
     for weighting in ("equal", "learned"):
         fused = FusionClassifier(members, weighting=weighting, random_state=0).fit(X, y, groups=groups)
         assert "noise" not in fused.selected_ and fused.weights_[1] == 0
+        assert list(fused.named_estimators_) == ["a", "c"]  # left out: not refitted, not run
         ce = fused.dev_cross_entropy_
         assert ce["fused"] <= min(ce[n] for n in ("a", "noise", "c")) + 1e-9
         every = FusionClassifier(members, weighting=weighting, selection=None,
@@ -351,4 +352,5 @@ def test_member_parameters_are_nested_parameters_of_the_fusion():
     f.set_params(a__logisticregression__C=0.5, cv=None)
     assert f.estimators[0][1][-1].C == 0.5 and f.cv is None
     assert sorted(clone(f).get_params(deep=False)) == sorted(
-        ["estimators", "cv", "weighting", "selection", "validation_fraction", "refit", "ridge", "random_state"])
+        ["estimators", "cv", "weighting", "selection", "validation_fraction", "refit", "ridge", "offset_ridge",
+         "random_state"])

@@ -228,6 +228,7 @@ def cmd_evaluate(args):
     out = args.out or "devicepool-results"
     corpus = _load_corpus(args)
     conditions = _parse_conditions(args.conditions)
+    paper = args.corpus in ("mobiphone", "wspire", "demo")  # the paper's corpora, or their stand-in
     backend = _dask_cluster(args) if args.scheduler else contextlib.nullcontext(args.n_jobs)
     with backend as n_jobs:
         result = run_protocol(
@@ -235,13 +236,8 @@ def cmd_evaluate(args):
             n_splits=args.n_splits, out_dir=out, random_state=args.seed,
             model_params=_model_overrides(args, models), progress=not args.quiet,
             n_jobs=n_jobs, resume=not args.fresh, mode_augmentation=args.mode_augmentation,
-            allow_unknown_speakers=args.allow_unknown_speakers, report=False,
-            **_wait_kwargs(args, run_protocol))
-    from devicepool.protocol import write_report
-
-    paper = args.corpus in ("mobiphone", "wspire", "demo")  # the paper's corpora, or their stand-in
-    write_report(result, out, title=f"devicepool evaluate: {args.corpus} corpus", paper=paper,
-                 **_wait_kwargs(args, write_report))
+            allow_unknown_speakers=args.allow_unknown_speakers, paper=paper,
+            title=f"devicepool evaluate: {args.corpus} corpus", **_wait_kwargs(args, run_protocol))
     print(result.to_markdown(own_corpus=not paper))
     for note in result.notes:
         say(args, f"note: {note}")
@@ -279,7 +275,8 @@ def cmd_train(args):
     leftover = _modelfile.check_output(args.output)
     if leftover:
         say(args, f"devicepool train: removed {', '.join(map(repr, leftover))}, left by an interrupted run")
-    if not args.allow_pickle and not _modelfile.weights_only_savable(spec.make_pipeline(16000, **params)):
+    weights_only = _modelfile.weights_only_savable(spec.make_pipeline(16000, **params))
+    if not args.allow_pickle and not weights_only:
         raise UsageError(f"model {args.model!r} is not a devicepool feature step + classifier, so the "
                          "weights-only model file cannot hold it; pass --allow-pickle to save it as a "
                          f"pickle ({_modelfile.PICKLE_RISK})")
@@ -295,9 +292,16 @@ def cmd_train(args):
 
     from . import _quality
 
-    E = _quality.embed_recordings(data, rate)  # the task check and the open-set gate
+    # the task check and the open-set gate see what predict will: the audio at the model's rate
+    E = _quality.embed_recordings(data, rate)
     if not args.skip_task_check:
-        _quality.check_task(E, target, groups)
+        judged = _quality.check_task(E, target, groups)
+        if judged is None:
+            say(args, "task check: skipped (it needs {speaker} in the pattern, two devices and two "
+                      "speakers, and two recordings of each)")
+    if not weights_only:
+        say(args, "note: a pickled model file keeps neither the validation figures nor the open-set "
+                  "references: predict will name one of the devices for every recording")
 
     def make():
         pipe = spec.make_pipeline(rate, **params)
@@ -365,9 +369,11 @@ def _native_rates(files):
 
 
 def _checked_files(args, files, model_rate):
-    """``(conditions or None, error or None)`` per file: each file read once and measured
-    (:func:`devicepool.forensic.recording_conditions`); a file that cannot be read is an
-    error of its own (``--strict``: the first one stops the command)."""
+    """``(conditions, error, waveform)`` per file: each file read once, measured
+    (:func:`devicepool.forensic.recording_conditions`) and kept at the model's rate for the
+    model and the open-set gate (``waveform`` None when the model's rate is unknown: they
+    then read the file themselves); a file that cannot be read is an error of its own
+    (``--strict``: the first one stops the command)."""
     from devicepool.forensic import recording_conditions
 
     checked = []
@@ -375,13 +381,14 @@ def _checked_files(args, files, model_rate):
         try:
             if not os.path.exists(f):
                 raise FileNotFoundError(f"{f!r}: no such file")
-            checked.append((recording_conditions(f, model_rate or 16000), None))
+            cond, x = recording_conditions(f, model_rate or 16000, return_waveform=True)
+            checked.append((cond, None, x if model_rate else None))
         except (OSError, ValueError) as exc:
             if args.strict and isinstance(exc, FileNotFoundError):
                 raise UsageError(str(exc)) from None
             if args.strict:
                 raise
-            checked.append((None, str(exc)))
+            checked.append((None, str(exc), None))
     return checked
 
 
@@ -434,19 +441,19 @@ def _model_outputs(model, files):
     return scores, "score"
 
 
-def _open_set(args, gate, rows, judged, model_rate):
+def _open_set(args, gate, rows, judged, inputs, model_rate):
     """Turn the judged rows whose recording is unlike every device the model was trained on
-    (the file's open-set gate, :mod:`devicepool.cli._quality`) into 'unknown'."""
+    (the file's open-set gate, :mod:`devicepool.cli._quality`) into 'unknown'; ``inputs``
+    are the judged recordings (waveforms at ``model_rate``, or paths)."""
     from . import _quality
 
     if gate is None or args.closed_set:
         return
-    best, nearest = _quality.gate_llrs(gate, _quality.embed_recordings([f for _, f, _ in judged],
-                                                                       model_rate or 16000))
+    known, best, nearest = _quality.gate_answers(gate, _quality.embed_recordings(inputs, model_rate or 16000))
     threshold = float(gate["threshold"])
-    for (i, _, _), llr, dev in zip(judged, best, nearest):
+    for (i, _, _), ok, llr, dev in zip(judged, known, best, nearest):
         rows[i]["open_set"] = {"best_llr": float(llr), "nearest_device": str(dev), "threshold": threshold}
-        if llr <= threshold:
+        if not ok:
             rows[i].update(status="unknown", model_device=rows[i]["device"], device=None, reasons=[
                 f"unlike every device the model knows (best log10 LR {llr:+.2f}, against {dev}; "
                 "--closed-set to answer anyway)"])
@@ -459,8 +466,8 @@ def _judged_rows(args, model, files, model_rate, gate=None):
     from devicepool.forensic import reasons_to_abstain
 
     checked = _checked_files(args, files, model_rate)
-    rows, judged = [], []
-    for f, (cond, error) in zip(files, checked):
+    rows, judged, inputs = [], [], []
+    for f, (cond, error, wave) in zip(files, checked):
         if error is not None:
             rows.append({"file": f, "status": "error", "error": error})
             continue
@@ -470,12 +477,13 @@ def _judged_rows(args, model, files, model_rate, gate=None):
                      "native_rate": cond["native_rate"]} if reasons else None)
         if not reasons:
             judged.append((len(rows) - 1, f, cond["native_rate"]))
+            inputs.append(f if wave is None else wave)
     if judged:
-        values, kind = _model_outputs(model, [f for _, f, _ in judged])
+        values, kind = _model_outputs(model, inputs)
         classes = [str(c) for c in model.classes_]
         for (i, f, rate), p in zip(judged, values):
             rows[i] = _prediction_row(f, p, classes, rate, model_rate, kind)
-        _open_set(args, gate, rows, judged, model_rate)
+        _open_set(args, gate, rows, judged, inputs, model_rate)
         if kind == "score":
             say(args, "note: this model gives no probabilities (an SVM); the numbers are its decision "
                       "scores, comparable only between devices of one file (gmm_ubm and fusion give "

@@ -9,6 +9,13 @@ there; reading it never runs code from it) holding a fitted
 provenance::
 
     {"model": <registry name>,
+     # devicepool train (0.6; devicepool.cli._quality):
+     "training": {"devices": {device: recordings}, "n_utterances", "n_speakers", "mode",
+                  "sample_rate", "seed"},
+     "validation": {"accuracy", "chance", "per_device", "n_utterances", "held_out_speakers",
+                    "protocol"} or {"skipped": why},
+     "open_set": {"references": <float32 tensor (n, 128): pretrained embeddings>,
+                  "devices": [device of each reference], "threshold": <log10 LR>, "embedding"},
      # devicepool calibrate:
      "forensic": <DeviceLR.to_payload(): the DeviceLR, without its embedder, as dump writes it>,
      "forensic_data": {"corpus", "root", "pattern", "mode", "sample_rate",
@@ -148,8 +155,9 @@ def save_model(pipe, model, path, *, allow_pickle=False, provenance=None):
 def read_model_file(path, *, allow_pickle=False):
     """The fitted pipeline in ``path`` and the file's provenance: ``(model, provenance)``.
 
-    ``provenance`` is a dict (``"model"``, ``"devicepool_version"`` and the optional
-    ``"forensic"`` keys of ``devicepool calibrate``), None for a pickle. The model has
+    ``provenance`` is a dict (``"model"``, ``"devicepool_version"``, the optional
+    ``"training"``, ``"validation"`` and ``"open_set"`` keys of ``devicepool train`` and
+    ``"forensic"`` keys of ``devicepool calibrate``; see the module), None for a pickle. The model has
     ``classes_`` and ``predict_proba`` or, as ``gsv_svm`` (a linear SVM), only
     ``decision_function``. A weights-only file is read without running code from it; a
     pickle is refused with a :class:`UsageError` unless ``allow_pickle`` (:data:`PICKLE_RISK`).
@@ -210,8 +218,10 @@ def _not_a_model_file(path):
     if head and not head.startswith(b"PK") and head[:1] != b"\x80":
         try:
             text = head.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
+        except UnicodeDecodeError as exc:
+            if exc.start < len(head) - 3:  # not just a character cut at the 512th byte
+                return None
+            text = head[:exc.start].decode("utf-8")
         if all(c.isprintable() or c in "\r\n\t" for c in text):
             return "a text file"
     return None

@@ -23,10 +23,18 @@ VALIDATION_SHARE = 0.2
 
 def embed_recordings(data, sample_rate):
     """Unit-length pretrained device embeddings ``(n, 128)`` of waveforms at ``sample_rate``
-    or of audio files."""
+    or of audio files, each first brought to ``sample_rate`` (what the model hears: a
+    corpus read with ``--sample-rate``, a file at another rate given to ``predict``), then
+    to the embedding's own rate."""
+    from devicepool.audio import as_waveform
     from devicepool.estimators import DeviceEmbedding
 
-    return DeviceEmbedding(sample_rate=int(sample_rate)).fit().transform(list(data))
+    emb = DeviceEmbedding(sample_rate=int(sample_rate)).fit()
+    data = list(data)
+    parts = [emb.transform([as_waveform(x, int(sample_rate), index=start + i)
+                            for i, x in enumerate(data[start:start + 256])])
+             for start in range(0, len(data), 256)]  # a few waveforms in memory at a time
+    return np.concatenate(parts) if parts else np.zeros((0, emb.embedding_dim_), np.float32)
 
 
 def _centroid_accuracy(E, labels):
@@ -125,15 +133,21 @@ def open_set_gate(E, devices, speakers):
             "threshold": GATE_THRESHOLD, "embedding": "devicepool shipped pretrained"}
 
 
-def gate_llrs(gate, E):
-    """Best log10 LR of each embedding against the gate's devices, and that device."""
-    from devicepool.forensic import DeviceLR, EnrolledDevices
+def gate_answers(gate, E):
+    """For each embedding: whether the gate knows it (its best log10 LR against the gate's
+    devices is above the threshold, :meth:`devicepool.forensic.EnrolledDevices.predict`),
+    that LR (bounded as the calibration supports) and the device it is nearest to."""
+    from devicepool.forensic import UNKNOWN, DeviceLR, EnrolledDevices
 
     refs = np.asarray(gate["references"], dtype=np.float64)
-    model = EnrolledDevices(lr=DeviceLR.pretrained(embedder=None)).fit(refs, gate["devices"])
-    L = model.decision_function(np.asarray(E, dtype=np.float64))
-    best = L.argmax(axis=1)
-    return L[np.arange(len(L)), best], model.classes_[best]
+    model = EnrolledDevices(lr=DeviceLR.pretrained(embedder=None), threshold=float(gate["threshold"]))
+    model.fit(refs, gate["devices"])
+    E = np.asarray(E, dtype=np.float64)
+    raw = model.decision_function(E, bounded=False)
+    best = raw.argmax(axis=1)
+    rows = np.arange(len(raw))
+    return (model.predict(E) != UNKNOWN, model.decision_function(E)[rows, best],
+            model.classes_[best])
 
 
 def describe_validation(v):

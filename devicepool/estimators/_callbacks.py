@@ -161,12 +161,12 @@ class EpochProgress(Callback):
 
 class PlainPrintLog(PrintLog):
     """skorch's epoch table (``verbose=1``), with its colour codes for the best scores only
-    when printed to a terminal: a log file gets plain text."""
+    when printed to a terminal: a log file, or any other ``sink``, gets plain text."""
 
     def format_row(self, row, key, color):
         from .._progress import show_bars
 
         text = super().format_row(row, key, color)
-        if isinstance(text, str) and not show_bars(True, sys.stdout):
+        if isinstance(text, str) and not (self.sink is print and show_bars(True, sys.stdout)):
             return re.sub(r"\x1b\[[0-9;]*m", "", text)
         return text

@@ -37,7 +37,7 @@ def cross_entropy(log_posteriors, y):
     return float(-lp[np.arange(len(y)), y].mean())
 
 
-def fit_linear_fusion(scores, y, n_classes, *, ridge=1e-4, sample_weight=None):
+def fit_linear_fusion(scores, y, n_classes, *, ridge=1e-4, offset_ridge=0.0, sample_weight=None):
     """Fit the weights ``a`` (one per system) and offsets ``b`` (one per class).
 
     Parameters
@@ -49,6 +49,11 @@ def fit_linear_fusion(scores, y, n_classes, *, ridge=1e-4, sample_weight=None):
     n_classes : int
     ridge : float, default=1e-4
         Penalty ``ridge * sum_m a_m^2`` added to the mean cross-entropy.
+    offset_ridge : float, default=0.0
+        Penalty ``offset_ridge * sum_c (b_c - log prior_c)^2``: keeps the offsets near the
+        log class priors where the scores separate the classes and nothing else pins
+        them (few held-out speakers), instead of letting them absorb those speakers'
+        errors.
     sample_weight : ndarray of shape (n_samples,), optional
 
     Returns
@@ -74,11 +79,13 @@ def fit_linear_fusion(scores, y, n_classes, *, ridge=1e-4, sample_weight=None):
         g = (np.exp(lp) - onehot) * w[:, None]                      # (n, C)
         grad_a = np.einsum("mnc,nc->m", Sn, g)
         grad_b = g.sum(axis=0)
-        reg = ridge * np.sum((a / spread) ** 2)
-        return loss + reg, np.concatenate([grad_a + 2 * ridge * a / spread**2, grad_b])
+        reg = ridge * np.sum((a / spread) ** 2) + offset_ridge * np.sum((b - b0) ** 2)
+        return loss + reg, np.concatenate([grad_a + 2 * ridge * a / spread**2,
+                                           grad_b + 2 * offset_ridge * (b - b0)])
 
     prior = np.bincount(y, weights=w, minlength=c)
-    theta0 = np.concatenate([np.full(m, 1.0 / m), np.log(np.maximum(prior, 1e-12))])
+    b0 = np.log(np.maximum(prior, 1e-12))
+    theta0 = np.concatenate([np.full(m, 1.0 / m), b0])
     res = minimize(objective, theta0, jac=True, method="L-BFGS-B",
                    options={"maxiter": 1000, "gtol": 1e-9})
     a = res.x[:m] / spread

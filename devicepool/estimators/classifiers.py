@@ -46,10 +46,10 @@ _COMMON_PARAMS = """
     valid_fraction : float or "auto", default="auto"
         Share of the speakers (of the utterances without ``groups``) held out for
         validation by ``train_split="auto"``. ``"auto"``: 0.2 when ``patience`` is set
-        (early stopping needs it), else 0, so that without early stopping every
-        utterance is trained on (held-out data that only the log reads cost 0.5 to 7.6
-        points on real speech, ``bench/results/training_length.json``). Set a number
-        to see ``valid_loss``/``valid_acc`` in ``history_`` anyway.
+        or a callback monitors a ``valid_*`` score (early stopping needs it), else 0, so
+        that without early stopping every utterance is trained on (held-out data that
+        only the log reads cost 0.5 to 7.6 points, ``bench/results/training_length.json``).
+        Set a number to see ``valid_loss``/``valid_acc`` in ``history_`` anyway.
     patience : int or None, default=None
         Early stopping patience in epochs (monitors ``valid_loss``, or ``train_loss``
         without validation); the best epoch's weights are restored. None trains the

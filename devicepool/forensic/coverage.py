@@ -52,8 +52,11 @@ def coverage_of(durations, modes, native_rates=()):
             "cross_mode": len(present) > 1}
 
 
-def recording_conditions(item, sample_rate=16000):
+def recording_conditions(item, sample_rate=16000, *, return_waveform=False):
     """Duration, level, native rate and speaking mode of one recording (path or waveform).
+
+    With ``return_waveform``, also the waveform measured, at ``sample_rate`` (a file is
+    read once for both).
 
     Returns
     -------
@@ -65,7 +68,6 @@ def recording_conditions(item, sample_rate=16000):
         else ``"neutral"``; ``"silence"`` when no frame is above the silence floor).
     """
     from ..audio import as_waveform, read_audio_file, resample
-    from ..features import voicing_labels
 
     native = None
     if isinstance(item, str) or hasattr(item, "__fspath__"):
@@ -76,6 +78,14 @@ def recording_conditions(item, sample_rate=16000):
         x = as_waveform(item, sample_rate)
         clipped = float(np.mean(np.abs(x) >= 0.999)) if len(x) else 0.0
     out = {"duration_s": len(x) / sample_rate, "native_rate": native, "clipped_fraction": clipped}
+    out = _measure(x, sample_rate, out)
+    return (out, x) if return_waveform else out
+
+
+def _measure(x, sample_rate, out):
+    """``out`` with the level, voiced fraction and mode of the waveform ``x``."""
+    from ..features import voicing_labels
+
     if len(x) < int(0.025 * sample_rate):
         return dict(out, level_dbfs=float(20 * np.log10(np.sqrt(np.mean(x**2)) + 1e-12)),
                     voiced_fraction=0.0, mode="silence")

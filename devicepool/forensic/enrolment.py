@@ -128,10 +128,13 @@ class EnrolledDevices(ClassifierMixin, BaseEstimator):
         E = lr._embed(X, "X", n_features=lr.n_features_in_)
         return np.stack([lr.calibrator_.transform(lr.scorer_.score(E, e)) for e in self.enrolled_], axis=1)
 
-    def decision_function(self, X):
+    def decision_function(self, X, bounded=True):
         """log10 LR of each recording against each enrolled device, ``(n, n_classes)``,
-        bounded as :meth:`DeviceLR.predict_llr` bounds it."""
-        return np.clip(self._raw_llrs(X), *self.lr_.llr_bounds_)
+        bounded as :meth:`DeviceLR.predict_llr` bounds it (``bounded=False``: as the
+        calibration gives them, which :meth:`predict` ranks, so that LRs tied at a bound
+        still tell the nearest device)."""
+        raw = self._raw_llrs(X)
+        return np.clip(raw, *self.lr_.llr_bounds_) if bounded else raw
 
     def predict(self, X):
         """The enrolled device of highest LR, or :data:`UNKNOWN` when it is not above the

@@ -238,6 +238,7 @@ def run_protocol(
     mode_augmentation: bool = False,
     wait: bool = False,
     allow_unknown_speakers: bool = False,
+    paper: bool = True,
 ) -> ProtocolResult:
     """Run the paper's protocol (Table 3, Fig. 2 data) on a corpus.
 
@@ -287,6 +288,9 @@ def run_protocol(
         confusion matrices and the Fig. 2 PNGs (needs matplotlib).
     title : str
         Report title.
+    paper : bool, default=True
+        The report sets the run beside the paper (its values, "MOBI (Ex-1)", its claims);
+        False for a corpus of one's own: neutral titles (:func:`write_report`).
     mode_augmentation : bool, default=False
         devicepool's extension beyond the paper: every training recording also trains
         the fit as a copy in the other speaking mode, made from the recording itself --
@@ -327,10 +331,10 @@ def run_protocol(
                       allow_unknown_speakers=allow_unknown_speakers)
     with run.store.lock(wait=wait, notify=bool(progress)):  # released at the end, on an error, on Ctrl-C
         run.store.remove_stale_temps()
-        return _execute(run, report, title)
+        return _execute(run, report, title, paper)
 
 
-def _execute(run, report, title):
+def _execute(run, report, title, paper=True):
     """Plan, resume, fit and write: the body of :func:`run_protocol` (lock held)."""
     tasks = _plan_tasks(run)
     todo = _unfinished(run, tasks)
@@ -343,7 +347,7 @@ def _execute(run, report, title):
     res = _result(run, tasks, outcomes)
     run.store.write_config(res.config)
     if report and run.out_dir is not None:
-        _write_report(res, run.out_dir, title=title)
+        _write_report(res, run.out_dir, title=title, paper=paper)
     return res
 
 
