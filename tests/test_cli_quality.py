@@ -35,7 +35,7 @@ def corpus(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(corpus, tmp_path_factory):
-    root, _ = corpus
+    root = corpus[0]
     out = tmp_path_factory.mktemp("model") / "model.pt"
     proc = run_cli("train", "--corpus", "folder", "--root", root, "--pattern", FOLDER_PATTERN,
                    "--model", "da_cnn", "--max-epochs", "4", "-o", out, "--threads", "1")

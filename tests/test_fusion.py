@@ -286,7 +286,8 @@ def test_members_with_the_same_stateless_first_step_share_its_features(monkeypat
 
     X, y, groups = _synthetic(3, n_speakers=9)
     _Counted.rows.clear()
-    shared = FusionClassifier(_shared_members(), random_state=0).fit(X, y, groups=groups)
+    # selection=None: every member is refitted and run (what this test counts)
+    shared = FusionClassifier(_shared_members(), selection=None, random_state=0).fit(X, y, groups=groups)
     assert _Counted.rows == [len(y), len(y)]  # once per distinct step, on all of X, not per member and fold
     _Counted.rows.clear()
     proba = shared.predict_proba(X[:10])
@@ -294,7 +295,7 @@ def test_members_with_the_same_stateless_first_step_share_its_features(monkeypat
     # bit for bit what fitting each pipeline whole gives
     monkeypatch.setattr(fusion, "_member_inputs", lambda members, X: ([None] * len(members), [X] * len(members)))
     _Counted.rows.clear()
-    whole = FusionClassifier(_shared_members(), random_state=0).fit(X, y, groups=groups)
+    whole = FusionClassifier(_shared_members(), selection=None, random_state=0).fit(X, y, groups=groups)
     assert len(_Counted.rows) == 3 * 4 + 3 * 3  # every member: 3 folds + refit, and 3 held-out parts
     np.testing.assert_array_equal(whole.predict_proba(X[:10]), proba)
     np.testing.assert_array_equal(whole.weights_, shared.weights_)
@@ -335,7 +336,8 @@ def test_groups_reach_members_with_metadata_routing_on_and_off(routing):
         fit_with_groups(pipe, X, y, groups)
         assert pipe[-1].seen_groups_ == set(range(9))
         fused = make_pipeline(_Counted(), FusionClassifier(  # through the fusion, inside a Pipeline
-            [("r", make_pipeline(_Counted(), _GroupsRecorder())), ("s", _GroupsRecorder())], random_state=0))
+            [("r", make_pipeline(_Counted(), _GroupsRecorder())), ("s", _GroupsRecorder())], selection=None,
+            random_state=0))
         fit_with_groups(fused, X, y, groups)
         assert all(m[-1].seen_groups_ == set(range(9)) if hasattr(m, "steps") else m.seen_groups_ == set(range(9))
                    for m in fused[-1].estimators_)
