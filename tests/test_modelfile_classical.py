@@ -66,8 +66,10 @@ def classical(corpus):
 
 
 def _fusion(members, **params):
+    # selection=None: both members are kept, whatever they score (their files are the subject)
     return Pipeline([("features", Waveform()),
-                     ("clf", FusionFactory(members)(random_state=0, n_components=4, **params))])
+                     ("clf", FusionFactory(members)(random_state=0, n_components=4, selection=None,
+                                                    **params))])
 
 
 @pytest.fixture(scope="module")
