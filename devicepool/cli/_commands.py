@@ -293,7 +293,8 @@ def cmd_train(args):
     from . import _quality
 
     # the task check and the open-set gate see what predict will: the audio at the model's rate
-    E = _quality.embed_recordings(data, rate)
+    E = (_quality.embed_recordings(data, rate)
+         if weights_only or not args.skip_task_check else None)  # a pickle keeps no gate
     if not args.skip_task_check:
         judged = _quality.check_task(E, target, groups)
         if judged is None:
@@ -324,7 +325,7 @@ def cmd_train(args):
                                "n_speakers": None if groups is None else n_speakers,
                                "mode": args.mode, "sample_rate": rate, "seed": args.seed},
                   "validation": validation,
-                  "open_set": _quality.open_set_gate(E, target, groups)}
+                  "open_set": _quality.open_set_gate(E, target, groups) if weights_only else None}
     kind = _modelfile.save_model(pipe, args.model, args.output, allow_pickle=args.allow_pickle,
                                  provenance=provenance)
     say(args, f"saved {args.output} ({kind}, {time.perf_counter() - t0:.1f} s)")

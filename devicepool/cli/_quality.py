@@ -79,20 +79,13 @@ def check_task(E, devices, speakers, *, margin=0.2):
 
 def validation_split(devices, speakers, seed):
     """``(train, held)`` boolean masks holding out ``VALIDATION_SHARE`` of the speakers (at
-    least one) with every device left in training, or None when no such split exists."""
-    speakers = np.asarray(speakers).astype(str)
-    devices = np.asarray(devices).astype(str)
-    uniq = np.unique(speakers)
-    if len(uniq) < 2:
-        return None
-    n_held = min(len(uniq) - 1, max(1, int(round(VALIDATION_SHARE * len(uniq)))))
-    rng = np.random.default_rng(seed)
-    n_dev = len(np.unique(devices))
-    for _ in range(50):
-        held = np.isin(speakers, rng.choice(uniq, size=n_held, replace=False))
-        if len(np.unique(devices[~held])) == n_dev and held.any():
-            return ~held, held
-    return None
+    least one) with every device left in training, or None when no such split exists (the
+    networks' own speaker hold-out, :func:`devicepool.estimators.held_out_speakers`)."""
+    from devicepool.estimators import held_out_speakers
+
+    held = held_out_speakers(np.asarray(devices).astype(str), np.asarray(speakers).astype(str),
+                             VALIDATION_SHARE, seed)
+    return None if held is None else (~held, held)
 
 
 def validate(make_pipeline, fit, data, devices, speakers, seed):

@@ -50,7 +50,7 @@ lr=1e-3, batch_size=16, max_epochs=30, patience=5`` is the earlier, paper-like r
 
 from ._base import UtteranceOutputs, check_torch_device
 from ._callbacks import EarlyStoppingBest, EpochProgress, OneCycleSchedule, StopTraining
-from ._data import BucketIterator, CropCollate, UtteranceDataset, collate_utterances
+from ._data import BucketIterator, CropCollate, UtteranceDataset, collate_utterances, held_out_speakers
 from ._plan import TrainingPlan
 from ._routing import fit_with_groups
 from .classical import GaussianSupervector, GMMUBMClassifier
@@ -71,6 +71,7 @@ __all__ = [
     "make_gmm_ubm",
     "make_pretrained_lr",
     "fit_with_groups",
+    "held_out_speakers",
     "DeviceEmbedding",
     "UtteranceOutputs",
     "TrainingPlan",

@@ -17,7 +17,7 @@ import torch
 from sklearn.model_selection import StratifiedShuffleSplit
 from torch.utils.data import Dataset, Subset
 
-__all__ = ["UtteranceDataset", "collate_utterances", "CropCollate", "BucketIterator",
+__all__ = ["held_out_speakers", "UtteranceDataset", "collate_utterances", "CropCollate", "BucketIterator",
            "inference_batches"]
 
 
@@ -190,26 +190,37 @@ class BucketIterator:
             yield self.collate_fn([self.dataset[int(i)] for i in b])
 
 
-def _speaker_split(dataset, fraction, seed):
-    """Hold out whole speakers: ``round(fraction * n_speakers)`` of them (at least 1).
+def held_out_speakers(y, speakers, fraction, seed):
+    """A boolean mask holding out ``round(fraction * n_speakers)`` whole speakers (at least
+    1, at most all but one), every class of ``y`` left in the rest; None when fewer than 2
+    speakers exist, ``fraction <= 0``, or 20 draws leave a class without training data.
+    The networks' internal validation and ``devicepool train``'s validation both use it.
 
-    Returns ``(train, valid)`` Subsets, or ``None`` when fewer than 2 speakers exist
-    or no draw of held-out speakers leaves every class in the training part.
+    >>> int(held_out_speakers(np.array([0, 1, 0, 1]), np.array(["a", "a", "b", "b"]), 0.5, 0).sum())
+    2
     """
-    speakers = dataset.speakers
+    speakers = np.asarray(speakers)
+    y = np.asarray(y)
     uniq = np.unique(speakers)
     if len(uniq) < 2 or fraction <= 0:
         return None
     n_valid = min(len(uniq) - 1, max(1, int(round(fraction * len(uniq)))))
     rng = np.random.default_rng(seed)
-    n_classes = len(np.unique(dataset.y))
+    n_classes = len(np.unique(y))
     for _ in range(20):
-        held = rng.choice(uniq, size=n_valid, replace=False)
-        in_valid = np.isin(speakers, held)
-        if len(np.unique(dataset.y[~in_valid])) == n_classes:
-            return (Subset(dataset, np.flatnonzero(~in_valid)),
-                    Subset(dataset, np.flatnonzero(in_valid)))
+        held = np.isin(speakers, rng.choice(uniq, size=n_valid, replace=False))
+        if len(np.unique(y[~held])) == n_classes:
+            return held
     return None
+
+
+def _speaker_split(dataset, fraction, seed):
+    """``(train, valid)`` Subsets holding out whole speakers (:func:`held_out_speakers`), or
+    ``None`` when no such split exists."""
+    held = held_out_speakers(dataset.y, dataset.speakers, fraction, seed)
+    if held is None:
+        return None
+    return Subset(dataset, np.flatnonzero(~held)), Subset(dataset, np.flatnonzero(held))
 
 
 def _auto_split(dataset, fraction, seed):
