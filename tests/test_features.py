@@ -183,7 +183,7 @@ def test_dft_segment_counts(n, n_segments, rng):
 
 def test_dft_values_are_segment_magnitudes(rng):
     x = rng.standard_normal(20000)
-    out = DFTMagnitude().transform([x])[0]
+    out = DFTMagnitude(window=None).transform([x])[0]
     np.testing.assert_allclose(out[0], np.abs(np.fft.rfft(x[:8000])), rtol=1e-5, atol=1e-3)
     np.testing.assert_allclose(out[1], np.abs(np.fft.rfft(x[8000:16000])), rtol=1e-5, atol=1e-3)
     # the trailing 4000 samples: the last whole 0.5 s of the utterance, no zero padding
@@ -192,8 +192,36 @@ def test_dft_values_are_segment_magnitudes(rng):
 
 def test_dft_short_utterance_is_zero_padded(rng):
     x = rng.standard_normal(5000)
-    out = DFTMagnitude().transform([x])[0]
+    out = DFTMagnitude(window=None).transform([x])[0]
     np.testing.assert_allclose(out[0], np.abs(np.fft.rfft(np.r_[x, np.zeros(3000)])), rtol=1e-5, atol=1e-3)
+    # a taper covers the utterance's own samples, then the zeros follow
+    hann = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(5000) / 5000)
+    out = DFTMagnitude().transform([x])[0]
+    np.testing.assert_allclose(out[0], np.abs(np.fft.rfft(np.r_[x * hann, np.zeros(3000)])), rtol=1e-5, atol=1e-3)
+
+
+def test_dft_default_window_is_periodic_hann(rng):
+    x = rng.standard_normal(20000)
+    hann = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(8000) / 8000)
+    out = DFTMagnitude().transform([x])[0]
+    for row, seg in zip(out, (x[:8000], x[8000:16000], x[-8000:])):
+        np.testing.assert_allclose(row, np.abs(np.fft.rfft(seg * hann)), rtol=1e-5, atol=1e-3)
+    np.testing.assert_array_equal(DFTMagnitude(window="boxcar").transform([x])[0],
+                                  DFTMagnitude(window=None).transform([x])[0])
+
+
+def test_dft_hann_window_keeps_a_strong_tone_out_of_the_high_band():
+    # why the taper is the default: a loud 200.25 Hz tone (between bins) and a faint
+    # 5 kHz band. The rectangular window's sidelobes of the tone bury the faint band;
+    # the Hann window's do not.
+    t = np.arange(8000) / 16000
+    x = np.sin(2 * np.pi * 200.25 * t) + 1e-4 * np.sin(2 * np.pi * 5000 * t)
+    band = slice(2400, 2600)  # 4.8-5.2 kHz, bins of 2 Hz
+    for window, visible in ((None, False), ("hann", True)):
+        spec = DFTMagnitude(window=window).transform([x])[0][0]
+        peak = spec[2500]
+        floor = np.median(np.r_[spec[band.start:2490], spec[2511:band.stop]])
+        assert bool(peak > 100 * floor) is visible, (window, peak, floor)
 
 
 def test_dft_whole_segments_only(rng):
@@ -228,6 +256,8 @@ def test_dft_other_rates_and_names():
         (dict(segment_ms=0), r"'segment_ms' parameter of DFTMagnitude must be a float in the range \(0, inf\)"),
         (dict(min_segment_fraction=0), r"'min_segment_fraction' parameter of DFTMagnitude must be a float in the range \(0, 1\]"),
         (dict(min_segment_fraction=1.5), r"'min_segment_fraction' parameter of DFTMagnitude must be a float in the range \(0, 1\]"),
+        (dict(window="nope"), r"window='nope' is not a window scipy.signal.get_window knows .*or None for the rectangular"),
+        (dict(window=3), r"'window' parameter of DFTMagnitude must be"),
     ],
 )
 def test_dft_bad_parameters(params, pattern):
