@@ -22,14 +22,14 @@ CORPORA = ("mobiphone", "wspire", "folder", "demo")
 #: (``make_device_corpus()``: 6 devices x 9 speakers x 8 utterances x {neutral, whisper});
 #: Ex-1 a neutral-only one standing in for MOBIPHONE (more devices, as MOBIPHONE has more
 #: phones than wSPIRE). Both give 144 test utterances per fold and mode. The three models
-#: keep their library defaults except one smaller step budget for all (150 instead of
-#: 400), so that the 27 fits end within 5 minutes on 2 cores (crop training makes a fit's
-#: cost follow its steps).
+#: keep their library defaults except a smaller step budget for SA-CNN and DA-CNN (150
+#: instead of 400), so that the 27 fits end within 5 minutes on 2 cores (crop training
+#: makes a fit's cost follow its steps).
 DEMO_SETTINGS = {
     "full": {
         "ex1": {"n_devices": 8, "n_speakers": 9, "n_utterances": 6, "modes": ("neutral",)},
         "ex2": {"n_devices": 6, "n_speakers": 9, "n_utterances": 8, "modes": ("neutral", "whisper")},
-        "model_params": {  # the baseline at its library default (400 steps): its fits are the
+        "model_params": {  # the baseline at its library default (800 steps): its fits are the
             "dft_cnn": {},    # cheapest, and a shorter budget under-trains it (issue 21)
             "sa_cnn": {"max_steps": 150},
             "da_cnn": {"max_steps": 150},
