@@ -92,6 +92,18 @@ def test_a_template_is_the_spec():
     assert gsv.make(clf__svm__max_iter=10).named_steps["clf"].named_steps["svm"].max_iter == 10
 
 
+def test_protocol_refuses_feature_step_parameters_it_would_drop():
+    # the protocol fits the classifier on features computed once per registered model, so
+    # a parameter of the feature step would change nothing: it is refused, by either name
+    dft = get_model("dft_cnn")
+    assert dft.make(window=None).named_steps["features"].window is None  # the pipeline takes it
+    for name in ("window", "features__window"):
+        with pytest.raises(ValueError, match=r"'dft_cnn': '(features__)?window' sets features__window, a "
+                                             r"parameter of its feature step.*register a model"):
+            dft.make_classifier(16000, random_state=0, **{name: None})
+    assert dft.make_classifier(16000, random_state=0, max_steps=3).max_steps == 3
+
+
 def test_experiments_is_a_deprecated_alias():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)

@@ -111,7 +111,21 @@ class _Template:
         return pipe.set_params(**resolved)
 
     def __call__(self, random_state=None, **params):
-        return self.make(random_state=random_state, **params).steps[-1][1]
+        """The classifier alone (the protocol computes the features once per registered
+        feature step): a parameter of an earlier step is an error, never dropped (the
+        sample rate, which the protocol sets on both, and ``n_jobs`` excepted)."""
+        pipe = self.make(random_state=random_state, **params)
+        keys = pipe.get_params(deep=True)
+        earlier = {f"{n}__" for n, _ in pipe.steps[:-1]}
+        for name in params:
+            hits = [k for k in _matches(keys, name) if any(k.startswith(e) for e in earlier)]
+            if hits and name not in ("random_state", "sample_rate", "n_jobs"):
+                raise ValueError(
+                    f"model {self.name!r}: {name!r} sets {hits[0]}, a parameter of its feature "
+                    "step, which the protocol computes once per registered model; register a "
+                    "model whose template has that feature step (register_model(name, "
+                    "Pipeline([('features', ...), ('clf', ...)])))")
+        return pipe.steps[-1][1]
 
     def __repr__(self):
         return f"template of {self.name}: {self.template!r}"
