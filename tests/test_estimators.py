@@ -298,6 +298,11 @@ def _expected_failed_checks(estimator):
         # 2 epochs of the training recipe (one-cycle at lr 3e-3, batch norm, band-preserving
         # pooling) reach the check's 0.83
         return {k: v for k, v in _EXPECTED.items() if k != "check_classifiers_train"}
+    if isinstance(estimator, DFTCNNClassifier):
+        # its __init__ names only what it changes (max_steps=800) and passes the rest on, so
+        # the check, which draws values for the named parameters, never reaches `callbacks`
+        return {k: v for k, v in _EXPECTED.items()
+                if k != "check_do_not_raise_errors_in_init_or_set_params"}
     return _EXPECTED
 
 
