@@ -110,3 +110,17 @@ def test_persistence_refuses_what_it_cannot_hold_or_read(pipeline, tmp_path):
     again, provenance = persistence.read(tmp_path / "p.joblib", allow_pickle=True)
     assert provenance is None
     np.testing.assert_array_equal(again.predict_proba(X), pipe.predict_proba(X))
+
+
+def test_a_file_from_before_the_dft_window_keeps_the_plain_dft():
+    # 0.5 wrote DFTMagnitude without `window`, and its segments were not tapered: such a
+    # file must read back as window=None, not as today's Hann default
+    from devicepool.features import DFTMagnitude
+
+    payload = persistence.to_payload(DFTMagnitude())
+    assert persistence.from_payload(payload)[0].window == "hann"
+    del payload["object"]["params"]["window"]
+    old = persistence.from_payload(payload)[0]
+    assert old.window is None
+    x = np.random.default_rng(0).standard_normal(9000)
+    np.testing.assert_allclose(old.transform([x])[0][0], np.abs(np.fft.rfft(x[:8000])), rtol=1e-5, atol=1e-3)

@@ -42,6 +42,9 @@ ALLOWED = {
     "sklearn.discriminant_analysis.LinearDiscriminantAnalysis": None,
     "sklearn.pipeline.Pipeline": None, "sklearn.mixture.GaussianMixture": None, "sklearn.svm.LinearSVC": None,
 }
+#: parameters added with a new default: the value a file written before them meant
+#: (DFTMagnitude's segments were not tapered before 0.6)
+_BEFORE = {"devicepool.features.DFTMagnitude": {"window": None}}
 FIT_ONLY = frozenset("random_state memory class_weight weights_init means_init precisions_init".split())
 _PLAIN = (type(None), bool, int, float, str)
 _READINGS = ("band_pooling", "batch_norm")  # a network's module parameters its weights belong to
@@ -183,6 +186,7 @@ class _Reader:
             raise self.damaged(path, f"({name.rsplit('.', 1)[1]}) has no parameters or fitted state")
         cls = _class(name)
         params = {k: self.value(v, f"{path}.{k}") for k, v in node["params"].items()}
+        params = dict(_BEFORE.get(name, {}), **params)
         try:
             if ALLOWED[name] == _NETWORK:
                 est = self.network(cls, params, node["fitted"], path, top)
