@@ -90,13 +90,17 @@ class _Template:
         """``clone(template).set_params(...)``: a short name (``max_epochs``) sets every
         parameter it ends (``clf__max_epochs``; every member's in a fusion) when they agree
         in the template; ``random_state`` seeds every step that has one (none: ignored)."""
+        return self._resolve(params)[0]
+
+    def _resolve(self, params):
+        """``(pipeline, {short name: the full names it set})`` of :meth:`make`."""
         from sklearn.base import clone
 
         pipe = clone(self.template)
         keys = pipe.get_params(deep=True)
-        resolved, unknown = {}, []
+        resolved, unknown, names = {}, [], {}
         for name, value in params.items():
-            hits = _matches(keys, name)
+            hits = names[name] = _matches(keys, name)
             if not hits and name != "random_state":
                 unknown.append(name)
             elif name != "random_state" and len({repr(keys.get(k)) for k in hits}) > 1:
@@ -108,17 +112,16 @@ class _Template:
             who = (f"no member of the fusion ({', '.join(n for n, _ in fusion)})"
                    if isinstance(fusion, list) else f"model {self.name!r}")
             raise ValueError(f"{who} takes {sorted(unknown)}")
-        return pipe.set_params(**resolved)
+        return pipe.set_params(**resolved), names
 
     def __call__(self, random_state=None, **params):
         """The classifier alone (the protocol computes the features once per registered
         feature step): a parameter of an earlier step is an error, never dropped (the
         sample rate, which the protocol sets on both, and ``n_jobs`` excepted)."""
-        pipe = self.make(random_state=random_state, **params)
-        keys = pipe.get_params(deep=True)
-        earlier = {f"{n}__" for n, _ in pipe.steps[:-1]}
-        for name in params:
-            hits = [k for k in _matches(keys, name) if any(k.startswith(e) for e in earlier)]
+        pipe, names = self._resolve(dict(params, random_state=random_state))
+        earlier = tuple(f"{n}__" for n, _ in pipe.steps[:-1])
+        for name, full in names.items():
+            hits = [k for k in full if k.startswith(earlier)]
             if hits and name not in ("random_state", "sample_rate", "n_jobs"):
                 raise ValueError(
                     f"model {self.name!r}: {name!r} sets {hits[0]}, a parameter of its feature "
