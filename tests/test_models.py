@@ -137,3 +137,61 @@ def test_forward_flops_counts_conv_by_hand(batch_norm):
     assert f["params"] == sum(p.numel() for p in net.parameters())
     assert forward_flops(SACNN(10), 300)["total"] < f["total"]
     assert forward_flops(DFTCNN(10), 6)["total"] > 0
+
+
+@pytest.mark.parametrize("Net", [SACNN, DACNN])
+def test_utterance_norm_removes_level_and_tilt_but_not_band_detail(Net):
+    # utterance_norm=2 (the default): a recording level or a spectral tilt added to every
+    # frame of an utterance changes nothing; a notch in one band does; 0 sees all three
+    from devicepool.models._blocks import _dct_rows
+
+    torch.manual_seed(0)
+    x, L = _batch([40, 25])
+    mask = (torch.arange(40)[None, :] < L[:, None]).unsqueeze(-1).float()
+    tilt = _dct_rows(24, 2)[1] * 6.0                   # the slowest cosine across the bands
+    notch = torch.zeros(24)
+    notch[17] = -3.0
+    for k, same in ((2, (True, True, False)), (1, (True, False, False)), (0, (False, False, False))):
+        net = Net(n_classes=3, utterance_norm=k).eval()
+        net.fit_input_statistics([torch.randn(30, 24) for _ in range(4)])
+        with torch.no_grad():
+            ref = net(x, L)
+            for shift, unchanged in zip((torch.full((24,), 4.0), tilt, notch), same):
+                out = net(x + shift * mask, L)
+                assert torch.allclose(out, ref, atol=1e-5) == unchanged, (k, shift)
+
+
+def test_utterance_norm_statistics_are_those_of_the_normalised_frames():
+    from devicepool.models._blocks import InputNormalisation
+
+    g = torch.Generator().manual_seed(1)
+    utts = [torch.randn(int(n), 24, generator=g, dtype=torch.float64) * 2 + torch.randn(24, generator=g)
+            + 5 * torch.rand(1, generator=g) for n in (5, 17, 40, 3, 22)]
+    norm = InputNormalisation(24, 2).fit_chunks(iter(utts))
+    B = norm.basis.double()
+    frames = torch.cat([u - ((u.mean(0) - norm.mean.double()) @ B.T) @ B for u in utts])
+    torch.testing.assert_close(norm.mean.double(), frames.mean(0), atol=1e-5, rtol=0)
+    torch.testing.assert_close(norm.scale.double(), frames.std(0, unbiased=False), atol=1e-5, rtol=1e-5)
+    # and the forward pass standardises the training frames with them
+    out = torch.cat([norm(u.float()[None])[0] for u in utts])
+    torch.testing.assert_close(out.mean(0), torch.zeros(24), atol=1e-4, rtol=0)
+    torch.testing.assert_close(out.std(0, unbiased=False), torch.ones(24), atol=1e-4, rtol=0)
+
+
+def test_utterance_norm_bad_values_and_old_pickles():
+    import pickle
+
+    with pytest.raises(ValueError, match=r"utterance_coefficients must lie in \[0, 24\].*25"):
+        DACNN(n_classes=3, utterance_norm=25)
+    with pytest.raises(ValueError, match=r"utterance_coefficients must lie in \[0, 24\].*-1"):
+        SACNN(n_classes=3, utterance_norm=-1)
+    # a module pickled before the parameter existed normalised no utterance
+    net = DACNN(n_classes=3)
+    for m in (net, net.norm):
+        del m.__dict__["utterance_norm" if m is net else "utterance_coefficients"]
+    del net.norm._buffers["basis"]
+    old = pickle.loads(pickle.dumps(net))
+    assert old.utterance_norm == 0 and old.norm.utterance_coefficients == 0
+    x, L = _batch([12])
+    with torch.no_grad():
+        old.eval()(x, L)

@@ -124,3 +124,19 @@ def test_a_file_from_before_the_dft_window_keeps_the_plain_dft():
     assert old.window is None
     x = np.random.default_rng(0).standard_normal(9000)
     np.testing.assert_allclose(old.transform([x])[0][0], np.abs(np.fft.rfft(x[:8000])), rtol=1e-5, atol=1e-3)
+
+
+def test_a_network_from_before_utterance_norm_reads_back_without_it(pipeline):
+    # 0.5 wrote SA-/DA-CNN without module__utterance_norm, and normalised no utterance's
+    # level: such a file must read back with 0 (the weights were trained on that), not 2
+    pipe, X = pipeline
+    clf = pipe[-1]
+    assert clf.module_.utterance_norm == 2
+    payload = persistence.to_payload(clf)
+    assert payload["object"]["params"]["module__utterance_norm"] == 2
+    assert persistence.from_payload(payload)[0].module_.utterance_norm == 2
+    del payload["object"]["params"]["module__utterance_norm"]
+    old = persistence.from_payload(payload)[0]
+    assert old.module_.utterance_norm == 0 and old.module_.norm.utterance_coefficients == 0
+    feats = pipe[0].transform(X)
+    assert not np.allclose(old.predict_proba(feats), clf.predict_proba(feats))  # it matters

@@ -330,9 +330,8 @@ class _UtteranceClassifier(NeuralNetClassifier):
 
     def _fit_input_statistics(self, items):
         fit_stats = getattr(self.module_, "fit_input_statistics", None)
-        if callable(fit_stats):
-            fit_stats(torch.from_numpy(np.concatenate(items[i:i + 256], axis=0))
-                      for i in range(0, len(items), 256))
+        if callable(fit_stats):  # one block per utterance (the contract's)
+            fit_stats(torch.from_numpy(np.asarray(x)) for x in items)
 
     def _train(self, dataset, **fit_params):
         self._planned_split = self.get_split_datasets(dataset, dataset.y)

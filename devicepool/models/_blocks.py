@@ -93,23 +93,55 @@ def masked_mean_pool(h: torch.Tensor, lengths: torch.Tensor, factor: int) -> tor
 
 
 class InputNormalisation(nn.Module):
-    """Fixed per-feature standardisation ``(x - mean) / scale`` stored as buffers.
+    """Per-feature standardisation ``(x - mean) / scale`` stored as buffers, after an
+    optional per-utterance removal of the level (and tilt) of the utterance's spectrum.
 
     The buffers start at mean 0, scale 1 (identity) and are set from training data
-    by :meth:`fit` (the estimators call it once per ``fit``); they are part of the
-    ``state_dict`` so a saved model carries them. This is a *global* standardisation:
-    per-utterance normalisation (e.g. cepstral mean normalisation) would remove the
-    very channel colouration that identifies a device, so it is not done.
+    by :meth:`fit_chunks` (the estimators call it once per ``fit``); they are part of
+    the ``state_dict`` so a saved model carries them.
+
+    With ``utterance_coefficients=k > 0`` every frame of an utterance first loses the
+    first ``k`` DCT-II (cepstral) coefficients of the utterance's mean log spectrum
+    (taken over its valid frames), measured from the training mean: ``k = 1`` removes
+    the utterance's level (a gain change of the recording changes nothing), ``k = 2``
+    also its spectral tilt, the slowest cosine across the bands. This is cepstral mean
+    normalisation restricted to the lowest quefrencies: full cepstral mean
+    normalisation (all coefficients) would remove the very channel colouration that
+    identifies a device, whose band edges and resonances are sharper than a tilt, and
+    ``k`` keeps them. What a speaking mode changes most in the long-term spectrum of
+    the same device, the level and the source's slope (whisper has no glottal
+    roll-off), is what ``k = 2`` removes.
+
+    Parameters
+    ----------
+    n_features : int
+        Features (log bands) per frame.
+    utterance_coefficients : int, default=0
+        ``k`` above, in ``[0, n_features]``; 0 is the plain global standardisation.
     """
 
-    def __init__(self, n_features: int):
+    def __init__(self, n_features: int, utterance_coefficients: int = 0):
         super().__init__()
+        k = int(utterance_coefficients)
+        if not 0 <= k <= int(n_features):
+            raise ValueError(f"utterance_coefficients must lie in [0, {int(n_features)}] "
+                             f"(the features per frame); got {utterance_coefficients!r}")
+        self.utterance_coefficients = k
         self.register_buffer("mean", torch.zeros(n_features))
         self.register_buffer("scale", torch.ones(n_features))
+        self.register_buffer("basis", _dct_rows(int(n_features), k), persistent=False)
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "utterance_coefficients" not in self.__dict__:  # pickled before it existed
+            self.utterance_coefficients = 0
+            self._buffers["basis"] = _dct_rows(self.mean.shape[0], 0)
+            self._non_persistent_buffers_set.add("basis")
 
     @torch.no_grad()
     def fit(self, frames: torch.Tensor) -> InputNormalisation:
-        """Set mean and scale from ``frames`` ``(N, n_features)`` (already compressed)."""
+        """Set mean and scale from ``frames`` ``(N, n_features)`` (already compressed):
+        one utterance when ``utterance_coefficients > 0``."""
         return self.fit_chunks([frames])
 
     @torch.no_grad()
@@ -117,17 +149,33 @@ class InputNormalisation(nn.Module):
         """Set mean and scale from an iterable of ``(n_i, n_features)`` frame blocks.
 
         Sums are accumulated in float64 block by block, so the training frames are never
-        copied into one array (that copy dominated the peak memory of ``fit``).
+        copied into one array (that copy dominated the peak memory of ``fit``). With
+        ``utterance_coefficients > 0`` each block is one utterance, and mean and scale
+        are those of the frames after the per-utterance removal (computed exactly from
+        the same single pass: the removal shifts each utterance's frames by one vector).
         """
-        n, total, total_sq = 0, 0.0, 0.0
+        n, total, total_sq, per_utt = 0, 0.0, 0.0, []
         for frames in chunks:
             frames = frames.to(self.mean.device, torch.float64)
+            if frames.shape[0] == 0:
+                continue
             n += frames.shape[0]
-            total = total + frames.sum(dim=0)
+            sums = frames.sum(dim=0)
+            total = total + sums
             total_sq = total_sq + (frames * frames).sum(dim=0)
+            if self.utterance_coefficients:
+                per_utt.append((frames.shape[0], sums))
         if n == 0:
             raise ValueError("no frames to standardise")
         mean = total / n
+        if per_utt:
+            # frames x - d_i with d_i = P(u_i - mean): the mean stays ``mean`` and
+            # sum (x - d_i)^2 = sum x^2 - 2 sum_i d_i * s_i + sum_i n_i d_i^2
+            basis = self.basis.to(torch.float64)
+            counts = torch.tensor([c for c, _ in per_utt], dtype=torch.float64, device=mean.device)
+            sums = torch.stack([s for _, s in per_utt])
+            shift = ((sums / counts[:, None] - mean) @ basis.T) @ basis
+            total_sq = total_sq - 2 * (shift * sums).sum(0) + (counts[:, None] * shift * shift).sum(0)
         if n > 1:
             std = (total_sq / n - mean * mean).clamp_min(0.0).sqrt()
         else:
@@ -137,8 +185,25 @@ class InputNormalisation(nn.Module):
         self.scale.copy_(std.to(self.scale.dtype))
         return self
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` ``(B, T, F)`` (``mask`` ``(B, T)``: its valid frames, needed when
+        ``utterance_coefficients > 0``) -> the normalised frames."""
+        if self.utterance_coefficients:
+            if mask is None:
+                mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+            m = mask.unsqueeze(-1).to(x.dtype)
+            u = (x * m).sum(1) / m.sum(1).clamp_min(1.0)                 # (B, F)
+            basis = self.basis.to(x.dtype)
+            x = x - (((u - self.mean) @ basis.T) @ basis).unsqueeze(1)
         return (x - self.mean) / self.scale
+
+
+def _dct_rows(n, k):
+    """The first ``k`` rows ``(k, n)`` of the orthonormal DCT-II matrix."""
+    i = torch.arange(n, dtype=torch.float64)
+    rows = [torch.cos(math.pi * q * (2 * i + 1) / (2 * n)) * math.sqrt((1 if q == 0 else 2) / n)
+            for q in range(k)]
+    return torch.stack(rows).float() if rows else torch.zeros(0, n)
 
 
 class MaskedBatchNorm2d(nn.BatchNorm2d):
@@ -365,7 +430,7 @@ def prepare_input(x: torch.Tensor, lengths: torch.Tensor, n_features: int, norm:
             f"got min {int(lengths.min())}, max {int(lengths.max())}"
         )
     mask = lengths_to_mask(lengths, x.shape[1])
-    x = norm(x) * mask.unsqueeze(-1).to(x.dtype)
+    x = norm(x, mask) * mask.unsqueeze(-1).to(x.dtype)
     return x, lengths, mask
 
 
@@ -387,13 +452,17 @@ class TimeAttentionCNN(nn.Module):
     dropout : float
     batch_norm : bool
         Masked batch normalisation after each convolution (:class:`MaskedBatchNorm2d`).
+    utterance_norm : int
+        Low-order cepstral coefficients of each utterance's mean log spectrum removed
+        before the standardisation (:class:`InputNormalisation`'s
+        ``utterance_coefficients``; 0: none).
     embedding_dim : int
         Size of the pooled vector the classifier reads (set by the subclass from its
         reading of the pooling equation).
     """
 
     def __init__(self, n_classes, n_bands, channels, pools, attention_hidden, hidden, dropout,
-                 batch_norm=False, embedding_dim=None):
+                 batch_norm=False, embedding_dim=None, utterance_norm=0):
         super().__init__()
         if int(n_classes) < 1 or int(n_bands) < 1:
             raise ValueError("n_classes and n_bands must be >= 1")
@@ -401,7 +470,8 @@ class TimeAttentionCNN(nn.Module):
         self.n_bands = int(n_bands)
         self.n_features = self.n_bands
         self.batch_norm = bool(batch_norm)
-        self.norm = InputNormalisation(self.n_bands)
+        self.norm = InputNormalisation(self.n_bands, utterance_norm)
+        self.utterance_norm = self.norm.utterance_coefficients
         self.cnn = MaskedConvStack(1, [(channels, pool) for pool in pools], batch_norm=batch_norm)
         self.time_reduction = self.cnn.time_reduction
         self.attention_time = AttentionLSTM(self.n_bands, attention_hidden, 1, pool=self.time_reduction)
@@ -415,6 +485,7 @@ class TimeAttentionCNN(nn.Module):
 
     def __setstate__(self, state):
         state.setdefault("batch_norm", False)  # pickled before batch norm existed
+        state.setdefault("utterance_norm", 0)  # pickled before the utterance normalisation
         super().__setstate__(state)
 
     def _add_attention(self, attention_hidden):
@@ -437,7 +508,8 @@ class TimeAttentionCNN(nn.Module):
                                   "TimeAttentionCNN; SACNN and DACNN do)")
 
     def fit_input_statistics(self, chunks) -> TimeAttentionCNN:
-        """Set the input standardisation from raw training frames ``(n_i, n_bands)``."""
+        """Set the input standardisation from raw training frames ``(n_i, n_bands)``, one
+        block per utterance (:meth:`InputNormalisation.fit_chunks`)."""
         self.norm.fit_chunks(chunks)
         return self
 

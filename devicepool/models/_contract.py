@@ -15,8 +15,9 @@ attributes                  ``n_classes`` and ``n_features`` (ints, as construct
 ``embed(x, lengths)``       -> the pooled utterance embedding ``(B, embedding_dim)``
                             (what ``transform`` returns)
 ``fit_input_statistics``    optional: ``fit_input_statistics(chunks)`` gets an iterable of
-                            raw training frames ``(n_i, n_features)`` once per ``fit``, before
-                            training (input standardisation)
+                            raw training frames ``(n_i, n_features)``, one block per training
+                            item (utterance), once per ``fit``, before training (input
+                            standardisation)
 ``attention(x, lengths)``   optional: -> :class:`BatchAttention` (time weights ``(B, T')``
                             with ``T' = ceil(T / time_reduction)``, band weights ``(B, n_bands)``
                             or None), or a mapping with ``"time"`` (and ``"band"``)

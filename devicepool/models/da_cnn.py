@@ -73,6 +73,15 @@ class DACNN(TimeAttentionCNN):
         (:class:`~devicepool.models._blocks.MaskedBatchNorm2d`; not in the paper, which
         ``batch_norm=False`` reproduces). Its training statistics ignore padded frames and
         prediction uses running statistics, so padding never changes an output.
+    utterance_norm : int, default=2
+        Per-utterance normalisation of the input before the standardisation
+        (devicepool's; not in the paper, which ``utterance_norm=0`` reproduces): every
+        frame loses the first ``utterance_norm`` cepstral (DCT) coefficients of the
+        utterance's mean log spectrum, over its valid frames. ``1`` removes the
+        recording level, ``2`` the level and the spectral tilt, which is what a
+        speaking mode changes most in the spectrum of one device; the device's band
+        edges and resonances are sharper and stay. See
+        :class:`~devicepool.models._blocks.InputNormalisation`.
 
     Examples
     --------
@@ -89,7 +98,7 @@ class DACNN(TimeAttentionCNN):
     def __init__(self, n_classes: int, n_bands: int | None = None, channels: int = 40,
                  attention_hidden: int = 24, hidden: int = 120, dropout: float = 0.0,
                  band_pooling: str = "preserve", batch_norm: bool = True,
-                 n_features: int | None = None):
+                 n_features: int | None = None, utterance_norm: int = 2):
         n_bands = resolve_width(n_bands, n_features, "n_bands", 24)
         if band_pooling not in ("preserve", "sum"):
             raise ValueError(f"band_pooling must be 'preserve' or 'sum'; got {band_pooling!r}")
@@ -97,7 +106,7 @@ class DACNN(TimeAttentionCNN):
         dim = int(channels) * int(n_bands) if band_pooling == "preserve" else int(channels)
         super().__init__(n_classes, n_bands, channels, [(2, 1), (1, 1), (2, 1)],
                          attention_hidden, hidden, dropout, batch_norm=batch_norm,
-                         embedding_dim=dim)
+                         embedding_dim=dim, utterance_norm=utterance_norm)
 
     def _add_attention(self, attention_hidden):
         self.attention_band = AttentionLSTM(self.n_bands, attention_hidden, self.n_bands,

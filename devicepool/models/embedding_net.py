@@ -135,7 +135,7 @@ class DeviceEmbeddingNet(nn.Module):
             self.pool = _AttentiveStats(3 * c)
             pooled = 6 * c
         else:
-            self.dacnn = DACNN(n_classes=2, n_bands=self.n_features)
+            self.dacnn = DACNN(n_classes=2, n_bands=self.n_features, utterance_norm=0)  # gain: remove_gain
             pooled = self.dacnn.embedding_dim
         self.pool_bn = nn.BatchNorm1d(pooled)
         self.project = nn.Linear(pooled, self.embedding_dim)

@@ -43,11 +43,15 @@ ALLOWED = {
     "sklearn.pipeline.Pipeline": None, "sklearn.mixture.GaussianMixture": None, "sklearn.svm.LinearSVC": None,
 }
 #: parameters added with a new default: the value a file written before them meant
-#: (DFTMagnitude's segments were not tapered before 0.6)
-_BEFORE = {"devicepool.features.DFTMagnitude": {"window": None}}
+#: (DFTMagnitude's segments were not tapered before 0.6; SA-/DA-CNN normalised no
+#: utterance's level or tilt before 0.6)
+_BEFORE = {"devicepool.features.DFTMagnitude": {"window": None},
+           "devicepool.estimators.SACNNClassifier": {"module__utterance_norm": 0},
+           "devicepool.estimators.DACNNClassifier": {"module__utterance_norm": 0}}
 FIT_ONLY = frozenset("random_state memory class_weight weights_init means_init precisions_init".split())
 _PLAIN = (type(None), bool, int, float, str)
-_READINGS = ("band_pooling", "batch_norm")  # a network's module parameters its weights belong to
+#: a network's module parameters its weights belong to
+_READINGS = ("band_pooling", "batch_norm", "utterance_norm")
 _EMBEDDING_NET = ("n_features", "backbone", "channels", "embedding_dim")  # DeviceEmbeddingNet(...)
 
 
