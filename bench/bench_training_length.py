@@ -42,6 +42,9 @@ PLAN = [
     # 0.6: the Hann-windowed DFT and 800 steps are the DFT-CNN's defaults
     ("dft_cnn", {}), ("dft_cnn", {"max_steps": 3200}),
     ("dft_cnn", {"max_steps": 400}),  # the Hann window at 0.5's budget
+    # 0.6: SA-/DA-CNN normalise each utterance's level and tilt (utterance_norm=2)
+    ("sa_cnn", {}), ("sa_cnn", {"max_steps": 1600}),
+    ("da_cnn", {}), ("da_cnn", {"max_steps": 1600}),
 ]
 OUT = RESULTS / "training_length.json"
 
