@@ -181,10 +181,12 @@ def test_utterance_norm_statistics_are_those_of_the_normalised_frames():
 def test_utterance_norm_bad_values_and_old_pickles():
     import pickle
 
-    with pytest.raises(ValueError, match=r"utterance_coefficients must lie in \[0, 24\].*25"):
-        DACNN(n_classes=3, utterance_norm=25)
-    with pytest.raises(ValueError, match=r"utterance_coefficients must lie in \[0, 24\].*-1"):
+    with pytest.raises(ValueError, match=r"utterance_coefficients must be >= 0; got -1"):
         SACNN(n_classes=3, utterance_norm=-1)
+    # something of every utterance is left: at most n_features - 1 coefficients go
+    assert DACNN(n_classes=3, utterance_norm=30).utterance_norm == 23
+    assert SACNN(n_classes=3, n_bands=2).utterance_norm == 1
+    assert DACNN(n_classes=3, n_bands=1).utterance_norm == 0
     # a module pickled before the parameter existed normalised no utterance
     net = DACNN(n_classes=3)
     for m in (net, net.norm):

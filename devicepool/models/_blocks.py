@@ -117,16 +117,18 @@ class InputNormalisation(nn.Module):
     n_features : int
         Features (log bands) per frame.
     utterance_coefficients : int, default=0
-        ``k`` above, in ``[0, n_features]``; 0 is the plain global standardisation.
+        ``k`` above, >= 0; 0 is the plain global standardisation. At most
+        ``n_features - 1`` are removed (an input of one feature removes none), so
+        something of every utterance is always left.
     """
 
     def __init__(self, n_features: int, utterance_coefficients: int = 0):
         super().__init__()
         k = int(utterance_coefficients)
-        if not 0 <= k <= int(n_features):
-            raise ValueError(f"utterance_coefficients must lie in [0, {int(n_features)}] "
-                             f"(the features per frame); got {utterance_coefficients!r}")
-        self.utterance_coefficients = k
+        if k < 0:
+            raise ValueError(f"utterance_coefficients must be >= 0; got {utterance_coefficients!r}")
+        # an input of n features keeps at least one: at most n - 1 are removed
+        self.utterance_coefficients = k = min(k, int(n_features) - 1)
         self.register_buffer("mean", torch.zeros(n_features))
         self.register_buffer("scale", torch.ones(n_features))
         self.register_buffer("basis", _dct_rows(int(n_features), k), persistent=False)

@@ -80,7 +80,8 @@ class DACNN(TimeAttentionCNN):
         utterance's mean log spectrum, over its valid frames. ``1`` removes the
         recording level, ``2`` the level and the spectral tilt, which is what a
         speaking mode changes most in the spectrum of one device; the device's band
-        edges and resonances are sharper and stay. See
+        edges and resonances are sharper and stay. An input of ``n`` features loses at
+        most ``n - 1`` (the attribute holds the number in effect). See
         :class:`~devicepool.models._blocks.InputNormalisation`.
 
     Examples

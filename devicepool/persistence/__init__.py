@@ -11,6 +11,7 @@ the networks' and ``DeviceEmbedding``'s torch state. The layout is in ``docs/des
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import warnings
 
@@ -43,11 +44,11 @@ ALLOWED = {
     "sklearn.pipeline.Pipeline": None, "sklearn.mixture.GaussianMixture": None, "sklearn.svm.LinearSVC": None,
 }
 #: parameters added with a new default: the value a file written before them meant
-#: (DFTMagnitude's segments were not tapered before 0.6; SA-/DA-CNN normalised no
-#: utterance's level or tilt before 0.6)
-_BEFORE = {"devicepool.features.DFTMagnitude": {"window": None},
-           "devicepool.estimators.SACNNClassifier": {"module__utterance_norm": 0},
-           "devicepool.estimators.DACNNClassifier": {"module__utterance_norm": 0}}
+#: (DFTMagnitude's segments were not tapered before 0.6)
+_BEFORE = {"devicepool.features.DFTMagnitude": {"window": None}}
+#: the same for the readings of devicepool's own networks, where their module takes them
+#: (SA-/DA-CNN normalised no utterance's level or tilt before 0.6)
+_READINGS_BEFORE = {"utterance_norm": 0}
 FIT_ONLY = frozenset("random_state memory class_weight weights_init means_init precisions_init".split())
 _PLAIN = (type(None), bool, int, float, str)
 #: a network's module parameters its weights belong to
@@ -210,7 +211,12 @@ class _Reader:
 
     def network(self, cls, params, fitted, path, top):
         params["device"] = self.device
-        est = cls(**dict(params, **(self.overrides if top else {})))
+        params = dict(params, **(self.overrides if top else {}))
+        if params.get("module") is None:  # devicepool's network: readings added since the file
+            takes = inspect.signature(cls._module_cls).parameters
+            params.update({f"module__{r}": v for r, v in _READINGS_BEFORE.items()
+                           if r in takes and f"module__{r}" not in params})
+        est = cls(**params)
         if not fitted:
             return est
         est.fitted_classes_ = self.value(fitted["fitted_classes_"], f"{path}.fitted_classes_")
