@@ -1,12 +1,20 @@
 """Mean ± std over seeds of the accuracy benchmark's runs (#21 item 2), and the paper's claims.
 
-Reads ``bench/results/accuracy.json`` (seed 0: DA-CNN, SA-CNN, GSV-SVM),
-``accuracy_dft.json`` (seed 0: the DFT-CNN at its 0.6 defaults) and
-``accuracy_seed1.json``, ``accuracy_seed2.json`` (seeds 1 and 2, every network and the
-GSV-SVM; ``bench_accuracy.py --models da_cnn,sa_cnn,dft_cnn,gsv_svm --references ""
---mode-augmentation "" --seed S --tag seedS``). A seed draws the corpus (its speakers and
-device chains) and the models' initialisation and shuffling; each seed's figure is the
-mean over its 3 speaker folds. Writes ``bench/results/accuracy_seeds.md``.
+Reads, for each model, the runs at its 0.6 defaults:
+
+* SA-CNN and DA-CNN (``utterance_norm=2``): ``accuracy_norm.json`` (seed 0;
+  ``bench_accuracy.py --models da_cnn,sa_cnn --references "" --tag norm``) and
+  ``accuracy_norm_seed1.json``, ``accuracy_norm_seed2.json`` (``--models da_cnn,sa_cnn
+  --references "" --mode-augmentation "" --seed S --tag norm_seedS``);
+* the DFT-CNN (Hann window, 800 steps): ``accuracy_dft.json`` (seed 0) and
+  ``accuracy_seed1.json``, ``accuracy_seed2.json``;
+* the GSV-SVM: ``accuracy.json`` (seed 0) and ``accuracy_seed1.json``,
+  ``accuracy_seed2.json`` (``--models da_cnn,sa_cnn,dft_cnn,gsv_svm --references ""
+  --mode-augmentation "" --seed S --tag seedS``).
+
+A seed draws the corpus (its speakers and device chains) and the models' initialisation
+and shuffling; each seed's figure is the mean over its 3 speaker folds. Writes
+``bench/results/accuracy_seeds.md``.
 
 Usage (from the repository root)::
 
@@ -24,17 +32,23 @@ MODELS = {"da_cnn": "DA-CNN", "sa_cnn": "SA-CNN", "dft_cnn": "DFT-CNN", "gsv_svm
 CONDITIONS = ("N", "W", "N/W", "W/N")
 
 
+#: model -> the result files of seeds 0, 1 and 2 at its 0.6 defaults
+SOURCES = {"da_cnn": ("accuracy_norm", "accuracy_norm_seed1", "accuracy_norm_seed2"),
+           "sa_cnn": ("accuracy_norm", "accuracy_norm_seed1", "accuracy_norm_seed2"),
+           "dft_cnn": ("accuracy_dft", "accuracy_seed1", "accuracy_seed2"),
+           "gsv_svm": ("accuracy", "accuracy_seed1", "accuracy_seed2")}
+
+
 def seed_values():
-    files = {0: json.loads((RESULTS / "accuracy.json").read_text()),
-             "0dft": json.loads((RESULTS / "accuracy_dft.json").read_text())}
-    for s in (1, 2):
-        files[s] = json.loads((RESULTS / f"accuracy_seed{s}.json").read_text())
+    files = {}
     out = {}
-    for corpus in ("default", "fsdd"):
-        for m in MODELS:
+    for m, names in SOURCES.items():
+        for name in names:
+            if name not in files:
+                files[name] = json.loads((RESULTS / f"{name}.json").read_text())
+        for corpus in ("default", "fsdd"):
             for c in CONDITIONS:
-                runs = [files["0dft" if m == "dft_cnn" else 0], files[1], files[2]]
-                out[corpus, m, c] = [r["runs"][corpus]["summary"][f"{m}|{c}"]["mean"] for r in runs]
+                out[corpus, m, c] = [files[n]["runs"][corpus]["summary"][f"{m}|{c}"]["mean"] for n in names]
     return out
 
 

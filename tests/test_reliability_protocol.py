@@ -526,3 +526,50 @@ def test_the_stores_answer_alike(finished, attention_model):
     assert texts(mem_records) == texts(records) and set(mem_parts) == set(parts) == {"neutral"}
     assert [p.utterance_index.tolist() for p in mem_parts["neutral"]] == [
         p.utterance_index.tolist() for p in parts["neutral"]]
+
+
+def test_a_changed_library_default_is_another_setting(tmp_path, corpus):
+    # a folder written with one default of a registered template (here: the module's
+    # utterance_norm, which no parameter given names) is not resumed under another
+    from sklearn.pipeline import Pipeline
+
+    from devicepool.estimators import SACNNClassifier
+    from devicepool.features import FilterBank
+    from devicepool.protocol.keys import model_recipe
+
+    a = Pipeline([("features", FilterBank()), ("clf", SACNNClassifier())])
+    b = Pipeline([("features", FilterBank()), ("clf", SACNNClassifier(module__utterance_norm=0))])
+    assert ("clf.module.utterance_norm", "2") in model_recipe(a)
+    assert model_recipe(a) != model_recipe(b)
+    assert model_recipe(a) == model_recipe(Pipeline([("features", FilterBank()), ("clf", SACNNClassifier())]))
+
+    out = tmp_path / "out"
+    step = Pipeline([("features", FilterBank()), ("clf", _MeanFrameLR(C=1.0))])
+    register_model("rel_recipe", step)
+    try:
+        first = run_protocol(corpus, models=["rel_recipe"], out_dir=out, **QUIET)
+        again = run_protocol(corpus, models=["rel_recipe"], out_dir=out, **QUIET)  # resumed
+        assert [r["config_key"] for r in again.records] == [r["config_key"] for r in first.records]
+    finally:
+        unregister_model("rel_recipe")
+    register_model("rel_recipe", Pipeline([("features", FilterBank()), ("clf", _MeanFrameLR(C=0.5))]))
+    try:
+        with pytest.raises(ValueError, match="holds results of other settings"):
+            run_protocol(corpus, models=["rel_recipe"], out_dir=out, **QUIET)
+    finally:
+        unregister_model("rel_recipe")
+
+
+class _MeanFrameLR(ClassifierMixin, BaseEstimator):
+    """Logistic regression on each utterance's mean frame (a template's last step)."""
+
+    def __init__(self, C=1.0, random_state=None):
+        self.C, self.random_state = C, random_state
+
+    def fit(self, X, y):
+        self.lr_ = LogisticRegression(C=self.C, max_iter=300).fit(_mean_frame(X), y)
+        self.classes_ = self.lr_.classes_
+        return self
+
+    def predict(self, X):
+        return self.lr_.predict(_mean_frame(X))

@@ -5,8 +5,10 @@
   order. Rewriting a recording, even with the same size and modification time, changes it;
   moving or renaming the corpus folder does not.
 * the **settings key** of a result (``config_key`` in every record and attention file):
-  the fingerprint, folds (``n_splits``), base seed, model, its parameters and the mode
-  augmentation.
+  the fingerprint, folds (``n_splits``), base seed, model, its parameters, the mode
+  augmentation and, for a registered template, its recipe (every plain parameter of the
+  pipeline as made and its networks' module defaults: a changed library default is
+  another setting).
 * the **feature cache keys** (:mod:`.cache`): the fingerprint and the transformer's
   parameters.
 """
@@ -92,8 +94,31 @@ def corpus_fingerprint(corpus):
     return h.hexdigest()
 
 
-def settings_key(fingerprint, n_splits, random_state, model, params, mode_augmentation):
-    """The settings key stored in every record: a folder never mixes two settings."""
+def settings_key(fingerprint, n_splits, random_state, model, params, mode_augmentation, recipe=None):
+    """The settings key stored in every record: a folder never mixes two settings.
+
+    ``recipe`` (:func:`model_recipe`) is what the model is beyond the parameters given, so
+    a library default that changed between two runs (a new release) makes another key."""
     return digest(RESULT_FORMAT, fingerprint, n_splits, int(random_state), model,
                    sorted((k, repr(v)) for k, v in params.items()),
-                   *(["mode-augmentation"] if mode_augmentation else []))[:24]
+                   *(["mode-augmentation"] if mode_augmentation else []),
+                   *([] if recipe is None else ["recipe", recipe]))[:24]
+
+
+def model_recipe(pipeline):
+    """Every plain parameter (None, bool, number, str) of ``pipeline`` as made, nested
+    estimators included, and the constructor defaults of each network's own module (which
+    the network's ``get_params`` does not list): a sorted list of ``(name, repr)``."""
+    import inspect
+
+    plain = (type(None), bool, int, float, str)
+    out = []
+    for name, value in pipeline.get_params(deep=True).items():
+        if isinstance(value, plain):
+            out.append((name, repr(value)))
+        module_cls = getattr(value, "_module_cls", None)
+        if module_cls is not None and getattr(value, "module", None) is None:
+            for p in inspect.signature(module_cls).parameters.values():
+                if p.default is not p.empty:
+                    out.append((f"{name}.module.{p.name}", repr(p.default)))
+    return sorted(out)

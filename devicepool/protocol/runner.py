@@ -30,7 +30,7 @@ from .cache import FeatureCache
 from .conditions import CONDITIONS, MODES, check_corpus, check_seed, make_folds, seed_for, select_conditions
 from .engine import FitData, in_parallel, run_fits
 from .fitting import FitTask, fit_task
-from .keys import corpus_fingerprint, digest, settings_key
+from .keys import corpus_fingerprint, digest, model_recipe, settings_key
 from .registry import get_model, registered_models
 from .report import ProtocolResult, _summarise, _write_report
 from .store import MemoryStore, ResultStore, _merge_attention
@@ -112,8 +112,10 @@ def _plan_tasks(run):
     tasks, mode = [], run.corpus.mode
     for m in run.models:
         params = dict(run.model_params.get(m, {}))
+        spec = get_model(m)
+        recipe = None if spec.template is None else model_recipe(spec.make(**params))
         key = settings_key(run.fingerprint, run.n_splits, run.random_state, m, params,
-                          run.mode_augmentation)
+                          run.mode_augmentation, recipe)
         for train_mode in MODES:
             conds = tuple(c for c in run.conditions if CONDITIONS[c][0] == train_mode)
             for k in range(run.n_splits) if conds else ():
