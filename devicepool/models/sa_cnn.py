@@ -71,15 +71,9 @@ class SACNN(TimeAttentionCNN):
         ``batch_norm=False`` reproduces). Its training statistics ignore padded frames and
         prediction uses running statistics, so padding never changes an output.
     utterance_norm : int, default=2
-        Per-utterance normalisation of the input before the standardisation
-        (devicepool's; not in the paper, which ``utterance_norm=0`` reproduces): every
-        frame loses the first ``utterance_norm`` cepstral (DCT) coefficients of the
-        utterance's mean log spectrum, over its valid frames. ``1`` removes the
-        recording level, ``2`` the level and the spectral tilt, which is what a
-        speaking mode changes most in the spectrum of one device; the device's band
-        edges and resonances are sharper and stay. An input of ``n`` features loses at
-        most ``n - 1`` (the attribute holds the number in effect). See
-        :class:`~devicepool.models._blocks.InputNormalisation`.
+        Cepstral coefficients of each utterance's mean log spectrum removed before the
+        standardisation (devicepool's: 2 removes the level and the tilt; 0 is the
+        paper's input); see :class:`~devicepool.models._blocks.InputNormalisation`.
 
     Attributes
     ----------
