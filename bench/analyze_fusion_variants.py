@@ -6,7 +6,12 @@ its test scores after the refit on the whole training part. Variants:
 
 * ``learned``: one linear logistic fusion of the members (ridge as named);
 * ``equal``: each member calibrated alone (scale + class offsets), calibrated scores summed;
-* ``best``: the member with the lowest calibrated held-out cross-entropy, alone.
+* ``best``: the member with the lowest calibrated held-out cross-entropy, alone;
+* ``greedy``: ``FusionClassifier``'s default: members chosen by
+  :func:`~devicepool.estimators.fusion.greedy_selection`, then ``equal``.
+
+Conditions are the training mode's test speakers (``neutral``, ``whisper``) and, where
+the file has them, the same models on the test speakers' other mode (``N/W``, ``W/N``).
 
 Usage: ``python bench/analyze_fusion_variants.py [SCORES.npz]`` (default: the H200 run in
 ``bench/results``). Prints, per variant, the accuracy per corpus and mode and its smallest
@@ -19,12 +24,15 @@ from pathlib import Path
 import numpy as np
 
 from devicepool.estimators._linear_fusion import cross_entropy, fit_linear_fusion, fuse
+from devicepool.estimators.fusion import greedy_selection
 
 DEFAULT = Path(__file__).resolve().parent / "results" / "fusion_variants_h200_scores.npz"
 MEMBERS = ("da_cnn", "sa_cnn", "dft_cnn", "gsv_svm")
 SUBSETS = [("da_cnn", "dft_cnn", "gsv_svm"), ("da_cnn", "sa_cnn", "gsv_svm"), MEMBERS,
            ("da_cnn", "gsv_svm")]
-RULES = [("learned", 1e-4), ("learned", 1e-2), ("learned", 1e-1), ("equal", 1e-4), ("best", 1e-4)]
+RULES = [("learned", 1e-4), ("learned", 1e-2), ("learned", 1e-1), ("equal", 1e-4), ("best", 1e-4),
+         ("greedy", 1e-4)]
+CROSS = {"neutral": "N/W", "whisper": "W/N"}
 
 
 def _calibrated(scores, y, n_classes, ridge):
@@ -33,15 +41,20 @@ def _calibrated(scores, y, n_classes, ridge):
 
 
 def fused_test_scores(held, y_train, test, members, rule, ridge):
+    """The fused scores of ``test`` (``member -> scores``), the fusion fitted on ``held``."""
     dev = np.flatnonzero(~np.isnan(held[members[0]][:, 0]))
     c = held[members[0]].shape[1]
     if rule == "learned":
         w, b = fit_linear_fusion([held[m][dev] for m in members], y_train[dev], c, ridge=ridge)
         return fuse([test[m] for m in members], w, b)
     cal = {m: _calibrated(held[m][dev], y_train[dev], c, ridge) for m in members}
-    if rule == "equal":
-        return sum(a * test[m] + b for m, (a, b) in cal.items())
     ce = {m: cross_entropy(a * held[m][dev] + b, y_train[dev]) for m, (a, b) in cal.items()}
+    if rule == "greedy":
+        keep = greedy_selection([ce[m] for m in members], [cal[m] for m in members],
+                                [held[m][dev] for m in members], y_train[dev])
+        cal = {members[i]: cal[members[i]] for i in keep}
+    if rule in ("equal", "greedy"):
+        return sum(a * test[m] + b for m, (a, b) in cal.items())
     return test[min(ce, key=ce.get)]
 
 
@@ -51,18 +64,22 @@ def main(path):
     acc = {}
     for corpus, mode, fold in keys:
         p = f"{corpus}|{mode}|{fold}|"
-        y_train, y_test = z[p + "y_train"], z[p + "y_test"]
-        test = {m: z[p + f"test|{m}"] for m in MEMBERS}
-        for m in MEMBERS:
-            acc.setdefault((corpus, mode, m), []).append(np.mean(test[m].argmax(1) == y_test))
-        for scheme in ("split", "cv3"):
-            held = {m: z[p + f"{scheme}|{m}"] for m in MEMBERS}
-            for members in SUBSETS:
-                for rule, ridge in RULES:
-                    name = (f"{scheme} {rule}{'' if ridge == 1e-4 else ridge} "
-                            + "+".join(m.split("_")[0] for m in members))
-                    s = fused_test_scores(held, y_train, test, members, rule, ridge)
-                    acc.setdefault((corpus, mode, name), []).append(np.mean(s.argmax(1) == y_test))
+        y_train = z[p + "y_train"]
+        tests = [(mode, "test", z[p + "y_test"])]
+        if p + "y_other" in z.files:
+            tests.append((CROSS[mode], "other", z[p + "y_other"]))
+        for cond, part, y_test in tests:
+            test = {m: z[p + f"{part}|{m}"] for m in MEMBERS}
+            for m in MEMBERS:
+                acc.setdefault((corpus, cond, m), []).append(np.mean(test[m].argmax(1) == y_test))
+            for scheme in ("split", "cv3"):
+                held = {m: z[p + f"{scheme}|{m}"] for m in MEMBERS}
+                for members in SUBSETS:
+                    for rule, ridge in RULES:
+                        name = (f"{scheme} {rule}{'' if ridge == 1e-4 else ridge} "
+                                + "+".join(m.split("_")[0] for m in members))
+                        s = fused_test_scores(held, y_train, test, members, rule, ridge)
+                        acc.setdefault((corpus, cond, name), []).append(np.mean(s.argmax(1) == y_test))
     conds = sorted({(k[0], k[1]) for k in acc})
     best = [max(100 * np.mean(acc[(*c, m)]) for m in MEMBERS) for c in conds]
     print("best single member:", "  ".join(f"{c[0]}-{c[1]} {b:.1f}" for c, b in zip(conds, best)))

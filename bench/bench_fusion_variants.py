@@ -1,7 +1,8 @@
 """Benchmark 8: how to train the fusion -- one inner split or cross-fitting, which members.
 
-For each fold of the protocol's speaker-disjoint 3-fold split and each matched mode (N,
-W), every candidate member (a registered model's whole pipeline) is fitted
+For each fold of the protocol's speaker-disjoint 3-fold split (``make_folds``) and each
+training mode (N, W), every candidate member (a registered model's whole pipeline) is
+fitted
 
 * on the inner training part of one speaker-disjoint split (``FusionClassifier``'s
   default, a third of the training speakers held out),
@@ -9,13 +10,16 @@ W), every candidate member (a registered model's whole pipeline) is fitted
 * on the whole training part (the refit every variant predicts with),
 
 and the fusion weights of each variant are fitted on the held-out scores; the test
-speakers' accuracy of every member and every variant is reported per fold. The fusion
+speakers' accuracy of every member and every variant is reported per fold, in the training
+mode; the members' test scores in the other mode (N/W, W/N) are saved too. The fusion
 arithmetic is the library's (``estimators._linear_fusion``); only the bookkeeping that
 lets all variants share their member fits is here.
 
 Usage::
 
     python bench/bench_fusion_variants.py --corpus default --device cuda --n-jobs 6 --out f.json
+    python bench/bench_fusion_variants.py --corpus default,../shared/data/fsdd/recordings \
+        --n-jobs 2 --threads 1 --out bench/results/fusion_variants_cpu.json
 """
 
 from __future__ import annotations
@@ -44,31 +48,34 @@ def _corpus(name):
     return make_device_corpus(source=name, random_state=0)
 
 
-def _fit(name, X, y, groups, device, seed):
+def _fit(name, X, y, groups, device, seed, threads):
     import torch
 
     from devicepool.estimators._routing import groups_fit_params
     from devicepool.protocol import get_model
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     spec = get_model(name)
     params = {"device": device} if spec.accepts("device") and device else {}
     pipe = spec.make_pipeline(16000, random_state=seed, **params)
     return pipe.fit(X, y, **groups_fit_params(pipe, groups))
 
 
-def _one(corpus_name, fold, mode, device, seed=0):
-    from sklearn.model_selection import GroupKFold
-
+def _one(corpus_name, fold, mode, device, threads, seed=0):
     from devicepool.estimators._linear_fusion import fit_linear_fusion, fuse
     from devicepool.estimators.fusion import _cross_fit_folds, _inner_split, member_scores
+    from devicepool.protocol import make_folds
 
     c = _corpus(corpus_name)
-    keep = np.flatnonzero(c.mode == mode)
-    X = np.empty(len(keep), dtype=object)
-    X[:] = [np.asarray(c.data[i], np.float32) for i in keep]
-    y, g = np.asarray(c.target)[keep], np.asarray(c.groups)[keep]
-    tr, te = list(GroupKFold(3).split(X, y, g))[fold]
+    X = np.empty(len(c.data), dtype=object)
+    X[:] = [np.asarray(x, np.float32) for x in c.data]
+    y, g = np.asarray(c.target), np.asarray(c.groups)
+    # the protocol's folds: speakers split once over both modes; train on one mode, test
+    # the held-out speakers in that mode and (cross-mode) in the other
+    held_out = make_folds(g, 3)[fold]
+    tr, te = np.flatnonzero(~held_out), np.flatnonzero(held_out)
+    other = te[c.mode[te] != mode]
+    tr, te = tr[c.mode[tr] == mode], te[c.mode[te] == mode]
     classes = np.unique(y[tr])
     y_enc = np.searchsorted(classes, y[tr])
     t0 = time.perf_counter()
@@ -79,11 +86,12 @@ def _one(corpus_name, fold, mode, device, seed=0):
         for m in MEMBERS:
             scores = np.full((len(tr), len(classes)), np.nan)
             for a, b in splits:
-                est = _fit(m, X[tr][a], y[tr][a], g[tr][a], device, seed)
+                est = _fit(m, X[tr][a], y[tr][a], g[tr][a], device, seed, threads)
                 scores[b] = member_scores(est, X[tr][b], classes)
             held_scores[scheme][m] = scores
-    full = {m: _fit(m, X[tr], y[tr], g[tr], device, seed) for m in MEMBERS}
+    full = {m: _fit(m, X[tr], y[tr], g[tr], device, seed, threads) for m in MEMBERS}
     test_scores = {m: member_scores(est, X[te], classes) for m, est in full.items()}
+    other_scores = {m: member_scores(est, X[other], classes) for m, est in full.items()}
     truth = np.searchsorted(classes, y[te])
     acc = {m: float(np.mean(s.argmax(1) == truth)) for m, s in test_scores.items()}
     weights = {}
@@ -94,12 +102,13 @@ def _one(corpus_name, fold, mode, device, seed=0):
         z = fuse([test_scores[m] for m in members], w, b)
         acc[name] = float(np.mean(z.argmax(1) == truth))
         weights[name] = [float(v) for v in w]
-    arrays = {"y_train": y_enc, "y_test": truth}
+    arrays = {"y_train": y_enc, "y_test": truth, "y_other": np.searchsorted(classes, y[other])}
     for scheme in schemes:
         for m in MEMBERS:
             arrays[f"{scheme}|{m}"] = held_scores[scheme][m]
     for m in MEMBERS:
         arrays[f"test|{m}"] = test_scores[m]
+        arrays[f"other|{m}"] = other_scores[m]
     return {"corpus": corpus_name, "fold": fold, "mode": mode, "accuracy": acc,
             "weights": weights, "seconds": time.perf_counter() - t0, "arrays": arrays}
 
@@ -109,12 +118,13 @@ def main(argv=None):
     p.add_argument("--corpus", default="default")
     p.add_argument("--device", default=None)
     p.add_argument("--n-jobs", type=int, default=1)
+    p.add_argument("--threads", type=int, default=2, help="torch threads per job")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     from joblib import Parallel, delayed
 
     jobs = [(c, f, m) for c in args.corpus.split(",") for m in ("neutral", "whisper") for f in range(3)]
-    rows = Parallel(n_jobs=args.n_jobs)(delayed(_one)(c, f, m, args.device) for c, f, m in jobs)
+    rows = Parallel(n_jobs=args.n_jobs)(delayed(_one)(c, f, m, args.device, args.threads) for c, f, m in jobs)
     for c in args.corpus.split(","):
         for m in ("neutral", "whisper"):
             part = [r for r in rows if r["corpus"] == c and r["mode"] == m]

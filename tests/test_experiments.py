@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from conftest import mean_frame
 
+import devicepool
 from devicepool.datasets import make_device_corpus
 from devicepool.protocol import (
     CONDITIONS,
@@ -367,7 +368,8 @@ def test_the_report_records_what_a_rerun_needs(full_run):
     out, res = full_run
     config = json.loads((out / "protocol.json").read_text())
     assert set(config["versions"]) >= {"devicepool", "torch", "skorch", "scikit-learn", "numpy"}
-    assert config["versions"]["devicepool"] and config["torch_threads"] >= 1
+    # the version of the code that ran, not an editable install's stale metadata
+    assert config["versions"]["devicepool"] == devicepool.__version__ and config["torch_threads"] >= 1
     assert "pytest" in config["command"] or "devicepool" in config["command"]
     report = (out / "report.md").read_text()
     assert "## Settings" in report and f"torch threads {config['torch_threads']}" in report

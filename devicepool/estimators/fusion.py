@@ -21,7 +21,7 @@ from ._linear_fusion import cross_entropy, fit_linear_fusion, fuse
 from ._routing import fit_with_groups
 from ._targets import check_target, encode_target, known_label_accuracy
 
-__all__ = ["FusionClassifier", "member_scores"]
+__all__ = ["FusionClassifier", "greedy_selection", "member_scores"]
 
 #: floor of a member's posterior before the log (a saturated softmax stays finite)
 PROBA_FLOOR = 1e-10
@@ -93,6 +93,42 @@ def member_scores(est, X, classes):
             raise ValueError(f"{type(est).__name__} was fitted on other classes than the fusion")
         s = s[:, order]
     return s
+
+
+def greedy_selection(cross_entropies, calibrated, dev_scores, y_dev):
+    """Forward selection of fusion members on held-out scores (``selection="greedy"``).
+
+    Start from the member of lowest calibrated cross-entropy, try the others in order of
+    theirs and add one when the equally weighted sum of calibrated members lowers it by
+    more than Akaike's penalty for one more parameter, the member's weight (``1 / n`` nats
+    per utterance; its class offsets mostly restate the priors the others' already hold),
+    so a member that helps only by chance is left out.
+
+    Parameters
+    ----------
+    cross_entropies : sequence of float, one per member
+        Each member's cross-entropy after its own calibration.
+    calibrated : sequence of (float, ndarray of shape (n_classes,)), one per member
+        Each member's calibration ``(a, b)``.
+    dev_scores : sequence of ndarray of shape (n_dev, n_classes)
+    y_dev : ndarray of int, shape (n_dev,)
+
+    Returns
+    -------
+    list of int
+        Member indices, sorted.
+    """
+    order = sorted(range(len(cross_entropies)), key=lambda i: cross_entropies[i])
+    chosen, best = [order[0]], cross_entropies[order[0]]
+    penalty = 1.0 / len(y_dev)
+    for m in order[1:]:
+        trial = chosen + [m]
+        z = fuse([dev_scores[i] for i in trial], [calibrated[i][0] for i in trial],
+                 np.sum([calibrated[i][1] for i in trial], axis=0))
+        ce = cross_entropy(z, y_dev)
+        if ce < best - penalty:
+            chosen, best = trial, ce
+    return sorted(chosen)
 
 
 def _inner_split(y, groups, fraction, seed):
@@ -368,7 +404,8 @@ class FusionClassifier(ClassifierMixin, _BaseComposition):
                 scores[held] = member_scores(_tail(est, key), _take(x, held), self.classes_)
         dev_scores = [s[dev] for s in dev_scores]
         calibrated = self._dev_report(names, dev_scores, y_enc[dev])
-        chosen = (self._greedy_selection(names, calibrated, dev_scores, y_enc[dev])
+        chosen = (greedy_selection([self.dev_cross_entropy_[n] for n in names], calibrated,
+                                   dev_scores, y_enc[dev])
                   if self.selection == "greedy" else list(range(len(names))))
         self.selected_ = [names[i] for i in chosen]
         self.weights_ = np.zeros(len(names))
@@ -426,25 +463,6 @@ class FusionClassifier(ClassifierMixin, _BaseComposition):
             self.dev_cross_entropy_[name] = cross_entropy(fuse([s], [a], b), y_dev)
             self.dev_accuracy_[name] = float(np.mean(s.argmax(1) == y_dev))
         return calibrated
-
-    def _greedy_selection(self, names, calibrated, dev_scores, y_dev):
-        """Forward selection on the held-out scores: start from the member of lowest
-        calibrated cross-entropy, try the others in order of theirs and add one when the
-        equally weighted sum of calibrated members lowers it by more than Akaike's penalty for one
-        more parameter, the member's weight (``1 / n`` nats per utterance; its class offsets
-        mostly restate the priors the others' already hold), so a member that helps only
-        by chance is left out. Returns member indices, sorted."""
-        order = sorted(range(len(names)), key=lambda i: self.dev_cross_entropy_[names[i]])
-        chosen, best = [order[0]], self.dev_cross_entropy_[names[order[0]]]
-        penalty = 1.0 / len(y_dev)
-        for m in order[1:]:
-            trial = chosen + [m]
-            z = fuse([dev_scores[i] for i in trial], [calibrated[i][0] for i in trial],
-                     np.sum([calibrated[i][1] for i in trial], axis=0))
-            ce = cross_entropy(z, y_dev)
-            if ce < best - penalty:
-                chosen, best = trial, ce
-        return sorted(chosen)
 
     def _fused_dev_report(self, dev_scores, y_dev):
         fused = fuse(dev_scores, self.weights_, self.offsets_)

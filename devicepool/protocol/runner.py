@@ -191,8 +191,12 @@ def environment():
     import sys
     from importlib.metadata import PackageNotFoundError, version
 
-    versions = {}
-    for dist in ("devicepool", "torch", "skorch", "scikit-learn", "numpy", "scipy"):
+    from devicepool import __version__
+
+    # devicepool's own version from the code that ran: an editable install's metadata
+    # keeps the version of the day it was installed
+    versions = {"devicepool": __version__}
+    for dist in ("torch", "skorch", "scikit-learn", "numpy", "scipy"):
         try:
             versions[dist] = version(dist)
         except PackageNotFoundError:
