@@ -349,6 +349,43 @@ def test_mode_augmentation_adds_training_copies_only(corpus, tmp_path):
     assert len(list((tmp_path / "cache").glob("features-fbank-*.npz"))) == 2
 
 
+def test_mode_augmentation_in_one_direction(corpus, tmp_path):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    register_model("lr_meanframe", lambda random_state=None, **p: make_pipeline(
+        FunctionTransformer(mean_frame), LogisticRegression(max_iter=500)))
+    try:
+        plain = run_protocol(corpus, models=["lr_meanframe"], progress=False, report=False)
+        voc = run_protocol(corpus, models=["lr_meanframe"], progress=False, report=False,
+                           mode_augmentation="vocalise", out_dir=tmp_path)
+        both = run_protocol(corpus, models=["lr_meanframe"], progress=False, report=False,
+                            mode_augmentation=True)
+        # one direction and both are other settings, and True is "both"
+        for other in (True, "both", "whisperise"):
+            with pytest.raises(ValueError, match="other settings"):
+                run_protocol(corpus, models=["lr_meanframe"], progress=False, report=False,
+                             out_dir=tmp_path, mode_augmentation=other)
+        for bad in ("vocalize", 1, "neutral"):
+            with pytest.raises(ValueError, match="mode_augmentation must be"):
+                run_protocol(corpus, models=["lr_meanframe"], progress=False, report=False,
+                             mode_augmentation=bad)
+    finally:
+        unregister_model("lr_meanframe")
+    by = {(r["condition"], r["fold"]): r for r in plain.records}
+    by_both = {(r["condition"], r["fold"]): r for r in both.records}
+    for r in voc.records:
+        p = by[(r["condition"], r["fold"])]
+        assert list(r["test_index"]) == list(p["test_index"])
+        if r["condition"] in ("W", "W/N"):  # whisper-trained: a vocalised copy each
+            assert r["n_train"] == 2 * p["n_train"]
+            # the same copies as with both directions
+            assert r["accuracy"] == by_both[(r["condition"], r["fold"])]["accuracy"]
+        else:  # neutral-trained: no copies, the fit of no augmentation
+            assert r["n_train"] == p["n_train"] and r["accuracy"] == p["accuracy"]
+
+
 def test_a_registered_model_runs_in_worker_processes(corpus):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline

@@ -626,3 +626,15 @@ def test_warnings_print_as_one_devicepool_line(tmp_path, monkeypatch, capsys):
     assert "devicepool: warning: numbers may change (FutureWarning)" in err
     assert not any("warnings.warn" in line or ".py:" in line for line in err)
     assert warnings.showwarning is not main.__globals__["_one_line_warning"]  # restored
+
+
+def test_evaluate_mode_augmentation_takes_a_direction(capsys):
+    def parse(*extra):
+        return build_parser().parse_args(["evaluate", "--corpus", "demo", *extra])
+
+    assert parse().mode_augmentation is False
+    assert parse("--mode-augmentation").mode_augmentation == "both"
+    assert parse("--mode-augmentation", "vocalise").mode_augmentation == "vocalise"
+    assert main(["evaluate", "--corpus", "demo", "--mode-augmentation", "vocalize"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--mode-augmentation: invalid choice: 'vocalize'" in last

@@ -187,9 +187,12 @@ def _add_evaluate(sub, models):
     e.add_argument("--allow-unknown-speakers", action="store_true",
                    help="evaluate a corpus whose speakers are unknown (a --pattern without "
                         "{speaker}) with folds of utterance groups; they are not speaker-disjoint")
-    e.add_argument("--mode-augmentation", action="store_true",
-                   help="also train neutral fits on whisperised copies of their recordings "
-                        "(devicepool's extension beyond the paper; see docs/protocol.md)")
+    e.add_argument("--mode-augmentation", nargs="?", const="both", default=False,
+                   choices=("both", "vocalise", "whisperise"), metavar="{both,vocalise,whisperise}",
+                   help="also train on copies of the training recordings in the other speaking "
+                        "mode: whisperised neutral and vocalised whispered ones (both, the "
+                        "default), or one direction only (devicepool's extension beyond the "
+                        "paper; see docs/protocol.md)")
     e.add_argument("--forensic", action="store_true",
                    help="run the forensic validation protocol instead (same-device likelihood "
                         "ratios on held-out speakers: Cllr, EER, Tippett; see docs/forensic.md)")

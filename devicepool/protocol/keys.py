@@ -94,6 +94,16 @@ def corpus_fingerprint(corpus):
     return h.hexdigest()
 
 
+def _augmentation_token(mode_augmentation):
+    """The key's part for ``mode_augmentation``: none when off; ``True`` and ``"both"``
+    keep the token of the releases before the one-direction settings."""
+    if not mode_augmentation:
+        return []
+    if mode_augmentation in (True, "both"):
+        return ["mode-augmentation"]
+    return [f"mode-augmentation-{mode_augmentation}"]
+
+
 def settings_key(fingerprint, n_splits, random_state, model, params, mode_augmentation, recipe=None):
     """The settings key stored in every record: a folder never mixes two settings.
 
@@ -101,7 +111,7 @@ def settings_key(fingerprint, n_splits, random_state, model, params, mode_augmen
     a library default that changed between two runs (a new release) makes another key."""
     return digest(RESULT_FORMAT, fingerprint, n_splits, int(random_state), model,
                    sorted((k, repr(v)) for k, v in params.items()),
-                   *(["mode-augmentation"] if mode_augmentation else []),
+                   *_augmentation_token(mode_augmentation),
                    *([] if recipe is None else ["recipe", recipe]))[:24]
 
 

@@ -40,20 +40,40 @@ __all__ = ["FitTask", "load_results", "run_protocol"]
 _log = logging.getLogger("devicepool.protocol.runner")
 
 
-def _mode_copies(data, mode, sample_rate, random_state):
-    """Each recording's copy in the other speaking mode (training material only):
-    neutral ones whisperised, whispered ones vocalised (``mode_augmentation``)."""
+#: ``mode_augmentation`` value -> the training modes whose recordings get a copy
+_AUGMENTED_MODES = {"both": ("neutral", "whisper"), "whisperise": ("neutral",),
+                    "vocalise": ("whisper",)}
+
+
+def _check_mode_augmentation(value):
+    """``None`` (off) or one of ``_AUGMENTED_MODES``' keys; ``True`` is ``"both"``."""
+    if value is False or value is None:
+        return None
+    if value is True:
+        return "both"
+    if isinstance(value, str) and value in _AUGMENTED_MODES:
+        return value
+    raise ValueError(f"mode_augmentation must be False, True, 'both', 'whisperise' or "
+                     f"'vocalise'; got {value!r}")
+
+
+def _mode_copies(data, mode, sample_rate, random_state, source_modes=MODES):
+    """``(index, copies)``: the recordings of ``source_modes`` and each one's copy in the
+    other speaking mode (training material only): neutral ones whisperised, whispered
+    ones vocalised (``mode_augmentation``)."""
     from devicepool.audio import as_waveform
     from devicepool.datasets import vocalise_recordings, whisperise_recordings
 
-    copies = np.empty(len(data), dtype=object)
+    index, copies = [], []
     for source_mode, make_copies in (("neutral", whisperise_recordings),
                                      ("whisper", vocalise_recordings)):
         idx = np.flatnonzero(mode == source_mode)
-        if len(idx):
-            copies[idx] = make_copies([as_waveform(data[i], sample_rate, index=int(i)) for i in idx],
-                                      sample_rate, random_state=random_state)
-    return copies
+        if len(idx) and source_mode in source_modes:
+            index.append(idx)
+            copies.extend(make_copies([as_waveform(data[i], sample_rate, index=int(i)) for i in idx],
+                                      sample_rate, random_state=random_state))
+    index = np.concatenate(index) if index else np.array([], dtype=np.intp)
+    return index, copies
 
 
 # --------------------------------------------------------------------------- the run
@@ -76,7 +96,7 @@ class _Run:
     progress: bool = True
     n_jobs: int | None = None
     resume: bool = True
-    mode_augmentation: bool = False
+    mode_augmentation: str | None = None
     store: ResultStore | MemoryStore | None = None
 
     @classmethod
@@ -96,6 +116,7 @@ class _Run:
             if not isinstance(v, dict):
                 raise TypeError(f"model_params[{k!r}] must be a dict of parameters, got {type(v).__name__}")
         random_state = check_seed(random_state)
+        kw["mode_augmentation"] = _check_mode_augmentation(kw.get("mode_augmentation"))
         conds, notes = select_conditions(conditions, corpus.mode)
         folds = make_folds(corpus.groups, n_splits)
         kw["store"] = MemoryStore()
@@ -153,13 +174,16 @@ def _fit_data(run, todo):
     found = cache.features(c.data, c.sample_rate, run.fingerprint, kinds, voicing=voicing)
     feats = {k: found[k] for k in kinds}
     target, mode, groups, folds, augmented = c.target, c.mode, c.groups, run.folds, None
-    if run.mode_augmentation:  # every recording once more, as its copy in the other mode
-        copies = _mode_copies(c.data, c.mode, c.sample_rate, run.random_state)
-        aug_fp = digest(run.fingerprint, "mode-augmentation", run.random_state)
+    if run.mode_augmentation:  # recordings once more, as their copies in the other mode
+        source_modes = _AUGMENTED_MODES[run.mode_augmentation]
+        index, copies = _mode_copies(c.data, c.mode, c.sample_rate, run.random_state, source_modes)
+        aug_fp = digest(run.fingerprint, "mode-augmentation", run.random_state,
+                        *([] if run.mode_augmentation == "both" else [run.mode_augmentation]))
         extra = cache.features(copies, c.sample_rate, aug_fp, kinds)
         feats = {k: np.concatenate([feats[k], extra[k]]) for k in kinds}
-        target, mode, groups = (np.concatenate([a, a]) for a in (c.target, c.mode, c.groups))
-        folds = [np.concatenate([f, f]) for f in folds]
+        target, mode, groups = (np.concatenate([a, np.asarray(a)[index]])
+                                for a in (c.target, c.mode, c.groups))
+        folds = [np.concatenate([f, f[index]]) for f in folds]
         augmented = np.arange(len(mode)) >= len(c.mode)
     labels = sorted(set(c.target))
     data = {k: FitData(feats[k], target, mode, groups, folds, labels, augmented, c.sample_rate)
@@ -241,7 +265,7 @@ def run_protocol(
     resume: bool = True,
     report: bool = True,
     title: str = "devicepool: Table 3 reproduction",
-    mode_augmentation: bool = False,
+    mode_augmentation: bool | str = False,
     wait: bool = False,
     allow_unknown_speakers: bool = False,
     paper: bool = True,
@@ -297,16 +321,19 @@ def run_protocol(
     paper : bool, default=True
         The report sets the run beside the paper (its values, "MOBI (Ex-1)", its claims);
         False for a corpus of one's own: neutral titles (:func:`write_report`).
-    mode_augmentation : bool, default=False
-        devicepool's extension beyond the paper: every training recording also trains
-        the fit as a copy in the other speaking mode, made from the recording itself --
-        neutral recordings whisperised (:func:`devicepool.datasets.whisperise_recordings`:
-        the recording's own LPC envelope, device colouration included, driven by noise,
-        12 dB softer), whispered ones vocalised (:func:`~devicepool.datasets.vocalise_recordings`:
-        the envelope driven by a glottal pulse train, 12 dB louder). The network sees each
-        device with both kinds of source while the training speakers and mode stay those
-        of the condition. Copies are never tested on. See ``docs/protocol.md`` for the
-        ablation.
+    mode_augmentation : bool or {"both", "vocalise", "whisperise"}, default=False
+        devicepool's extension beyond the paper: training recordings also train the fit
+        as a copy in the other speaking mode, made from the recording itself -- neutral
+        recordings whisperised (:func:`devicepool.datasets.whisperise_recordings`: the
+        recording's own LPC envelope, device colouration included, driven by noise, 12
+        dB softer), whispered ones vocalised
+        (:func:`~devicepool.datasets.vocalise_recordings`: the envelope driven by a
+        glottal pulse train, 12 dB louder). ``True`` or ``"both"``: every recording;
+        ``"vocalise"``: whispered recordings only (the whisper-trained fits, W and W/N;
+        the neutral-trained ones are those of no augmentation); ``"whisperise"``: neutral
+        ones only. The network sees each device with both kinds of source while the
+        training speakers and mode stay those of the condition. Copies are never tested
+        on. See ``docs/protocol.md`` for the ablation.
     wait : bool, default=False
         When another run holds ``out_dir`` (its lock), wait for it to end (saying so
         through the ``devicepool.protocol.lock`` logger, a WARNING with ``progress``, which
