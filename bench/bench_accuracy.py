@@ -19,7 +19,9 @@ References, run on the same folds in the same protocol call (``bench/_references
 (``gsv_svm``, ``gmm_ubm``) and the ``fusion`` are registered models: name them in
 ``--models`` (``--models da_cnn,sa_cnn,dft_cnn,gsv_svm,gmm_ubm,fusion``).
 Rows ``<network>+modeaug`` are the network trained with devicepool's mode augmentation
-(``run_protocol(mode_augmentation=True)``), an extension beyond the paper.
+(``run_protocol(mode_augmentation=True)``), an extension beyond the paper; with
+``--augmentation-direction vocalise`` the rows are ``<network>+vocalise`` (only the
+whispered training recordings get a copy).
 
 Fits run in parallel processes (``--n-jobs``, default 2) with one torch thread each
 (joblib limits each worker to ``cpu_count / n_jobs`` threads); fit times are per fold.
@@ -104,8 +106,12 @@ def main(argv=None):
     p.add_argument("--params", default="{}",
                    help='JSON per-model overrides, e.g. \'{"da_cnn": {"max_steps": 300}}\'')
     p.add_argument("--mode-augmentation", default="da_cnn",
-                   help="networks also run with run_protocol(mode_augmentation=True), as rows "
-                        "'<name>+modeaug' (comma-separated; '' for none)")
+                   help="networks also run with run_protocol(mode_augmentation=DIRECTION), as "
+                        "rows '<name>+modeaug' ('<name>+vocalise' etc. for one direction; "
+                        "comma-separated; '' for none)")
+    p.add_argument("--augmentation-direction", default="both",
+                   choices=("both", "vocalise", "whisperise"),
+                   help="run_protocol's mode_augmentation for those rows")
     p.add_argument("--tag", default="", help="suffix of the result file (ablations)")
     p.add_argument("--fusion", action="append", default=[], metavar="NAME=M1+M2+...",
                    help="register a fusion of registered models under NAME (name it in --models "
@@ -127,10 +133,12 @@ def main(argv=None):
     refs = [m for m in args.references.split(",") if m]
     conditions = args.conditions.split(",")
     params = json.loads(args.params)
-    aug = [f"{m}+modeaug" for m in args.mode_augmentation.split(",") if m]
+    suffix = "modeaug" if args.augmentation_direction == "both" else args.augmentation_direction
+    aug = [f"{m}+{suffix}" for m in args.mode_augmentation.split(",") if m]
     for name, base in zip(aug, [m for m in args.mode_augmentation.split(",") if m]):
         spec = get_model(base)
-        register_model(name, spec.factory, feature=spec.feature, label=f"{spec.label} + mode augmentation")
+        register_model(name, spec.factory, feature=spec.feature, label=f"{spec.label} + mode augmentation"
+                       + ("" if suffix == "modeaug" else f" ({suffix})"))
     runs = {}
     for name in args.corpus.split(","):
         corpus = corpus_for(name, args.seed)
@@ -141,11 +149,11 @@ def main(argv=None):
         models = nets + refs
         parts = [run_protocol(corpus, models=models, conditions=conditions, random_state=args.seed,
                               model_params={m: params[m] for m in models if m in params} or None,
-                              n_jobs=args.n_jobs, progress=False, report=False)]
+                              n_jobs=args.n_jobs, progress=False, report=False)] if models else []
         if aug:
             parts.append(run_protocol(corpus, models=aug, conditions=conditions,
                                       random_state=args.seed, n_jobs=args.n_jobs, progress=False,
-                                      report=False, mode_augmentation=True))
+                                      report=False, mode_augmentation=args.augmentation_direction))
             models = models + aug
         res = combine_results(*parts)
         elapsed = time.perf_counter() - t0

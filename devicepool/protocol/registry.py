@@ -386,9 +386,13 @@ def _register_defaults():
                    label="GMM-UBM (MAP device GMMs)")
     register_model("pretrained_lr", template(Waveform(), recipes.make_pretrained_lr(sample_rate=16000)),
                    label="Pretrained embedding + logistic regression (few-shot)")
-    # one inner split of the speakers, then the refit: 2 fits of every member instead of the
-    # 4 of cv=3 (about 2x the members' fits, not 4x); cv=3 is model_params={"fusion": {"cv": 3}}
-    register_model("fusion", _fusion_template(FUSION_MEMBERS, cv=None),
+    # cross-fitted (cv=3: 4 fits of every member) and one linear logistic fusion of all
+    # members: of the 48 fusion variants of bench/bench_fusion_variants.py (2 corpora x 4
+    # conditions, bench/results/fusion_variants_cpu.json) the one at or above its best member
+    # in all 8; one inner split (cv=None) or equal weights with greedy selection fell up to
+    # 10 points below it across modes
+    register_model("fusion", _fusion_template(FUSION_MEMBERS, cv=3, weighting="learned",
+                                              selection=None),
                    label="Fusion (DA-CNN + DFT-CNN + GSV-SVM)")
 
 
