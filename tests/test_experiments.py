@@ -367,6 +367,14 @@ def test_mode_augmentation_in_one_direction(corpus, tmp_path):
             with pytest.raises(ValueError, match="other settings"):
                 run_protocol(corpus, models=["lr_meanframe"], progress=False, report=False,
                              out_dir=tmp_path, mode_augmentation=other)
+        # a neutral-only corpus has nothing to vocalise: the fits of no augmentation
+        neutral = make_device_corpus(n_devices=3, n_speakers=3, n_utterances=2,
+                                     modes=("neutral",), random_state=0)
+        alone = run_protocol(neutral, models=["lr_meanframe"], progress=False, report=False)
+        none = run_protocol(neutral, models=["lr_meanframe"], progress=False, report=False,
+                            mode_augmentation="vocalise")
+        assert [r["accuracy"] for r in none.records] == [r["accuracy"] for r in alone.records]
+        assert [r["n_train"] for r in none.records] == [r["n_train"] for r in alone.records]
         for bad in ("vocalize", 1, "neutral"):
             with pytest.raises(ValueError, match="mode_augmentation must be"):
                 run_protocol(corpus, models=["lr_meanframe"], progress=False, report=False,

@@ -47,10 +47,8 @@ _AUGMENTED_MODES = {"both": ("neutral", "whisper"), "whisperise": ("neutral",),
 
 def _check_mode_augmentation(value):
     """``None`` (off) or one of ``_AUGMENTED_MODES``' keys; ``True`` is ``"both"``."""
-    if value is False or value is None:
-        return None
-    if value is True:
-        return "both"
+    if isinstance(value, (bool, np.bool_)) or value is None:
+        return "both" if value else None
     if isinstance(value, str) and value in _AUGMENTED_MODES:
         return value
     raise ValueError(f"mode_augmentation must be False, True, 'both', 'whisperise' or "
@@ -58,22 +56,24 @@ def _check_mode_augmentation(value):
 
 
 def _mode_copies(data, mode, sample_rate, random_state, source_modes=MODES):
-    """``(index, copies)``: the recordings of ``source_modes`` and each one's copy in the
-    other speaking mode (training material only): neutral ones whisperised, whispered
-    ones vocalised (``mode_augmentation``)."""
+    """``(index, copies)``: the recordings of ``source_modes`` (in corpus order) and each
+    one's copy in the other speaking mode (training material only): neutral ones
+    whisperised, whispered ones vocalised (``mode_augmentation``). With both modes the
+    index is every recording, so the copies' cached features keep the layout of the
+    releases before the one-direction settings."""
     from devicepool.audio import as_waveform
     from devicepool.datasets import vocalise_recordings, whisperise_recordings
 
-    index, copies = [], []
+    made = {}
     for source_mode, make_copies in (("neutral", whisperise_recordings),
                                      ("whisper", vocalise_recordings)):
         idx = np.flatnonzero(mode == source_mode)
         if len(idx) and source_mode in source_modes:
-            index.append(idx)
-            copies.extend(make_copies([as_waveform(data[i], sample_rate, index=int(i)) for i in idx],
-                                      sample_rate, random_state=random_state))
-    index = np.concatenate(index) if index else np.array([], dtype=np.intp)
-    return index, copies
+            made.update(zip(idx.tolist(), make_copies(
+                [as_waveform(data[i], sample_rate, index=int(i)) for i in idx],
+                sample_rate, random_state=random_state)))
+    index = np.array(sorted(made), dtype=np.intp)
+    return index, [made[i] for i in index.tolist()]
 
 
 # --------------------------------------------------------------------------- the run
@@ -174,9 +174,11 @@ def _fit_data(run, todo):
     found = cache.features(c.data, c.sample_rate, run.fingerprint, kinds, voicing=voicing)
     feats = {k: found[k] for k in kinds}
     target, mode, groups, folds, augmented = c.target, c.mode, c.groups, run.folds, None
+    index = np.array([], dtype=np.intp)
     if run.mode_augmentation:  # recordings once more, as their copies in the other mode
-        source_modes = _AUGMENTED_MODES[run.mode_augmentation]
-        index, copies = _mode_copies(c.data, c.mode, c.sample_rate, run.random_state, source_modes)
+        index, copies = _mode_copies(c.data, c.mode, c.sample_rate, run.random_state,
+                                     _AUGMENTED_MODES[run.mode_augmentation])
+    if len(index):  # none when the corpus lacks the source mode ("vocalise" on neutral speech)
         aug_fp = digest(run.fingerprint, "mode-augmentation", run.random_state,
                         *([] if run.mode_augmentation == "both" else [run.mode_augmentation]))
         extra = cache.features(copies, c.sample_rate, aug_fp, kinds)
