@@ -13,18 +13,19 @@ its test scores after the refit on the whole training part. Variants:
 Conditions are the training mode's test speakers (``neutral``, ``whisper``) and, where
 the file has them, the same models on the test speakers' other mode (``N/W``, ``W/N``).
 
-Usage: ``python bench/analyze_fusion_variants.py [SCORES.npz]`` (default: the H200 run in
+Usage: ``python bench/analyze_fusion_variants.py [SCORES.npz] [--offset-ridge R]`` (default: the H200 run in
 ``bench/results``). Prints, per variant, the accuracy per corpus and mode and its smallest
 margin over the best single member, best first.
 """
 
-import sys
+import argparse
+import inspect
 from pathlib import Path
 
 import numpy as np
 
 from devicepool.estimators._linear_fusion import cross_entropy, fit_linear_fusion, fuse
-from devicepool.estimators.fusion import greedy_selection
+from devicepool.estimators.fusion import FusionClassifier, greedy_selection
 
 DEFAULT = Path(__file__).resolve().parent / "results" / "fusion_variants_h200_scores.npz"
 MEMBERS = ("da_cnn", "sa_cnn", "dft_cnn", "gsv_svm")
@@ -33,10 +34,13 @@ SUBSETS = [("da_cnn", "dft_cnn", "gsv_svm"), ("da_cnn", "sa_cnn", "gsv_svm"), ME
 RULES = [("learned", 1e-4), ("learned", 1e-2), ("learned", 1e-1), ("equal", 1e-4), ("best", 1e-4),
          ("greedy", 1e-4)]
 CROSS = {"neutral": "N/W", "whisper": "W/N"}
+#: penalty on the class offsets: FusionClassifier's default (``--offset-ridge`` changes it;
+#: the analyses before this one used 0, the fitting function's default)
+OFFSET_RIDGE = inspect.signature(FusionClassifier).parameters["offset_ridge"].default
 
 
 def _calibrated(scores, y, n_classes, ridge):
-    (a,), b = fit_linear_fusion([scores], y, n_classes, ridge=ridge)
+    (a,), b = fit_linear_fusion([scores], y, n_classes, ridge=ridge, offset_ridge=OFFSET_RIDGE)
     return a, b
 
 
@@ -45,7 +49,8 @@ def fused_test_scores(held, y_train, test, members, rule, ridge):
     dev = np.flatnonzero(~np.isnan(held[members[0]][:, 0]))
     c = held[members[0]].shape[1]
     if rule == "learned":
-        w, b = fit_linear_fusion([held[m][dev] for m in members], y_train[dev], c, ridge=ridge)
+        w, b = fit_linear_fusion([held[m][dev] for m in members], y_train[dev], c, ridge=ridge,
+                                 offset_ridge=OFFSET_RIDGE)
         return fuse([test[m] for m in members], w, b)
     cal = {m: _calibrated(held[m][dev], y_train[dev], c, ridge) for m in members}
     ce = {m: cross_entropy(a * held[m][dev] + b, y_train[dev]) for m, (a, b) in cal.items()}
@@ -93,4 +98,9 @@ def main(path):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else DEFAULT)
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("scores", nargs="?", default=DEFAULT)
+    p.add_argument("--offset-ridge", type=float, default=OFFSET_RIDGE)
+    args = p.parse_args()
+    OFFSET_RIDGE = args.offset_ridge
+    main(args.scores)

@@ -12,7 +12,7 @@ is only imported when an estimator or model is used).
 
 from importlib import import_module
 
-__version__ = "0.5.0"
+__version__ = "0.6.0.dev0"
 
 _LAZY = {
     # features

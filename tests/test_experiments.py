@@ -362,7 +362,13 @@ def test_mode_augmentation_in_one_direction(corpus, tmp_path):
                            mode_augmentation="vocalise", out_dir=tmp_path)
         both = run_protocol(corpus, models=["lr_meanframe"], progress=False, report=False,
                             mode_augmentation=True)
-        # one direction and both are other settings, and True is "both"
+        # True and "both" are one setting: a folder of one resumes with the other
+        run_protocol(corpus, models=["lr_meanframe"], progress=False, report=False,
+                     mode_augmentation=True, out_dir=tmp_path / "both")
+        again = run_protocol(corpus, models=["lr_meanframe"], progress=False, report=False,
+                             mode_augmentation="both", out_dir=tmp_path / "both")
+        assert again.config["mode_augmentation"] == "both"
+        # one direction and both are other settings
         for other in (True, "both", "whisperise"):
             with pytest.raises(ValueError, match="other settings"):
                 run_protocol(corpus, models=["lr_meanframe"], progress=False, report=False,
@@ -381,6 +387,8 @@ def test_mode_augmentation_in_one_direction(corpus, tmp_path):
                              mode_augmentation=bad)
     finally:
         unregister_model("lr_meanframe")
+    assert voc.config["mode_augmentation"] == "vocalise" and plain.config["mode_augmentation"] is None
+    assert both.config["mode_augmentation"] == "both"
     by = {(r["condition"], r["fold"]): r for r in plain.records}
     by_both = {(r["condition"], r["fold"]): r for r in both.records}
     for r in voc.records:

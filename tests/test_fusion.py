@@ -176,6 +176,8 @@ def test_classical_models_and_a_fusion_run_in_the_protocol(small_corpus, tmp_pat
     fusion = pipe.named_steps["clf"]
     assert type(pipe.named_steps["features"]).__name__ == "Waveform"
     assert [name for name, _ in fusion.estimators] == ["da_cnn", "dft_cnn", "gsv_svm"]
+    # the registration measured in docs/classical.md (bench/results/fusion_variants_cpu.json)
+    assert (fusion.cv, fusion.weighting, fusion.selection) == (3, "learned", None)
     members = dict(fusion.estimators)
     assert members["da_cnn"].named_steps["clf"].max_epochs == 1
     assert members["gsv_svm"].named_steps["features"].sample_rate == 8000

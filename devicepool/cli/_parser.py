@@ -190,8 +190,8 @@ def _add_evaluate(sub, models):
     e.add_argument("--mode-augmentation", nargs="?", const="both", default=False,
                    choices=("both", "vocalise", "whisperise"), metavar="{both,vocalise,whisperise}",
                    help="also train on copies of the training recordings in the other speaking "
-                        "mode: whisperised neutral and vocalised whispered ones (both, the "
-                        "default), or one direction only (devicepool's extension beyond the "
+                        "mode: whisperised neutral and vocalised whispered ones (both, when no "
+                        "direction is given), or one direction only (devicepool's extension beyond the "
                         "paper; see docs/protocol.md)")
     e.add_argument("--forensic", action="store_true",
                    help="run the forensic validation protocol instead (same-device likelihood "

@@ -223,10 +223,13 @@ class FusionClassifier(ClassifierMixin, _BaseComposition):
       few speakers the relative weights are poorly determined.
 
     The posterior is ``softmax(z)``. The members are then fitted again on the whole
-    training set (``refit``). Both defaults were chosen by measurement
+    training set (``refit``). The defaults were chosen by measurement on 0.4's members
     (``docs/classical.md``): with 4-6 training speakers per fold, the learned weights of
     one split fell below the best member on some folds; cross-fitted, equally weighted
-    calibrated members did not. A fit costs ``cv + 1`` fits of every member. Members that
+    calibrated members did not. With 0.6's stronger members, scored across speaking
+    modes too, cross-fitted learned weights over every member were at or above the best
+    member where equal weights were not: the registered ``fusion`` model uses them
+    (``cv=3, weighting="learned", selection=None``). A fit costs ``cv + 1`` fits of every member. Members that
     are pipelines starting with the same stateless feature transformer (same class and
     parameters, e.g. :class:`~devicepool.features.FilterBank`) share its features: they
     are computed once on all of ``X`` per ``fit`` (and per prediction), not per member

@@ -386,11 +386,10 @@ def _register_defaults():
                    label="GMM-UBM (MAP device GMMs)")
     register_model("pretrained_lr", template(Waveform(), recipes.make_pretrained_lr(sample_rate=16000)),
                    label="Pretrained embedding + logistic regression (few-shot)")
-    # cross-fitted (cv=3: 4 fits of every member) and one linear logistic fusion of all
-    # members: of the 48 fusion variants of bench/bench_fusion_variants.py (2 corpora x 4
-    # conditions, bench/results/fusion_variants_cpu.json) the one at or above its best member
-    # in all 8; one inner split (cv=None) or equal weights with greedy selection fell up to
-    # 10 points below it across modes
+    # cross-fitted (cv=3: 4 fits of every member), one linear logistic fusion of all members:
+    # one of the 8 of the 48 variants of bench/bench_fusion_variants.py at or above the best
+    # single member in all 8 corpus x condition cells (bench/results/fusion_variants_cpu.json,
+    # docs/classical.md); equal weights, with or without greedy selection, fell below it
     register_model("fusion", _fusion_template(FUSION_MEMBERS, cv=3, weighting="learned",
                                               selection=None),
                    label="Fusion (DA-CNN + DFT-CNN + GSV-SVM)")

@@ -247,7 +247,7 @@ def _result(run, tasks, outcomes):
         "folds": [sorted(set(c.groups[f])) for f in run.folds], "model_params": run.model_params,
         "seeds": {f"{t.model}/{t.train_mode}/fold{t.fold}": t.seed for t in tasks},
         "devices": sorted(set(c.target)), "python": platform.python_version(),
-        **environment(),
+        "mode_augmentation": run.mode_augmentation, **environment(),
     }
     attention = {k: _merge_attention(v) for k, v in parts.items()}
     return _summarise(records, run.models, run.conditions, run.notes, attention,
