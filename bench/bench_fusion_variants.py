@@ -137,8 +137,11 @@ def main(argv=None):
         arrays = {f"{r['corpus'].replace('../', '')}|{r['mode']}|{r['fold']}|{k}": v
                   for r in rows for k, v in r.pop("arrays").items()}
         np.savez_compressed(args.out.rsplit(".", 1)[0] + "_scores.npz", **arrays)
+        from _common import machine_description
+
+        # the machine, versions and git commit beside the rows (files before this: the rows alone)
         with open(args.out, "w") as f:
-            json.dump(rows, f, indent=1)
+            json.dump({"machine": machine_description(), "args": vars(args), "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":
