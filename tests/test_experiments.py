@@ -321,23 +321,27 @@ def test_paper_claims_and_chance_levels_are_judged_from_the_numbers():
     assert chance_levels(res) == {"N": 100 / 6, "MOBI": 25.0}
 
 
-def test_mode_augmentation_adds_training_copies_only(corpus, tmp_path):
+@pytest.fixture
+def lr_meanframe():
+    """A registered mean-frame logistic regression (cheap fits), unregistered afterwards."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer
 
     register_model("lr_meanframe", lambda random_state=None, **p: make_pipeline(
         FunctionTransformer(mean_frame), LogisticRegression(max_iter=500)))
-    try:
-        plain = run_protocol(corpus, models=["lr_meanframe"], progress=False, report=False)
-        aug = run_protocol(corpus, models=["lr_meanframe"], progress=False, report=False,
-                           mode_augmentation=True, out_dir=tmp_path)
-        # a run with and one without augmentation never share results
-        with pytest.raises(ValueError, match="other settings"):
-            run_protocol(corpus, models=["lr_meanframe"], progress=False, report=False,
-                         out_dir=tmp_path)
-    finally:
-        unregister_model("lr_meanframe")
+    yield "lr_meanframe"
+    unregister_model("lr_meanframe")
+
+
+def test_mode_augmentation_adds_training_copies_only(corpus, tmp_path, lr_meanframe):
+    plain = run_protocol(corpus, models=["lr_meanframe"], progress=False, report=False)
+    aug = run_protocol(corpus, models=["lr_meanframe"], progress=False, report=False,
+                       mode_augmentation=True, out_dir=tmp_path)
+    # a run with and one without augmentation never share results
+    with pytest.raises(ValueError, match="other settings"):
+        run_protocol(corpus, models=["lr_meanframe"], progress=False, report=False,
+                     out_dir=tmp_path)
     by = {(r["condition"], r["fold"]): r for r in plain.records}
     assert len(aug.records) == len(plain.records) == 12
     for r in aug.records:
@@ -349,44 +353,35 @@ def test_mode_augmentation_adds_training_copies_only(corpus, tmp_path):
     assert len(list((tmp_path / "cache").glob("features-fbank-*.npz"))) == 2
 
 
-def test_mode_augmentation_in_one_direction(corpus, tmp_path):
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import FunctionTransformer
-
-    register_model("lr_meanframe", lambda random_state=None, **p: make_pipeline(
-        FunctionTransformer(mean_frame), LogisticRegression(max_iter=500)))
-    try:
-        plain = run_protocol(corpus, models=["lr_meanframe"], progress=False, report=False)
-        voc = run_protocol(corpus, models=["lr_meanframe"], progress=False, report=False,
-                           mode_augmentation="vocalise", out_dir=tmp_path)
-        both = run_protocol(corpus, models=["lr_meanframe"], progress=False, report=False,
-                            mode_augmentation=True)
-        # True and "both" are one setting: a folder of one resumes with the other
-        run_protocol(corpus, models=["lr_meanframe"], progress=False, report=False,
-                     mode_augmentation=True, out_dir=tmp_path / "both")
-        again = run_protocol(corpus, models=["lr_meanframe"], progress=False, report=False,
-                             mode_augmentation="both", out_dir=tmp_path / "both")
-        assert again.config["mode_augmentation"] == "both"
-        # one direction and both are other settings
-        for other in (True, "both", "whisperise"):
-            with pytest.raises(ValueError, match="other settings"):
-                run_protocol(corpus, models=["lr_meanframe"], progress=False, report=False,
-                             out_dir=tmp_path, mode_augmentation=other)
-        # a neutral-only corpus has nothing to vocalise: the fits of no augmentation
-        neutral = make_device_corpus(n_devices=3, n_speakers=3, n_utterances=2,
-                                     modes=("neutral",), random_state=0)
-        alone = run_protocol(neutral, models=["lr_meanframe"], progress=False, report=False)
-        none = run_protocol(neutral, models=["lr_meanframe"], progress=False, report=False,
-                            mode_augmentation="vocalise")
-        assert [r["accuracy"] for r in none.records] == [r["accuracy"] for r in alone.records]
-        assert [r["n_train"] for r in none.records] == [r["n_train"] for r in alone.records]
-        for bad in ("vocalize", 1, "neutral"):
-            with pytest.raises(ValueError, match="mode_augmentation must be"):
-                run_protocol(corpus, models=["lr_meanframe"], progress=False, report=False,
-                             mode_augmentation=bad)
-    finally:
-        unregister_model("lr_meanframe")
+def test_mode_augmentation_in_one_direction(corpus, tmp_path, lr_meanframe):
+    plain = run_protocol(corpus, models=["lr_meanframe"], progress=False, report=False)
+    voc = run_protocol(corpus, models=["lr_meanframe"], progress=False, report=False,
+                       mode_augmentation="vocalise", out_dir=tmp_path)
+    both = run_protocol(corpus, models=["lr_meanframe"], progress=False, report=False,
+                        mode_augmentation=True)
+    # True and "both" are one setting: a folder of one resumes with the other
+    run_protocol(corpus, models=["lr_meanframe"], progress=False, report=False,
+                 mode_augmentation=True, out_dir=tmp_path / "both")
+    again = run_protocol(corpus, models=["lr_meanframe"], progress=False, report=False,
+                         mode_augmentation="both", out_dir=tmp_path / "both")
+    assert again.config["mode_augmentation"] == "both"
+    # one direction and both are other settings
+    for other in (True, "both", "whisperise"):
+        with pytest.raises(ValueError, match="other settings"):
+            run_protocol(corpus, models=["lr_meanframe"], progress=False, report=False,
+                         out_dir=tmp_path, mode_augmentation=other)
+    # a neutral-only corpus has nothing to vocalise: the fits of no augmentation
+    neutral = make_device_corpus(n_devices=3, n_speakers=3, n_utterances=2,
+                                 modes=("neutral",), random_state=0)
+    alone = run_protocol(neutral, models=["lr_meanframe"], progress=False, report=False)
+    none = run_protocol(neutral, models=["lr_meanframe"], progress=False, report=False,
+                        mode_augmentation="vocalise")
+    assert [r["accuracy"] for r in none.records] == [r["accuracy"] for r in alone.records]
+    assert [r["n_train"] for r in none.records] == [r["n_train"] for r in alone.records]
+    for bad in ("vocalize", 1, "neutral"):
+        with pytest.raises(ValueError, match="mode_augmentation must be"):
+            run_protocol(corpus, models=["lr_meanframe"], progress=False, report=False,
+                         mode_augmentation=bad)
     assert voc.config["mode_augmentation"] == "vocalise" and plain.config["mode_augmentation"] is None
     assert both.config["mode_augmentation"] == "both"
     by = {(r["condition"], r["fold"]): r for r in plain.records}
