@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -375,7 +376,11 @@ def test_mode_augmentation_in_one_direction(corpus, tmp_path, lr_meanframe):
                                  modes=("neutral",), random_state=0)
     alone = run_protocol(neutral, models=["lr_meanframe"], progress=False, report=False)
     none = run_protocol(neutral, models=["lr_meanframe"], progress=False, report=False,
-                        mode_augmentation="vocalise")
+                        mode_augmentation="vocalise", out_dir=tmp_path / "neutral")
+    with warnings.catch_warnings():  # no empty copies cached, so no damaged cache to warn of
+        warnings.simplefilter("error")
+        run_protocol(neutral, models=["lr_meanframe"], progress=False, report=False,
+                     mode_augmentation="vocalise", out_dir=tmp_path / "neutral", resume=False)
     assert [r["accuracy"] for r in none.records] == [r["accuracy"] for r in alone.records]
     assert [r["n_train"] for r in none.records] == [r["n_train"] for r in alone.records]
     for bad in ("vocalize", 1, "neutral"):
