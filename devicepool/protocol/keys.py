@@ -94,9 +94,10 @@ def corpus_fingerprint(corpus):
     return h.hexdigest()
 
 
-def _augmentation_token(mode_augmentation):
-    """The key's part for ``mode_augmentation``: none when off; ``True`` and ``"both"``
-    keep the token of the releases before the one-direction settings."""
+def augmentation_token(mode_augmentation):
+    """The settings key's (and the copies' feature cache's) part for ``mode_augmentation``:
+    none when off; ``True`` and ``"both"`` keep the token of the releases before the
+    one-direction settings."""
     if not mode_augmentation:
         return []
     if mode_augmentation in (True, "both"):
@@ -111,7 +112,7 @@ def settings_key(fingerprint, n_splits, random_state, model, params, mode_augmen
     a library default that changed between two runs (a new release) makes another key."""
     return digest(RESULT_FORMAT, fingerprint, n_splits, int(random_state), model,
                    sorted((k, repr(v)) for k, v in params.items()),
-                   *_augmentation_token(mode_augmentation),
+                   *augmentation_token(mode_augmentation),
                    *([] if recipe is None else ["recipe", recipe]))[:24]
 
 

@@ -30,7 +30,7 @@ from .cache import FeatureCache
 from .conditions import CONDITIONS, MODES, check_corpus, check_seed, make_folds, seed_for, select_conditions
 from .engine import FitData, in_parallel, run_fits
 from .fitting import FitTask, fit_task
-from .keys import corpus_fingerprint, digest, model_recipe, settings_key
+from .keys import augmentation_token, corpus_fingerprint, digest, model_recipe, settings_key
 from .registry import get_model, registered_models
 from .report import ProtocolResult, _summarise, _write_report
 from .store import MemoryStore, ResultStore, _merge_attention
@@ -179,8 +179,7 @@ def _fit_data(run, todo):
         index, copies = _mode_copies(c.data, c.mode, c.sample_rate, run.random_state,
                                      _AUGMENTED_MODES[run.mode_augmentation])
     if len(index):  # none when the corpus lacks the source mode ("vocalise" on neutral speech)
-        aug_fp = digest(run.fingerprint, "mode-augmentation", run.random_state,
-                        *([] if run.mode_augmentation == "both" else [run.mode_augmentation]))
+        aug_fp = digest(run.fingerprint, *augmentation_token(run.mode_augmentation), run.random_state)
         extra = cache.features(copies, c.sample_rate, aug_fp, kinds)
         feats = {k: np.concatenate([feats[k], extra[k]]) for k in kinds}
         target, mode, groups = (np.concatenate([a, np.asarray(a)[index]])
